@@ -1,0 +1,124 @@
+"""Settings as frozen dataclasses with defaults, loadable from TOML, overridable by keyword.
+
+A settings file looks like::
+
+    [run]
+    collection = "sentinel-2-l2a"
+    indices = ["ndvi", "ndmi"]
+
+    [zonal]
+    min_clear_fraction = 0.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["BookSettings", "CubeSettings", "RunSettings", "Settings", "ZonalSettings", "load_settings"]
+
+
+@dataclass(frozen=True)
+class BookSettings:
+    """How the loan book is checked."""
+
+    min_area_ha: float = 0.01
+    max_area_ha: float = 2000.0
+    #: a repaired geometry must keep this share of the original area, else the row is rejected
+    repair_area_tolerance: float = 0.05
+
+
+@dataclass(frozen=True)
+class CubeSettings:
+    """How pixels are read."""
+
+    resolution: float = 10.0
+    #: pixels per dask chunk along x and y (one chunk is read once for all farms on it)
+    chunk_size: int = 1024
+    #: GDAL block cache per process, in MB
+    gdal_cache_mb: int = 256
+    #: SCL classes that are not clear ground (no data, saturated, shadow, clouds, cirrus, snow)
+    scl_not_clear: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
+    scl_water: int = 6
+
+
+@dataclass(frozen=True)
+class ZonalSettings:
+    """How per-farm statistics are judged."""
+
+    #: below this coverage-weighted clear share an observation is ``cloudy``
+    min_clear_fraction: float = 0.5
+    #: a farm covering fewer pixels (coverage-weighted) than this is ``too_small``
+    min_pixels: float = 2.0
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run reads."""
+
+    collection: str | None = None
+    indices: tuple[str, ...] = ("ndvi", "evi", "ndmi", "ndwi")
+    start: str | None = None
+    end: str | None = None
+    scheduler: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings; each section is a frozen dataclass."""
+
+    book: BookSettings = field(default_factory=BookSettings)
+    cube: CubeSettings = field(default_factory=CubeSettings)
+    zonal: ZonalSettings = field(default_factory=ZonalSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    def replace(self, section: str, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied to one section (None values are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        current = getattr(self, section)
+        try:
+            updated = dataclasses.replace(current, **changes)
+        except TypeError as exc:
+            raise ConfigError(f"unknown setting in [{section}]: {exc}") from None
+        return dataclasses.replace(self, **{section: updated})
+
+
+def _section(cls: type, values: dict[str, Any], name: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {sorted(unknown)} in [{name}]; known: {sorted(known)}"
+        )
+    coerced = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**coerced)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load settings from a TOML file; missing sections and keys keep their defaults.
+
+    Parameters
+    ----------
+    path
+        A TOML file, or None for the defaults.
+    """
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"settings file {p} is not valid TOML: {exc}") from None
+    sections = {"book": BookSettings, "cube": CubeSettings, "zonal": ZonalSettings, "run": RunSettings}
+    unknown = set(data) - set(sections)
+    if unknown:
+        raise ConfigError(f"unknown section(s) {sorted(unknown)} in {p}; known: {sorted(sections)}")
+    kwargs = {name: _section(cls, data.get(name, {}), name) for name, cls in sections.items()}
+    return Settings(**kwargs)

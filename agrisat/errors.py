@@ -1,0 +1,51 @@
+"""One exception base for everything agrisat raises on purpose.
+
+Each subclass carries a message that says what went wrong *and* what to do about it; the CLI
+prints that message on one line and exits with :attr:`AgrisatError.exit_code`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgrisatError",
+    "BookError",
+    "CatalogError",
+    "ConfigError",
+    "SceneError",
+    "StoreError",
+    "WorkdirLockedError",
+]
+
+
+class AgrisatError(Exception):
+    """Base class of agrisat's errors. ``exit_code`` is what the CLI exits with."""
+
+    exit_code: int = 2
+
+
+class ConfigError(AgrisatError):
+    """A setting or a command-line option is invalid."""
+
+
+class BookError(AgrisatError):
+    """The loan book as a whole is unusable (unreadable file, missing column, no CRS...)."""
+
+
+class CatalogError(AgrisatError):
+    """The STAC catalog cannot be opened or searched, or an item is unusable."""
+
+
+class SceneError(AgrisatError):
+    """A scene (one STAC item) could not be read; the run goes on without it."""
+
+    exit_code = 3
+
+
+class StoreError(AgrisatError):
+    """The workdir's store is missing, corrupt or was written by an incompatible version."""
+
+
+class WorkdirLockedError(AgrisatError):
+    """Another agrisat run holds the workdir's lock."""
+
+    exit_code = 4
