@@ -20,7 +20,14 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["BookSettings", "CubeSettings", "RunSettings", "Settings", "ZonalSettings", "load_settings"]
+__all__ = [
+    "BookSettings",
+    "CubeSettings",
+    "RunSettings",
+    "Settings",
+    "ZonalSettings",
+    "load_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,12 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"settings file {p} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"settings file {p} is not valid TOML: {exc}") from None
-    sections = {"book": BookSettings, "cube": CubeSettings, "zonal": ZonalSettings, "run": RunSettings}
+    sections = {
+        "book": BookSettings,
+        "cube": CubeSettings,
+        "zonal": ZonalSettings,
+        "run": RunSettings,
+    }
     unknown = set(data) - set(sections)
     if unknown:
         raise ConfigError(f"unknown section(s) {sorted(unknown)} in {p}; known: {sorted(sections)}")

@@ -1,0 +1,175 @@
+"""Lazy pixel cubes: STAC items of one UTM zone → an xarray Dataset (time × y × x) on dask.
+
+Nothing here reads a pixel: :func:`load_cube` builds a dask graph with odc-stac, converts DN to
+reflectance per item (each item carries its own scale and offset, resolved by
+:mod:`agrisat.catalog`), masks nodata and non-clear SCL classes and keeps water as its own flag.
+The pipeline owns the one place that computes.
+
+One time slice is one item (odc-stac ``groupby`` by position), so items of the same day from two
+tiles stay apart and the zonal stage can keep, per farm, the look that saw it best.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pystac
+import xarray as xr
+from odc.geo.geobox import GeoBox
+
+from .config import CubeSettings
+from .errors import CatalogError
+
+__all__ = ["grid_for", "item_epsg", "load_cube", "zone_of_lon"]
+
+SCL = "scl"
+
+
+def zone_of_lon(lon: float, lat: float = 0.0) -> int:
+    """EPSG code of the WGS84 / UTM zone whose strip holds ``lon`` (north unless ``lat`` < 0)."""
+    zone = int(np.floor((lon + 180.0) / 6.0)) % 60 + 1
+    return (32700 if lat < 0 else 32600) + zone
+
+
+def item_epsg(item: pystac.Item) -> int:
+    """The EPSG code of a normalised item (``agrisat:epsg``)."""
+    try:
+        return int(item.properties["agrisat:epsg"])
+    except (KeyError, TypeError, ValueError):
+        raise CatalogError(
+            f"item {item.id} has no 'agrisat:epsg'; pass items through agrisat.catalog first"
+        ) from None
+
+
+def grid_for(
+    bounds: tuple[float, float, float, float], epsg: int, *, resolution: float = 10.0
+) -> GeoBox:
+    """A north-up grid in ``epsg`` covering ``bounds`` (same CRS), edges on multiples of ``resolution``.
+
+    Sentinel-2 tiles have origins on multiples of 60 m, so this grid coincides with every tile's
+    10 m grid in the zone: reads need no resampling of 10 m bands.
+    """
+    x0, y0, x1, y1 = bounds
+    r = float(resolution)
+    x0, y0 = np.floor(x0 / r) * r, np.floor(y0 / r) * r
+    x1, y1 = np.ceil(x1 / r) * r, np.ceil(y1 / r) * r
+    x1, y1 = max(x1, x0 + r), max(y1, y0 + r)
+    return GeoBox.from_bbox((x0, y0, x1, y1), crs=f"EPSG:{epsg}", resolution=r)
+
+
+def _stac_cfg(bands: Sequence[str]) -> dict[str, Any]:
+    # Declaring dtype and nodata keeps odc-stac from guessing (items without raster:bands would
+    # otherwise load as float with no nodata). DN 0 is nodata for every S2 L2A band.
+    assets = {b: {"data_type": "uint16", "nodata": 0} for b in bands if b != SCL}
+    assets[SCL] = {"data_type": "uint8", "nodata": 0}
+    return {"*": {"assets": assets, "warnings": "ignore"}}
+
+
+def _by_position(index: dict[str, int]) -> Any:
+    def key(item: pystac.Item, parsed: Any, idx: int) -> int:
+        return index[item.id]
+
+    return key
+
+
+def load_cube(
+    items: Sequence[pystac.Item],
+    geobox: GeoBox,
+    *,
+    bands: Sequence[str],
+    settings: CubeSettings = CubeSettings(),
+) -> xr.Dataset:
+    """Build a lazy cube of reflectance and masks for ``items`` on ``geobox``.
+
+    Parameters
+    ----------
+    items
+        Normalised items (see :func:`agrisat.catalog.normalize_item`), all with unique ids.
+    geobox
+        Output grid, normally from :func:`grid_for`; 20 m bands are brought to it by nearest
+        neighbour (SCL must never be interpolated; reflectance keeps its pixel values).
+    bands
+        Canonical reflectance bands to load (SCL is added when the items have it).
+    settings
+        Chunking and SCL classes.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables: one float32 reflectance per band (NaN where nodata), ``valid`` (all bands
+        have data), ``clear`` (valid and SCL says clear ground or water), ``water`` (SCL 6).
+        Coordinates: ``time`` and ``item_id`` (one slice per item, in the given order).
+        Items without SCL (L1C) are treated as all clear where valid.
+    """
+    import odc.stac
+
+    items = list(items)
+    if not items:
+        raise CatalogError("no items to load: widen the dates or check the catalog")
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        raise CatalogError("duplicate item ids passed to load_cube; dedupe the items first")
+    has_scl = all(SCL in it.assets for it in items)
+    to_load = list(dict.fromkeys([*bands, *([SCL] if has_scl else [])]))
+    for it in items:
+        missing = [b for b in to_load if b not in it.assets]
+        if missing:
+            raise CatalogError(f"item {it.id} lacks band(s) {missing} needed for this run")
+
+    chunk = int(settings.chunk_size)
+    raw = odc.stac.load(
+        items,
+        bands=to_load,
+        geobox=geobox,
+        groupby=_by_position({it.id: i for i, it in enumerate(items)}),
+        chunks={"time": 1, "y": chunk, "x": chunk},
+        resampling="nearest",
+        stac_cfg=_stac_cfg(to_load),
+        fail_on_error=True,
+    )
+    item_ids = np.array(ids, dtype=object)
+    scale = {
+        b: xr.DataArray(
+            np.array(
+                [float(it.assets[b].extra_fields.get("agrisat:scale", 1e-4)) for it in items],
+                dtype="float32",
+            ),
+            dims="time",
+        )
+        for b in bands
+    }
+    offset = {
+        b: xr.DataArray(
+            np.array(
+                [float(it.assets[b].extra_fields.get("agrisat:offset", 0.0)) for it in items],
+                dtype="float32",
+            ),
+            dims="time",
+        )
+        for b in bands
+    }
+    out = xr.Dataset(coords={"time": raw.time, "y": raw.y, "x": raw.x})
+    valid = None
+    for b in bands:
+        dn = raw[b]
+        has = dn != 0
+        valid = has if valid is None else (valid & has)
+        refl = dn.astype("float32") * scale[b] + offset[b]
+        out[b] = refl.where(has)
+    assert valid is not None  # bands is never empty: checked by the caller's index registry
+    if has_scl:
+        scl = raw[SCL]
+        not_clear = scl.isin(list(settings.scl_not_clear))
+        out["valid"] = valid & (scl != 0)
+        out["clear"] = out["valid"] & ~not_clear
+        out["water"] = out["clear"] & (scl == settings.scl_water)
+    else:
+        out["valid"] = valid
+        out["clear"] = valid
+        out["water"] = xr.zeros_like(valid)
+    out = out.assign_coords(item_id=("time", item_ids))
+    out.attrs["crs"] = str(geobox.crs)
+    out.attrs["has_scl"] = int(has_scl)
+    return out

@@ -1,0 +1,385 @@
+"""The run: book → scenes → cubes → farm observations, committed batch by batch.
+
+This is the one place that computes. Everything it calls builds values or lazy dask graphs;
+here they are computed in batches of whole days of one UTM zone, and each batch is committed
+to the store with its ledger entries in one atomic transaction, so a run killed at any moment
+loses at most the batch in flight and a rerun picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask
+import geopandas as gpd
+import pandas as pd
+import pystac
+import shapely
+from pyproj import Transformer
+
+from .book import Farms, load_book, write_rejects
+from .catalog import find_scenes, redact_url
+from .config import Settings
+from .cube import grid_for, item_epsg, load_cube
+from .errors import AgrisatError, ConfigError
+from .indices import bands_for, compute_index, resolve_indices
+from .observations import observation_columns
+from .store import Store
+from .zonal import ZoneWeights, assign_zones, coverage_weights, resolve_same_day, zonal_stats
+
+__all__ = ["RunResult", "gdal_options", "observation_columns", "run"]
+
+log = logging.getLogger(__name__)
+
+#: Called after each committed batch with (done, total, description).
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class RunResult:
+    """What a run did; ``exit_code`` follows design.md (0 done, 3 done with failures)."""
+
+    run_id: str
+    workdir: Path
+    farms: int = 0
+    rejected: int = 0
+    items_found: int = 0
+    items_new: int = 0
+    items_ingested: int = 0
+    items_failed: list[str] = field(default_factory=list)
+    observations_added: int = 0
+    farms_unseen: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything was processed, 3 when some scenes failed (retried next run)."""
+        return 3 if self.items_failed else 0
+
+
+def gdal_options(settings: Settings) -> dict[str, Any]:
+    """GDAL settings for every read, chosen deliberately (see the README's performance notes)."""
+    return {
+        # COGs have no side-car files: do not list remote folders on open
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.jp2,.JP2",
+        "GDAL_CACHEMAX": int(settings.cube.gdal_cache_mb),
+        "GDAL_HTTP_MAX_RETRY": 4,
+        "GDAL_HTTP_RETRY_DELAY": 1,
+        "GDAL_HTTP_TIMEOUT": 60,
+        "GDAL_HTTP_CONNECTTIMEOUT": 15,
+        "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+        "GDAL_HTTP_MULTIPLEX": "YES",
+        "VSI_CACHE": "TRUE",
+        # one decode thread per dask thread: dask already uses the cores
+        "GDAL_NUM_THREADS": 1,
+    }
+
+
+def _footprint(item: pystac.Item) -> shapely.Geometry:
+    geom = item.geometry or shapely.geometry.mapping(shapely.box(*item.bbox))
+    return shapely.geometry.shape(geom)
+
+
+def _day(item: pystac.Item) -> str:
+    day = item.properties.get("agrisat:day")
+    if day:
+        return str(day)
+    assert item.datetime is not None
+    return item.datetime.strftime("%Y-%m-%d")
+
+
+def _batches(items: Sequence[pystac.Item], size: int) -> Iterator[list[pystac.Item]]:
+    """Batches of about ``size`` items that never split a day (same-day looks resolve together)."""
+    batch: list[pystac.Item] = []
+    for day, group in pd.Series(list(items)).groupby([_day(i) for i in items], sort=True):
+        del day
+        batch.extend(group.tolist())
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _zone_grid(farms: gpd.GeoDataFrame, epsg: int, settings: Settings) -> tuple[Any, ZoneWeights]:
+    local = farms.to_crs(epsg=epsg)
+    x0, y0, x1, y1 = local.total_bounds
+    pad = 2 * settings.cube.resolution
+    grid = grid_for(
+        (x0 - pad, y0 - pad, x1 + pad, y1 + pad), epsg, resolution=settings.cube.resolution
+    )
+    return grid, coverage_weights(farms, grid, block=settings.cube.chunk_size)
+
+
+def _with_indices(cube: Any, indices: Sequence[str]) -> Any:
+    bands = {b: cube[b] for b in cube.data_vars if b not in ("valid", "clear", "water")}
+    for name in indices:
+        cube[name] = compute_index(name, bands).astype("float32")
+    return cube
+
+
+def _observe(
+    items: list[pystac.Item],
+    epsg: int,
+    weights: ZoneWeights,
+    indices: Sequence[str],
+    settings: Settings,
+) -> pd.DataFrame:
+    """Compute the observations of ``items`` (one zone) for the farms of ``weights``."""
+    bands = bands_for(indices)
+    cube = load_cube(items, weights.geobox, bands=bands, settings=settings.cube)
+    cube = cube.assign_coords(day=("time", [_day(i) for i in items]))
+    cube = _with_indices(cube, indices)
+    to_grid = Transformer.from_crs(4326, epsg, always_xy=True)
+    footprints = [shapely.ops.transform(to_grid.transform, _footprint(i)) for i in items]
+    parts = zonal_stats(
+        cube, weights, indices=indices, settings=settings.zonal, footprints=footprints
+    )
+    frames = dask.compute(*parts)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=observation_columns(indices))
+    return pd.concat(frames, ignore_index=True)
+
+
+def run(
+    book: str | Path | gpd.GeoDataFrame | Farms,
+    catalog: str,
+    workdir: str | Path,
+    *,
+    settings: Settings = Settings(),
+    batch_items: int = 24,
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    """Ingest every scene of ``catalog`` over the book's farms not yet in the workdir's store.
+
+    Parameters
+    ----------
+    book
+        Loan book path or GeoDataFrame (see :func:`agrisat.book.load_book`).
+    catalog
+        STAC API root URL, or a static catalog / collection path or URL.
+    workdir
+        Folder holding the store; created when missing.
+    settings
+        All settings; ``settings.run`` carries collection, indices, start, end.
+    batch_items
+        Items computed and committed together (whole days are never split).
+    progress
+        Optional callback after each committed batch.
+
+    Returns
+    -------
+    RunResult
+    """
+    settings_run = settings.run
+    indices = resolve_indices(settings_run.indices)
+    store = Store(workdir)
+    result = RunResult(run_id=uuid.uuid4().hex[:12], workdir=Path(workdir))
+    t_start = time.perf_counter()
+    started = dt.datetime.now(dt.UTC)
+    with store.lock():
+        t0 = time.perf_counter()
+        farms = load_book(book, settings=settings.book)
+        write_rejects(farms, workdir)
+        result.farms, result.rejected = len(farms), len(farms.rejects)
+        if not len(farms):
+            raise AgrisatError(
+                f"no usable farm in {farms.source}; see {Path(workdir) / 'rejects.csv'}"
+            )
+        result.seconds["book"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        found = find_scenes(
+            catalog,
+            bbox=farms.bounds,
+            start=settings_run.start,
+            end=settings_run.end,
+            collection=settings_run.collection,
+        )
+        items = list(found)
+        result.items_found = len(items)
+        result.seconds["catalog"] = time.perf_counter() - t0
+        log.info("catalog %s: %d scenes over the book", redact_url(catalog), len(items))
+
+        ledger = store.read("ledger")
+        done = set(ledger.loc[ledger["status"] == "ingested", "item_id"]) if len(ledger) else set()
+        new = [i for i in items if i.id not in done]
+        result.items_new = len(new)
+
+        with store.transaction() as txn:
+            farms_table = farms.gdf
+            txn.replace("farms", farms_table)
+
+        t0 = time.perf_counter()
+        by_zone: dict[int, list[pystac.Item]] = {}
+        for it in items:
+            by_zone.setdefault(item_epsg(it), []).append(it)
+        footprints = {
+            code: shapely.union_all([_footprint(i) for i in zitems])
+            for code, zitems in by_zone.items()
+        }
+        zones = assign_zones(farms.gdf, footprints)
+        seen = sum(len(v) for v in zones.values())
+        result.farms_unseen = len(farms) - seen
+        if result.farms_unseen:
+            log.warning("%d farm(s) lie outside every scene footprint", result.farms_unseen)
+        new_by_zone = {code: [i for i in new if item_epsg(i) == code] for code in zones}
+        total = sum(len(v) for v in new_by_zone.values())
+        done_count = 0
+        result.seconds["zones"] = time.perf_counter() - t0
+        t_obs = 0.0
+        with _scheduler(settings_run.scheduler, gdal_options(settings)):
+            for code, zitems in new_by_zone.items():
+                if not zitems:
+                    continue
+                zone_farms = farms.gdf.iloc[zones[code]]
+                t0 = time.perf_counter()
+                _, weights = _zone_grid(zone_farms, code, settings)
+                result.seconds["weights"] = (
+                    result.seconds.get("weights", 0.0) + time.perf_counter() - t0
+                )
+                for batch in _batches(zitems, batch_items):
+                    t0 = time.perf_counter()
+                    obs, failed = _observe_batch(batch, code, weights, indices, settings)
+                    obs = _merge_with_store(store, obs)
+                    ok_items = [i for i in batch if i.id not in failed]
+                    with store.transaction() as txn:
+                        txn.append("observations", obs[observation_columns(indices)])
+                        txn.append("ledger", _ledger_rows(ok_items, code, result.run_id))
+                    t_obs += time.perf_counter() - t0
+                    result.items_ingested += len(ok_items)
+                    result.items_failed += sorted(failed)
+                    result.observations_added += len(obs)
+                    done_count += len(batch)
+                    if progress:
+                        progress(done_count, total, f"EPSG:{code} up to {_day(batch[-1])}")
+        result.seconds["observe"] = t_obs
+        result.seconds["total"] = time.perf_counter() - t_start
+        with store.transaction() as txn:
+            txn.append("runs", _run_row(result, started, settings))
+    return result
+
+
+@contextlib.contextmanager
+def _scheduler(address: str | None, gdal: dict[str, Any]) -> Iterator[None]:
+    """Run dask work on the cluster at ``address``, else on local threads; GDAL set on each."""
+    import odc.stac
+
+    if not address:
+        odc.stac.configure_rio(**gdal)
+        with dask.config.set(scheduler="threads"):
+            yield
+        return
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"cannot reach the dask scheduler at {address}: {exc}; check --scheduler"
+        ) from None
+    try:
+        client.run(odc.stac.configure_rio, **gdal)
+        with dask.config.set(scheduler=client.get):
+            yield
+    finally:
+        client.close()
+
+
+def _observe_batch(
+    batch: list[pystac.Item],
+    epsg: int,
+    weights: ZoneWeights,
+    indices: Sequence[str],
+    settings: Settings,
+) -> tuple[pd.DataFrame, set[str]]:
+    """Observe a batch; when it fails, isolate the failing scenes one by one."""
+    try:
+        return _observe(batch, epsg, weights, indices, settings), set()
+    except (AgrisatError, OSError, RuntimeError, ValueError) as exc:
+        if len(batch) == 1:
+            log.error("scene %s failed: %s", batch[0].id, _short(exc))
+            return pd.DataFrame(columns=observation_columns(indices)), {batch[0].id}
+        log.warning(
+            "batch of %d scenes failed (%s); retrying scene by scene", len(batch), _short(exc)
+        )
+    frames, failed = [], set()
+    for item in batch:
+        obs, bad = _observe_batch([item], epsg, weights, indices, settings)
+        frames.append(obs)
+        failed |= bad
+    frames = [f for f in frames if len(f)]
+    df = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=observation_columns(indices))
+    )
+    return df, failed
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return redact_url(text)[:300]
+
+
+def _merge_with_store(store: Store, obs: pd.DataFrame) -> pd.DataFrame:
+    """Resolve new rows against stored rows of the same farm and day (a late second tile)."""
+    obs = resolve_same_day(obs)
+    if obs.empty:
+        return obs
+    stored = store.read("observations")
+    if stored.empty:
+        return obs
+    keys = pd.MultiIndex.from_frame(obs[["farm_id", "date"]])
+    old = stored[pd.MultiIndex.from_frame(stored[["farm_id", "date"]]).isin(keys)]
+    if old.empty:
+        return obs
+    both = resolve_same_day(pd.concat([old, obs], ignore_index=True))
+    merged = both.merge(old[["farm_id", "date", "item_id"]], how="left", indicator=True)
+    # only rows that change something are appended (an unchanged winner is already stored)
+    return merged[merged["_merge"] == "left_only"].drop(columns="_merge").reset_index(drop=True)
+
+
+def _ledger_rows(items: Sequence[pystac.Item], epsg: int, run_id: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "item_id": [i.id for i in items],
+            "day": [_day(i) for i in items],
+            "tile": [str(i.properties.get("agrisat:tile", "")) for i in items],
+            "epsg": [epsg] * len(items),
+            "updated": [str(i.properties.get("updated", "")) for i in items],
+            "status": ["ingested"] * len(items),
+            "run_id": [run_id] * len(items),
+        }
+    )
+
+
+def _run_row(result: RunResult, started: dt.datetime, settings: Settings) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "run_id": result.run_id,
+                "started": started.isoformat(timespec="seconds"),
+                "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "end": settings.run.end or "",
+                "farms": result.farms,
+                "rejected": result.rejected,
+                "items_found": result.items_found,
+                "items_new": result.items_new,
+                "items_ingested": result.items_ingested,
+                "items_failed": len(result.items_failed),
+                "observations_added": result.observations_added,
+                "seconds_total": round(result.seconds.get("total", 0.0), 3),
+            }
+        ]
+    )

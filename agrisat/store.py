@@ -1,0 +1,250 @@
+"""The embedded store: Parquet files in the workdir, committed by a manifest written last.
+
+Why Parquet and not DuckDB: the tables are append-mostly and read whole (a farm x date table, a
+ledger of items, alert history); Parquet files are columnar, compressed, readable by pandas,
+geopandas, DuckDB, Spark or Excel-adjacent tools without agrisat, and need no server and no
+extra dependency. Atomicity comes from the layout, not from a database engine:
+
+- every write goes to a new part file (a temporary name, then ``os.replace``);
+- ``manifest.json`` lists the parts that make up each table and is replaced last, atomically;
+- readers read the manifest once and then only the parts it lists, so they see the old state
+  or the new one, never a mix; a crash before the manifest swap leaves unreferenced parts that
+  the next commit deletes.
+
+Part names are content hashes, so the same data written twice gives the same bytes and names
+(reruns are byte-identical).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import StoreError, WorkdirLockedError
+
+__all__ = ["TABLE_KEYS", "Store", "Transaction", "atomic_write_bytes", "atomic_write_text"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+#: Primary keys: when parts overlap, the row from the latest part wins.
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "observations": ("farm_id", "date"),
+    "ledger": ("item_id",),
+    "runs": ("run_id",),
+    "alerts": ("alert_id", "run_date"),
+    "farms": ("farm_id",),
+}
+
+#: Compact a table into one part when it has more parts than this.
+MAX_PARTS = 64
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Text version of :func:`atomic_write_bytes` (UTF-8)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    if hasattr(df, "geometry") and "geometry" in df.columns:
+        df.to_parquet(buf, index=False, compression="zstd")  # GeoParquet via geopandas
+    else:
+        df.to_parquet(buf, index=False, compression="zstd", engine="pyarrow")
+    return buf.getvalue()
+
+
+@dataclass
+class Transaction:
+    """Pending changes; committed by :meth:`Store.transaction` when the block exits cleanly."""
+
+    appends: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
+    replaces: dict[str, pd.DataFrame] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def append(self, table: str, df: pd.DataFrame) -> None:
+        """Add rows to ``table`` (rows with an existing key supersede the old ones)."""
+        if len(df):
+            self.appends.setdefault(table, []).append(df)
+
+    def replace(self, table: str, df: pd.DataFrame) -> None:
+        """Replace ``table`` whole."""
+        self.replaces[table] = df
+        self.appends.pop(table, None)
+
+
+class Store:
+    """Parquet tables under ``workdir/store`` with an atomic manifest.
+
+    Parameters
+    ----------
+    workdir
+        The run's working folder; created if missing.
+    """
+
+    def __init__(self, workdir: str | os.PathLike[str]) -> None:
+        self.workdir = Path(workdir)
+        self.root = self.workdir / "store"
+        self.manifest_path = self.root / "manifest.json"
+
+    # -- reading -------------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        """The committed manifest (an empty one for a new store)."""
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"format": FORMAT_VERSION, "tables": {}, "meta": {}}
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(
+                f"store manifest {self.manifest_path} is unreadable ({exc}); restore it from a "
+                "backup or start a new workdir"
+            ) from None
+        if data.get("format") != FORMAT_VERSION:
+            raise StoreError(
+                f"store {self.root} has format {data.get('format')!r}, this agrisat reads "
+                f"{FORMAT_VERSION}; use a new workdir or the matching agrisat version"
+            )
+        return data
+
+    def exists(self) -> bool:
+        """True when a manifest has been committed."""
+        return self.manifest_path.exists()
+
+    def parts(self, table: str, manifest: dict[str, Any] | None = None) -> list[Path]:
+        """Paths of the parts of ``table`` in commit order."""
+        m = manifest if manifest is not None else self.manifest()
+        return [self.root / p for p in m["tables"].get(table, [])]
+
+    def read(self, table: str, *, manifest: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Read a table whole (latest row per key). Empty DataFrame when the table is absent."""
+        paths = self.parts(table, manifest)
+        if not paths:
+            return pd.DataFrame()
+        frames = []
+        for p in paths:
+            try:
+                frames.append(_read_part(p))
+            except (OSError, ValueError) as exc:
+                raise StoreError(
+                    f"store part {p} of table {table!r} is unreadable: {exc}"
+                ) from None
+        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        keys = TABLE_KEYS.get(table)
+        if keys and len(frames) > 1 and all(k in df.columns for k in keys):
+            df = df.drop_duplicates(list(keys), keep="last").reset_index(drop=True)
+        return df
+
+    # -- writing -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Collect changes; on clean exit write the parts, then swap the manifest atomically."""
+        txn = Transaction()
+        yield txn
+        self.commit(txn)
+
+    def commit(self, txn: Transaction) -> None:
+        """Write ``txn``'s parts and the new manifest (written last, atomically)."""
+        manifest = self.manifest()
+        tables: dict[str, list[str]] = {k: list(v) for k, v in manifest["tables"].items()}
+        for table, df in txn.replaces.items():
+            tables[table] = [self._write_part(table, df)]
+        for table, frames in txn.appends.items():
+            df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            name = self._write_part(table, df)
+            current = tables.setdefault(table, [])
+            if name not in current:
+                current.append(name)
+            if len(current) > MAX_PARTS:
+                tables[table] = [self._compact(table, current)]
+        new = {
+            "format": FORMAT_VERSION,
+            "tables": tables,
+            "meta": {**manifest.get("meta", {}), **txn.meta},
+        }
+        atomic_write_text(self.manifest_path, json.dumps(new, indent=1, sort_keys=True))
+        self._collect_garbage(new)
+
+    def _write_part(self, table: str, df: pd.DataFrame) -> str:
+        data = _parquet_bytes(df)
+        name = f"{table}/{hashlib.sha256(data).hexdigest()[:24]}.parquet"
+        path = self.root / name
+        if not path.exists():
+            atomic_write_bytes(path, data)
+        return name
+
+    def _compact(self, table: str, names: list[str]) -> str:
+        m = {"tables": {table: names}}
+        df = self.read(table, manifest=m)
+        return self._write_part(table, df)
+
+    def _collect_garbage(self, manifest: dict[str, Any]) -> None:
+        """Delete part files no manifest references (left by a crash or by compaction)."""
+        live = {self.root / p for parts in manifest["tables"].values() for p in parts}
+        for path in self.root.glob("*/*.parquet"):
+            if path not in live:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        for tmp in self.root.glob("**/.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    # -- locking -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the workdir's OS file lock; a second holder gets :class:`WorkdirLockedError`."""
+        from filelock import FileLock, Timeout
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        fl = FileLock(str(self.workdir / ".agrisat.lock"), timeout=0)
+        try:
+            fl.acquire()
+        except Timeout:
+            raise WorkdirLockedError(
+                f"another agrisat run is using {self.workdir}; wait for it to finish "
+                "(or use another --workdir)"
+            ) from None
+        try:
+            yield
+        finally:
+            fl.release()
+
+
+def _read_part(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path).metadata or {}
+    if b"geo" in meta:
+        import geopandas as gpd
+
+        return gpd.read_parquet(path)
+    return pd.read_parquet(path)

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from agrisat.errors import StoreError, WorkdirLockedError
+from agrisat.store import Store
+
+
+def _obs(farm: str, day: str, v: float) -> pd.DataFrame:
+    return pd.DataFrame({"farm_id": [farm], "date": [day], "v": [v]})
+
+
+def test_append_latest_row_per_key_wins(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    with s.transaction() as t:
+        t.append("observations", pd.concat([_obs("a", "2024-01-01", 1.0), _obs("b", "2024-01-01", 2.0)]))
+    with s.transaction() as t:
+        t.append("observations", _obs("a", "2024-01-01", 3.0))
+    df = s.read("observations").set_index("farm_id")
+    assert df.loc["a", "v"] == 3.0
+    assert df.loc["b", "v"] == 2.0
+    assert len(df) == 2
+
+
+def test_failed_transaction_commits_nothing(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    with s.transaction() as t:
+        t.append("ledger", pd.DataFrame({"item_id": ["x"], "status": ["ingested"]}))
+    before = s.manifest_path.read_bytes()
+    with pytest.raises(RuntimeError), s.transaction() as t:
+        t.append("ledger", pd.DataFrame({"item_id": ["y"], "status": ["ingested"]}))
+        raise RuntimeError("killed mid-batch")
+    assert s.manifest_path.read_bytes() == before
+    assert list(s.read("ledger")["item_id"]) == ["x"]
+
+
+def test_same_content_same_bytes(tmp_path: Path) -> None:
+    a, b = Store(tmp_path / "a"), Store(tmp_path / "b")
+    for s in (a, b):
+        with s.transaction() as t:
+            t.append("observations", _obs("a", "2024-01-01", 1.0))
+    assert a.manifest_path.read_bytes() == b.manifest_path.read_bytes()
+    parts_a = sorted(p.read_bytes() for p in (a.root / "observations").glob("*.parquet"))
+    parts_b = sorted(p.read_bytes() for p in (b.root / "observations").glob("*.parquet"))
+    assert parts_a == parts_b
+
+
+def test_orphan_parts_are_collected(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    with s.transaction() as t:
+        t.append("observations", _obs("a", "2024-01-01", 1.0))
+    orphan = s.root / "observations" / "deadbeef.parquet"
+    orphan.write_bytes(b"left by a crash")
+    with s.transaction() as t:
+        t.append("observations", _obs("b", "2024-01-01", 1.0))
+    assert not orphan.exists()
+    assert len(s.read("observations")) == 2
+
+
+def test_corrupt_manifest_is_a_clear_error(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.root.mkdir(parents=True)
+    s.manifest_path.write_text("{not json")
+    with pytest.raises(StoreError, match="manifest"):
+        s.read("observations")
+    s.manifest_path.write_text(json.dumps({"format": 999, "tables": {}}))
+    with pytest.raises(StoreError, match="format"):
+        s.read("observations")
+
+
+def _hold_lock(workdir: str, ready, release) -> None:  # type: ignore[no-untyped-def]
+    with Store(workdir).lock():
+        ready.set()
+        release.wait(10)
+
+
+def test_second_writer_is_refused(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+    proc.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(WorkdirLockedError, match="another agrisat run"), Store(tmp_path).lock():
+            pass
+    finally:
+        release.set()
+        proc.join(10)
+    with Store(tmp_path).lock():  # free again once the other process ends
+        pass
