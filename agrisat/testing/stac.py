@@ -46,6 +46,7 @@ __all__ = [
     "Convention",
     "asset_key",
     "footprint_from_grid",
+    "item_dir",
     "make_s2_item",
     "reflectance_to_dn",
     "write_static_catalog",
