@@ -20,7 +20,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from .config import CubeSettings
-from .errors import CatalogError
+from .errors import CatalogError, ConfigError
 
 __all__ = ["grid_for", "item_epsg", "load_cube", "zone_of_lon"]
 
@@ -57,14 +57,6 @@ def grid_for(
     x1, y1 = np.ceil(x1 / r) * r, np.ceil(y1 / r) * r
     x1, y1 = max(x1, x0 + r), max(y1, y0 + r)
     return GeoBox.from_bbox((x0, y0, x1, y1), crs=f"EPSG:{epsg}", resolution=r)
-
-
-def _stac_cfg(bands: Sequence[str]) -> dict[str, Any]:
-    # Declaring dtype and nodata keeps odc-stac from guessing (items without raster:bands would
-    # otherwise load as float with no nodata). DN 0 is nodata for every S2 L2A band.
-    assets = {b: {"data_type": "uint16", "nodata": 0} for b in bands if b != SCL}
-    assets[SCL] = {"data_type": "uint8", "nodata": 0}
-    return {"*": {"assets": assets, "warnings": "ignore"}}
 
 
 def _by_position(index: dict[str, int]) -> Any:
@@ -105,6 +97,8 @@ def load_cube(
     """
     import odc.stac
 
+    if not bands:
+        raise ConfigError("no band to load: choose at least one index")
     items = list(items)
     if not items:
         raise CatalogError("no items to load: widen the dates or check the catalog")
@@ -126,7 +120,11 @@ def load_cube(
         groupby=_by_position({it.id: i for i, it in enumerate(items)}),
         chunks={"time": 1, "y": chunk, "x": chunk},
         resampling="nearest",
-        stac_cfg=_stac_cfg(to_load),
+        # Declared dtype and nodata keep odc-stac from guessing (items without raster:bands would
+        # load as float32 with NaN fill). DN 0 is nodata for every band; SCL fits in uint16 too
+        # (one dtype for all: odc-stac's chunk sizing rejects a per-band dtype mapping).
+        dtype="uint16",
+        nodata=0,
         fail_on_error=True,
     )
     item_ids = np.array(ids, dtype=object)
@@ -151,14 +149,15 @@ def load_cube(
         for b in bands
     }
     out = xr.Dataset(coords={"time": raw.time, "y": raw.y, "x": raw.x})
-    valid = None
+    valid: xr.DataArray | None = None
     for b in bands:
         dn = raw[b]
-        has = dn != 0
+        has = dn.notnull() & (dn != 0)
         valid = has if valid is None else (valid & has)
         refl = dn.astype("float32") * scale[b] + offset[b]
         out[b] = refl.where(has)
-    assert valid is not None  # bands is never empty: checked by the caller's index registry
+    if valid is None:  # unreachable: bands is not empty
+        raise ConfigError("no band to load")
     if has_scl:
         scl = raw[SCL]
         not_clear = scl.isin(list(settings.scl_not_clear))

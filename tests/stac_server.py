@@ -44,7 +44,7 @@ class StacServer:
         self.page1 = _load("earthsearch_v1_search_filter_page1.json")
         self.page2 = _load("earthsearch_v1_search_filter_page2.json")
         # the token the recorded page 1 hands to the server to get page 2
-        self.token = next(l for l in self.page1["links"] if l["rel"] == "next")["body"]["next"]
+        self.token = next(ln for ln in self.page1["links"] if ln["rel"] == "next")["body"]["next"]
         self.requests: list[tuple[str, str, dict[str, list[str]], dict[str, Any] | None]] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -105,7 +105,7 @@ class StacServer:
     def search_page(self, method: str, token: str | None) -> dict[str, Any]:
         if token == self.token:
             page = copy.deepcopy(self.page2)
-            page["links"] = [l for l in page["links"] if l["rel"] != "next"]
+            page["links"] = [ln for ln in page["links"] if ln["rel"] != "next"]
             return page
         page = copy.deepcopy(self.page1)
         for link in page["links"]:

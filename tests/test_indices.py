@@ -19,8 +19,13 @@ def test_ndvi_by_hand() -> None:
 
 
 def test_evi_ndmi_ndwi_by_hand() -> None:
-    b = {"blue": np.array([0.04]), "green": np.array([0.08]), "red": np.array([0.05]),
-         "nir": np.array([0.4]), "swir16": np.array([0.2])}
+    b = {
+        "blue": np.array([0.04]),
+        "green": np.array([0.08]),
+        "red": np.array([0.05]),
+        "nir": np.array([0.4]),
+        "swir16": np.array([0.2]),
+    }
     assert compute_index("evi", b)[0] == pytest.approx(2.5 * 0.35 / (0.4 + 0.3 - 0.3 + 1.0))
     assert compute_index("ndmi", b)[0] == pytest.approx(0.2 / 0.6)
     assert compute_index("ndwi", b)[0] == pytest.approx(-0.32 / 0.48)

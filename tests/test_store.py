@@ -18,7 +18,9 @@ def _obs(farm: str, day: str, v: float) -> pd.DataFrame:
 def test_append_latest_row_per_key_wins(tmp_path: Path) -> None:
     s = Store(tmp_path)
     with s.transaction() as t:
-        t.append("observations", pd.concat([_obs("a", "2024-01-01", 1.0), _obs("b", "2024-01-01", 2.0)]))
+        t.append(
+            "observations", pd.concat([_obs("a", "2024-01-01", 1.0), _obs("b", "2024-01-01", 2.0)])
+        )
     with s.transaction() as t:
         t.append("observations", _obs("a", "2024-01-01", 3.0))
     df = s.read("observations").set_index("farm_id")

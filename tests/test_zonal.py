@@ -20,8 +20,12 @@ H, W = 40, 50
 EPSG = 32650
 
 
-def _cube(ndvi: np.ndarray, clear: np.ndarray, water: np.ndarray | None = None,
-          valid: np.ndarray | None = None) -> xr.Dataset:
+def _cube(
+    ndvi: np.ndarray,
+    clear: np.ndarray,
+    water: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+) -> xr.Dataset:
     """An in-memory cube shaped like load_cube's output (the zonal stage's input)."""
     t = ndvi.shape[0]
     valid = np.ones_like(clear) if valid is None else valid
@@ -86,7 +90,9 @@ def test_half_cloudy_farm_is_weighted_by_clear_coverage() -> None:
     assert row.ndvi_mean == pytest.approx(0.8, abs=1e-6)
     assert row.clear_fraction == pytest.approx(0.5)
     assert row.status == "ok"  # 0.5 is the default threshold, inclusive
-    row = _run(_cube(ndvi, clear), _farms([farm]), settings=ZonalSettings(min_clear_fraction=0.6)).iloc[0]
+    row = _run(
+        _cube(ndvi, clear), _farms([farm]), settings=ZonalSettings(min_clear_fraction=0.6)
+    ).iloc[0]
     assert row.status == "cloudy"
     assert row.ndvi_mean == pytest.approx(0.8, abs=1e-6)  # stats still given for the clear part
 
@@ -96,10 +102,22 @@ def test_irregular_small_plots_match_shapely_reference() -> None:
     ndvi = rng.uniform(0.1, 0.9, (3, H, W))
     clear = rng.uniform(size=(3, H, W)) > 0.2
     # a rotated 0.1 ha plot, a triangle and an L-shaped plot, none aligned with pixels
-    rect = shapely.affinity.rotate(shapely.box(X0 + 103.3, Y1 - 141.7, X0 + 143.3, Y1 - 116.7), 23, origin="centroid")
-    tri = shapely.Polygon([(X0 + 251.2, Y1 - 50.5), (X0 + 390.9, Y1 - 77.3), (X0 + 300.1, Y1 - 210.4)])
-    ell = shapely.Polygon([(X0 + 20.5, Y1 - 250.2), (X0 + 180.2, Y1 - 250.2), (X0 + 180.2, Y1 - 300.7),
-                           (X0 + 70.4, Y1 - 300.7), (X0 + 70.4, Y1 - 380.3), (X0 + 20.5, Y1 - 380.3)])
+    rect = shapely.affinity.rotate(
+        shapely.box(X0 + 103.3, Y1 - 141.7, X0 + 143.3, Y1 - 116.7), 23, origin="centroid"
+    )
+    tri = shapely.Polygon(
+        [(X0 + 251.2, Y1 - 50.5), (X0 + 390.9, Y1 - 77.3), (X0 + 300.1, Y1 - 210.4)]
+    )
+    ell = shapely.Polygon(
+        [
+            (X0 + 20.5, Y1 - 250.2),
+            (X0 + 180.2, Y1 - 250.2),
+            (X0 + 180.2, Y1 - 300.7),
+            (X0 + 70.4, Y1 - 300.7),
+            (X0 + 70.4, Y1 - 380.3),
+            (X0 + 20.5, Y1 - 380.3),
+        ]
+    )
     geoms = [rect, tri, ell]
     df = _run(_cube(ndvi, clear), _farms(geoms))
     boxes = _pixel_boxes()
@@ -129,8 +147,11 @@ def test_statuses_no_data_too_small_and_water() -> None:
     water[0, 0:5, 0:10] = 1
     big = shapely.box(X0, Y1 - 10 * RES, X0 + 10 * RES, Y1)  # half of it is water on scene 0
     tiny = shapely.box(X0 + 300, Y1 - 310, X0 + 310, Y1 - 300)  # one pixel
-    df = _run(_cube(ndvi, clear * valid, water, valid), _farms([big, tiny]),
-              settings=ZonalSettings(min_pixels=2.0))
+    df = _run(
+        _cube(ndvi, clear * valid, water, valid),
+        _farms([big, tiny]),
+        settings=ZonalSettings(min_pixels=2.0),
+    )
     b0 = df[(df.farm_id == "f0") & (df.item_id == "item0")].iloc[0]
     assert b0.water_fraction == pytest.approx(0.5)
     assert b0.status == "ok"
@@ -150,13 +171,15 @@ def test_footprints_skip_items_that_miss_a_group() -> None:
 
 
 def test_resolve_same_day_prefers_clear_look() -> None:
-    df = pd.DataFrame({
-        "farm_id": ["a", "a", "a", "b"],
-        "date": ["2024-05-01"] * 4,
-        "item_id": ["t1", "t2", "t3", "t1"],
-        "status": ["cloudy", "ok", "ok", "no_data"],
-        "clear_pixels": [50.0, 30.0, 40.0, 0.0],
-    })
+    df = pd.DataFrame(
+        {
+            "farm_id": ["a", "a", "a", "b"],
+            "date": ["2024-05-01"] * 4,
+            "item_id": ["t1", "t2", "t3", "t1"],
+            "status": ["cloudy", "ok", "ok", "no_data"],
+            "clear_pixels": [50.0, 30.0, 40.0, 0.0],
+        }
+    )
     out = resolve_same_day(df)
     assert list(out.item_id) == ["t3", "t1"]
     # order of input does not matter

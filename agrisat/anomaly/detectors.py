@@ -1,0 +1,197 @@
+"""The detectors. Each reads the per-look features and returns the anomalous looks.
+
+Every detector returns rows ``farm_id, date, hazard, score, value, expected`` plus its own
+evidence columns, indexed like the features (so :mod:`.core` can combine them per look).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .settings import DetectSettings
+
+__all__ = [
+    "detect_abrupt_loss",
+    "detect_drought",
+    "detect_flood",
+    "detect_no_planting",
+    "detect_stale",
+    "normal_looks",
+    "peer_state",
+]
+
+_BASE = ["farm_id", "date", "hazard", "score", "value", "expected"]
+
+
+def _rows(f: pd.DataFrame, mask: pd.Series, hazard: str, score: pd.Series, expected: pd.Series, extra: list[str]) -> pd.DataFrame:
+    out = f.loc[mask, ["farm_id", "date", "value", *extra]].copy()
+    out["hazard"] = hazard
+    out["score"] = score[mask].astype(float)
+    out["expected"] = expected[mask].astype(float)
+    return out[[*_BASE, *extra]]
+
+
+def _nan_or(cond: pd.Series, values: pd.Series) -> pd.Series:
+    """``cond`` where ``values`` is known, True where it is NaN (missing evidence does not veto)."""
+    return cond | values.isna()
+
+
+def peer_state(f: pd.DataFrame) -> pd.Series:
+    """``systemic`` when the peers share at least half of the farm's own deficit, else
+    ``idiosyncratic``; ``unknown`` without peers or without history."""
+    share = f["peer_deficit_median"] >= 0.5 * f["own_deficit"]
+    state = np.where(share, "systemic", "idiosyncratic")
+    unknown = f["peer_deficit_median"].isna() | f["own_deficit"].isna()
+    return pd.Series(np.where(unknown, "unknown", state), index=f.index)
+
+
+def drought_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
+    """Looks with a drought-type deficit (without looking at the calendar's watch stages)."""
+    has_own = f["expected"].notna() & (f["expected"] >= s.green_min)
+    own = has_own & (f["own_deficit"] >= s.drought_deficit) & (f["own_z"] <= -s.drought_z)
+    has_peers = f["peer_median"].notna() & (f["peer_median"] >= s.green_min)
+    idio = has_peers & (f["peer_z"] <= -s.drought_peer_z) & (f["peer_deficit"] >= s.drought_peer_deficit)
+    systemic = own & (f["own_deficit"] >= s.systemic_deficit)
+    with_history = own & (idio | systemic | f["peer_median"].isna())
+    without_history = ~has_own & f["expected"].isna() & idio & (f["peer_deficit"] >= s.drought_deficit)
+    return with_history | without_history
+
+
+def detect_drought(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
+    """Sustained-deficit looks: below own history (robust z and relative deficit) in a watch
+    stage (any time for crops without a calendar), and either below the peers too
+    (idiosyncratic) or so far below that a shared deficit is still a drought (systemic).
+
+    ``score`` is the relative deficit (own history, or peers when there is no history).
+    """
+    s = settings
+    stage_ok = f["watch"] | ~f["has_calendar"]
+    mask = drought_mask(f, s) & stage_ok & ~f["in_harvest"]
+    score = f["own_deficit"].fillna(f["peer_deficit"])
+    expected = f["expected"].fillna(f["peer_median"])
+    out = _rows(f, mask, "drought", score, expected, ["own_z", "peer_z", "vci", "peer_median"])
+    out["peer_state"] = peer_state(f)[mask]
+    return out
+
+
+def detect_abrupt_loss(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
+    """A large drop between consecutive clear looks, outside any harvest window, that the
+    peers did not share. Crops without a calendar need peers (their drop is the harvest test).
+
+    ``score`` is the relative drop; ``expected`` the previous look's value.
+    """
+    s = settings
+    drop = f["prev_value"] - f["value"]
+    gap = (f["date"] - f["prev_date"]).dt.days
+    peer_drop = f["prev_peer_median"] - f["peer_median"]
+    mask = (
+        (gap <= s.abrupt_max_gap_days)
+        & (f["prev_value"] >= s.abrupt_min_before)
+        & (drop >= s.abrupt_drop)
+        & (drop / f["prev_value"] >= s.abrupt_drop_rel)
+        & ~f["in_harvest"]
+        & _nan_or(peer_drop <= s.abrupt_peer_share * drop, peer_drop)
+        & _nan_or(f["peer_z"] <= -s.abrupt_peer_z, f["peer_z"])
+        & (f["has_calendar"] | f["peer_median"].notna())
+        # below its own history too, when known (an early harvest is within the tolerance)
+        & _nan_or(f["own_deficit"] >= s.drought_deficit, f["own_deficit"])
+    )
+    out = _rows(f, mask.fillna(False), "abrupt_loss", drop / f["prev_value"], f["prev_value"], ["prev_date", "peer_z", "peer_median"])
+    return out
+
+
+def _water_excess(f: pd.DataFrame, s: DetectSettings) -> tuple[pd.Series, pd.Series]:
+    wf = f["water_fraction"]
+    by_wf = (
+        (wf >= s.flood_water)
+        & _nan_or(wf - f["peer_water"] >= s.flood_margin, f["peer_water"])
+        & _nan_or(wf - f["hist_water"] >= s.flood_margin, f["hist_water"])
+    )
+    by_ndwi = (
+        wf.isna()
+        & (f["ndwi"] >= s.flood_ndwi)
+        & _nan_or(f["ndwi"] - f["peer_ndwi"] >= s.flood_ndwi_margin, f["peer_ndwi"])
+    )
+    return by_wf | by_ndwi, wf.fillna(f["ndwi"])
+
+
+def detect_flood(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
+    """Standing water where the crop should be: SCL-water share of the clear area above
+    ``flood_water`` and above both the peers' and the farm's own usual share by
+    ``flood_margin`` (so paddy rice or a pond in the parcel is not a flood). NDWI is the
+    fallback when no water share is given. ``score`` is the water share.
+    """
+    s = settings
+    excess, score = _water_excess(f, s)
+    mask = excess & (f["green"] | ~f["has_calendar"])
+    expected = f["peer_water"].fillna(f["hist_water"]).fillna(0.0)
+    return _rows(f, mask.fillna(False), "flood", score, expected, ["water_fraction", "ndwi", "peer_median"])
+
+
+def detect_no_planting(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
+    """No green-up while the peers have greened: in a green stage, the peers' median is above
+    ``no_planting_peer_green`` and the farm's highest value this season stays
+    ``no_planting_gap`` below it. Without peers the farm's own history stands in.
+    ``score`` is the gap to the peers (or history).
+    """
+    s = settings
+    ref = f["peer_median"].fillna(f["expected_mid"])
+    zok = _nan_or(f["peer_z"] <= -s.drought_peer_z, f["peer_z"])
+    mask = (
+        f["green"]
+        & (ref >= s.no_planting_peer_green)
+        & (f["season_max"] <= ref - s.no_planting_gap)
+        & zok
+    )
+    return _rows(f, mask.fillna(False), "no_planting", ref - f["value"], ref, ["season_max", "peer_z", "peer_median"])
+
+
+def normal_looks(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.Series:
+    """Looks that are clearly back in the normal range (what recovery is counted on):
+    deficit against own history under ``recover_deficit`` (or the field is bare in history
+    too), not far below peers, and no standing water."""
+    s = settings
+    own_ok = f["expected"].isna() | (f["expected"] < s.green_min) | (f["own_deficit"] < s.recover_deficit)
+    peer_ok = f["peer_z"].isna() | (f["peer_z"] > -s.recover_peer_z) | (f["peer_median"] < s.green_min)
+    wf = f["water_fraction"]
+    dry = wf.isna() | (wf < s.flood_water / 2)
+    return own_ok & peer_ok & dry
+
+
+def detect_stale(
+    f: pd.DataFrame,
+    farms: pd.DataFrame,
+    observations: pd.DataFrame,
+    *,
+    asof: pd.Timestamp,
+    settings: DetectSettings = DetectSettings(),
+    calendars: object = None,
+) -> pd.DataFrame:
+    """Farms without a clear look for ``stale_days`` while the crop should stand (or any time
+    for crops without a calendar). One row per stale farm dated ``asof``; ``score`` is the
+    number of days without a clear look, ``value`` the date of the last clear look as onset.
+    """
+    from ..calendar import stage_table
+
+    s = settings
+    seen = observations.assign(farm_id=observations["farm_id"].astype(str))
+    first_seen = pd.to_datetime(seen.groupby("farm_id")["date"].min()).dt.normalize()
+    last_clear = f.groupby("farm_id")["date"].max() if len(f) else pd.Series(dtype="datetime64[ns]")
+    book = pd.DataFrame({"farm_id": farms["farm_id"].astype(str).to_numpy(), "crop": farms["crop"].astype(str).to_numpy()})
+    book = book[book["farm_id"].isin(first_seen.index)].reset_index(drop=True)
+    book["last_clear"] = book["farm_id"].map(last_clear)
+    book["since"] = book["last_clear"].fillna(book["farm_id"].map(first_seen))
+    book["days"] = (asof - book["since"]).dt.days
+    cal = stage_table(book["crop"], pd.Series(asof, index=book.index), calendars=calendars)  # type: ignore[arg-type]
+    in_season = cal["green"] | ~cal["has_calendar"]
+    mask = (book["days"] >= s.stale_days) & in_season
+    out = book.loc[mask, ["farm_id"]].copy()
+    out["date"] = asof
+    out["hazard"] = "stale_data"
+    out["score"] = book.loc[mask, "days"].astype(float)
+    out["value"] = np.nan
+    out["expected"] = np.nan
+    out["onset"] = book.loc[mask, "since"]
+    out["stage"] = cal.loc[mask, "stage"]
+    return out.reset_index(drop=True)

@@ -1,0 +1,101 @@
+"""Detection settings: every threshold of the detectors in one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["HAZARD_PRIORITY", "DetectSettings"]
+
+#: When one clear look matches several hazards, the most specific one names it.
+HAZARD_PRIORITY: tuple[str, ...] = ("flood", "abrupt_loss", "no_planting", "drought")
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """Thresholds of the detectors. Values are NDVI units unless said otherwise.
+
+    Defaults are physical/robust choices (deficits relative to the farm's own median and to
+    its peers' median, scales from MAD with a floor), not thresholds fitted to a scenario.
+    """
+
+    #: index the vegetation detectors read (``<index>_mean``)
+    index: str = "ndvi"
+    #: clear looks below this clear share are ignored (status ``ok`` is required anyway)
+    min_clear_fraction: float = 0.0
+    #: rows handed to the alert lifecycle cover this many days before ``asof``
+    lookback_days: int = 400
+
+    # --- own history: same time of year in earlier seasons -------------------------------
+    #: half-width of the day-of-year window that counts as "the same stage"
+    history_window_days: int = 10
+    #: history looks must be at least this much older (i.e. from earlier seasons)
+    history_min_gap_days: int = 300
+    #: a season shifted this many days early/late is normal: the deficit is taken against
+    #: the lowest of the history medians over these lags (absorbs early harvests, late sowing)
+    phenology_tolerance_days: int = 12
+    min_history_looks: int = 3
+    #: floor of robust scales (1.4826 x MAD), so that very regular histories do not make
+    #: noise look unusual; covers look-to-look noise and processing-baseline changes
+    scale_floor: float = 0.04
+    #: where the expected value is below this the field is bare: deficits are not judged
+    green_min: float = 0.35
+
+    # --- peers: same crop (and region when it has enough farms), same acquisition date ---
+    min_peers: int = 5
+
+    # --- drought: sustained deficit against own history --------------------------------
+    drought_deficit: float = 0.15
+    drought_z: float = 2.5
+    #: idiosyncratic drought also needs the farm to stand out from its peers
+    drought_peer_z: float = 2.5
+    drought_peer_deficit: float = 0.10
+    #: a deficit shared by the peers (systemic) must be at least this large to alert: a
+    #: region-wide mild stress is not an event, a regional drought is
+    systemic_deficit: float = 0.30
+
+    # --- abrupt loss: a large drop between consecutive clear looks ------------------------
+    abrupt_drop: float = 0.15
+    abrupt_drop_rel: float = 0.30
+    abrupt_min_before: float = 0.35
+    abrupt_max_gap_days: int = 30
+    #: peers' median drop over the same interval must be below this share of the farm's drop
+    abrupt_peer_share: float = 0.5
+    abrupt_peer_z: float = 2.5
+
+    # --- flood: standing water where the crop should be ---------------------------------
+    flood_water: float = 0.20
+    #: the water share must exceed the peers' and the farm's own usual share by this margin
+    flood_margin: float = 0.15
+    #: NDWI (McFeeters) fallback when water_fraction is missing
+    flood_ndwi: float = 0.0
+    flood_ndwi_margin: float = 0.3
+
+    # --- no planting: no green-up while peers have greened --------------------------------
+    no_planting_gap: float = 0.15
+    no_planting_peer_green: float = 0.30
+
+    # --- stale data ------------------------------------------------------------------------
+    #: no clear look for this many days while the crop should stand (any time for crops
+    #: without a calendar) raises ``stale_data``
+    stale_days: int = 30
+
+    # --- confirmation: consecutive anomalous clear looks before an alert is raised -------
+    confirm_drought: int = 2
+    confirm_no_planting: int = 2
+    confirm_abrupt_loss: int = 1
+    confirm_flood: int = 1
+    #: a hazard confirmed by a single look needs a look this clear; else it waits for a second
+    single_look_min_clear: float = 0.9
+
+    # --- recovery: what counts as a normal look (the alert lifecycle counts them) ---------
+    recover_deficit: float = 0.08
+    recover_peer_z: float = 1.5
+
+    # --- parallelism ---------------------------------------------------------------------
+    #: farms per Dask task; below ``parallel_min_farms`` farms everything runs serially
+    chunk_farms: int = 250
+    parallel_min_farms: int = 500
+
+    def confirm_looks(self, hazard: str) -> int:
+        """Consecutive anomalous clear looks needed to confirm ``hazard``."""
+        return int(getattr(self, f"confirm_{hazard}", 1))
