@@ -132,7 +132,8 @@ def detect_flood(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -
 def detect_no_planting(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
     """No green-up while the peers have greened: in a green stage, the peers' median is above
     ``no_planting_peer_green`` and the farm's highest value this season stays
-    ``no_planting_gap`` below it. Without peers the farm's own history stands in.
+    ``no_planting_gap`` below it and under ``no_planting_max`` (a crop that greened and then
+    failed is drought or loss, not "no planting"). Without peers the farm's own history stands in.
     ``score`` is the gap to the peers (or history).
     """
     s = settings
@@ -142,6 +143,7 @@ def detect_no_planting(f: pd.DataFrame, settings: DetectSettings = DetectSetting
         f["green"]
         & (ref >= s.no_planting_peer_green)
         & (f["season_max"] <= ref - s.no_planting_gap)
+        & (f["season_max"] <= s.no_planting_max)
         & zok
     )
     return _rows(f, mask.fillna(False), "no_planting", ref - f["value"], ref, ["season_max", "peer_z", "peer_median"])

@@ -73,6 +73,8 @@ class DetectSettings:
     # --- no planting: no green-up while peers have greened --------------------------------
     no_planting_gap: float = 0.15
     no_planting_peer_green: float = 0.30
+    #: a farm whose highest value this season stays under this never greened
+    no_planting_max: float = 0.30
 
     # --- stale data ------------------------------------------------------------------------
     #: no clear look for this many days while the crop should stand (any time for crops
@@ -90,6 +92,9 @@ class DetectSettings:
     # --- recovery: what counts as a normal look (the alert lifecycle counts them) ---------
     recover_deficit: float = 0.08
     recover_peer_z: float = 1.5
+
+    #: looks of quiet farms handed to the lifecycle (the latest ones, to see recovery)
+    tail_looks: int = 5
 
     # --- parallelism ---------------------------------------------------------------------
     #: farms per Dask task; below ``parallel_min_farms`` farms everything runs serially

@@ -37,7 +37,8 @@ DEFAULT_TIMEOUT = 60.0
 _PAGE_SIZE = 100
 _PC_HOST = "planetarycomputer.microsoft.com"
 _ITEM_SEARCH = re.compile(r"/item-search$")
-_URL_QUERY_RE = re.compile(r"([a-z][a-z0-9+.-]*://[^\s?#'\"<>]+)[?#][^\s'\"<>]*", re.IGNORECASE)
+# a query string holding at least one key=value (signatures, tokens), with or without a host
+_QUERY_RE = re.compile(r"\?[^\s'\"<>()]*=[^\s'\"<>()]*")
 
 DateLike = str | dt.date | None
 
@@ -58,7 +59,7 @@ def redact_url(url: str) -> str:
 
 def redact_text(text: str) -> str:
     """Redact every URL's query string inside free text (exception messages, response bodies)."""
-    return _URL_QUERY_RE.sub(r"\1", text)
+    return _QUERY_RE.sub("", text)
 
 
 def _is_url(catalog: str) -> bool:
@@ -123,6 +124,21 @@ def _fetch_json(url: str, *, timeout: float) -> dict[str, Any]:
     return doc
 
 
+def _local_catalog(catalog: str) -> str:
+    """The JSON file to read for a local path; a folder stands for its catalog/collection.json."""
+    path = Path(catalog).expanduser()
+    if path.is_dir():
+        for name in ("catalog.json", "collection.json"):
+            if (path / name).is_file():
+                return str(path / name)
+    if not path.is_file():
+        raise CatalogError(
+            f"the catalog {catalog} does not exist: give a STAC API URL, or the path of a "
+            "catalog.json / collection.json (or of the folder holding it)"
+        )
+    return str(path)
+
+
 def _is_api(doc: dict[str, Any]) -> bool:
     conforms = doc.get("conformsTo") or []
     if any(isinstance(c, str) and _ITEM_SEARCH.search(c) for c in conforms):
@@ -161,7 +177,13 @@ def _search_api(
             limit=_PAGE_SIZE,
         )
         return list(search.items())
-    except (APIError, requests.RequestException, pystac.STACError, ValueError) as exc:
+    except (
+        APIError,
+        requests.RequestException,
+        pystac.STACError,
+        ValueError,
+        NotImplementedError,
+    ) as exc:
         raise CatalogError(
             f"searching the STAC API {redact_url(url)} (collection {collection}) failed: "
             f"{redact_text(str(exc))[:300]}; check the URL and the collection, or retry later"
@@ -292,11 +314,8 @@ def search_items(
             )
             log.info("catalog %s: API search returned %d items", redact_url(catalog), len(items))
             return items
-    elif not Path(catalog).is_file():
-        raise CatalogError(
-            f"the catalog {catalog} does not exist: give a STAC API URL or the path of a "
-            "catalog.json / collection.json"
-        )
+    else:
+        catalog = _local_catalog(catalog)
     items = _filter_static(
         _open_static(catalog, doc), bbox=bbox, start=first, end=last, collection=collection
     )

@@ -1,0 +1,347 @@
+"""Alert lifecycle: anomalies of one run + the previous alerts -> the current alerts.
+
+An alert is one event on one farm. Its id is derived from (farm, family, onset) so reruns are
+idempotent and an ongoing event keeps its id. Crop-condition hazards (drought, flood, abrupt
+loss, no planting) form one family: while an alert of that family is open on a farm, further
+anomalous looks extend it instead of opening a second alert. ``stale_data`` is its own family.
+An alert resolves only on clear evidence: ``recover_looks`` consecutive clear looks back in the
+normal range (a clear look at all, for stale data); cloudy or missing dates never resolve it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ALERT_COLUMNS",
+    "SEVERITY_RULES",
+    "AlertSettings",
+    "SeverityRule",
+    "rollup",
+    "severity_of",
+    "update_alerts",
+]
+
+log = logging.getLogger(__name__)
+
+ALERT_COLUMNS: tuple[str, ...] = (
+    "alert_id", "farm_id", "loan_id", "borrower_id", "region", "crop", "hazard", "severity",
+    "status", "onset_date", "last_observed", "exposure", "evidence", "peer_state", "score",
+    "value", "expected", "index", "n_looks", "first_raised", "last_updated", "resolved_date",
+)  # fmt: skip
+
+SEVERITIES: tuple[str, ...] = ("watch", "warning", "critical")
+OPEN: tuple[str, ...] = ("new", "ongoing")
+
+
+@dataclass(frozen=True)
+class SeverityRule:
+    """``severity`` applies when the episode's peak magnitude >= ``min_magnitude`` AND it has
+    lasted >= ``min_days``. The highest applicable severity wins; none applicable = ``watch``.
+
+    Magnitude per hazard: drought = relative deficit, abrupt_loss = relative drop, flood =
+    water share of the clear area, no_planting = NDVI gap to peers, stale_data = days unseen.
+    """
+
+    hazard: str
+    severity: str
+    min_magnitude: float
+    min_days: int = 0
+
+
+#: The one table of severity rules.
+SEVERITY_RULES: tuple[SeverityRule, ...] = (
+    SeverityRule("drought", "warning", 0.25),
+    SeverityRule("drought", "warning", 0.15, 30),
+    SeverityRule("drought", "critical", 0.40),
+    SeverityRule("drought", "critical", 0.25, 45),
+    SeverityRule("abrupt_loss", "warning", 0.0),
+    SeverityRule("abrupt_loss", "critical", 0.5),
+    SeverityRule("flood", "warning", 0.0),
+    SeverityRule("flood", "critical", 0.5),
+    SeverityRule("flood", "critical", 0.0, 20),
+    SeverityRule("no_planting", "warning", 0.0),
+    SeverityRule("no_planting", "critical", 0.0, 30),
+    SeverityRule("stale_data", "warning", 45.0),
+    SeverityRule("stale_data", "critical", 90.0),
+)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """How alerts live."""
+
+    #: consecutive clear looks in the normal range that resolve a crop alert
+    recover_looks: int = 2
+    #: an event that opened and recovered between two runs is still reported (as resolved)
+    #: when it recovered within this many days of the run
+    report_resolved_days: int = 30
+    severity_rules: tuple[SeverityRule, ...] = field(default=SEVERITY_RULES)
+
+
+def severity_of(hazard: str, magnitude: float, days: int, rules: tuple[SeverityRule, ...] = SEVERITY_RULES) -> str:
+    """Severity from the rules table (see :class:`SeverityRule`)."""
+    best = 0
+    for r in rules:
+        if r.hazard == hazard and magnitude >= r.min_magnitude and days >= r.min_days:
+            best = max(best, SEVERITIES.index(r.severity))
+    return SEVERITIES[best]
+
+
+def _alert_id(farm_id: str, family: str, onset: pd.Timestamp) -> str:
+    digest = hashlib.sha1(f"{farm_id}|{family}|{onset:%Y-%m-%d}".encode()).hexdigest()
+    return f"A{digest[:15]}"
+
+
+def _d(ts: Any) -> str:
+    return "?" if pd.isna(ts) else f"{pd.Timestamp(ts):%Y-%m-%d}"
+
+
+def _evidence(ep: dict[str, Any]) -> str:
+    r = ep["row"]
+    idx = str(r.get("index") or "ndvi").upper()
+    hz, n, onset = ep["hazard"], ep["n_looks"], _d(ep["onset"])
+    looks = f"{n} clear look{'s' if n != 1 else ''}"
+    peers = ""
+    if pd.notna(r.get("peer_median")):
+        peers = f"; peers at {r['peer_median']:.2f} (n={int(r.get('peer_n') or 0)})"
+    if hz == "drought":
+        z = f", robust z {r['own_z']:.1f}" if pd.notna(r.get("own_z")) else ""
+        text = (f"{idx} {r['value']:.2f} on {_d(r['date'])} vs {r['expected']:.2f} expected "
+                f"({-r['score']:+.0%}{z}); below normal since {onset} over {looks}{peers}; "
+                f"{r.get('peer_state', 'unknown')}")
+    elif hz == "abrupt_loss":
+        text = (f"{idx} fell {r['score']:.0%} from {r['expected']:.2f} to {r['value']:.2f} "
+                f"on {_d(ep['onset'])} outside the harvest window{peers}; {looks} since, "
+                f"latest {r['value']:.2f} on {_d(r['date'])}")
+    elif hz == "flood":
+        text = (f"standing water on {r['score']:.0%} of the clear area on {_d(r['date'])} "
+                f"(usual {r['expected']:.0%}); {idx} {r['value']:.2f}; since {onset}, {looks}")
+    elif hz == "no_planting":
+        text = (f"no green-up: {idx} {r['value']:.2f} on {_d(r['date'])} while peers/history "
+                f"are at {r['expected']:.2f} ({r.get('stage') or 'season'}); since {onset}, {looks}")
+    else:
+        stage = r.get("stage")
+        text = (f"no clear look since {onset} ({int(r['score'])} days)"
+                + (f" during the {stage} stage" if isinstance(stage, str) else ""))
+    if ep.get("resolved"):
+        text += f"; resolved {_d(ep['resolved'])} after clear looks back in the normal range"
+    return text[:1].upper() + text[1:] + "."
+
+
+def _episodes(rows: pd.DataFrame, s: AlertSettings) -> list[dict[str, Any]]:
+    """Crop-condition episodes of one farm from its look rows (sorted by date)."""
+    eps: list[dict[str, Any]] = []
+    cur: dict[str, Any] | None = None
+    normals = 0
+    for r in rows.to_dict("records"):
+        state = r["state"]
+        if state == "anomalous":
+            normals = 0
+            if cur is None and bool(r["confirmed"]):
+                cur = {"family": "crop", "hazard": r["run_hazard"], "onset": r["onset"], "n_looks": int(r["run_looks"]) - 1,
+                       "peak": -np.inf, "row": r, "resolved": None}
+                eps.append(cur)
+            if cur is not None:
+                cur["n_looks"] += 1
+                cur["row"] = r
+                if pd.notna(r["score"]) and r["hazard"] == cur["hazard"]:
+                    cur["peak"] = max(cur["peak"], float(r["score"]))
+        elif state == "normal":
+            if cur is not None:
+                normals += 1
+                if normals >= s.recover_looks:
+                    cur["resolved"] = r["date"]
+                    cur, normals = None, 0
+        else:
+            normals = 0
+    return eps
+
+
+def _stale_episodes(farm_rows: pd.DataFrame) -> list[dict[str, Any]]:
+    stale = farm_rows[farm_rows["state"] == "stale"]
+    return [{"family": "stale_data", "hazard": "stale_data", "onset": r["onset"], "n_looks": 0,
+             "peak": float(r["score"]), "row": r, "resolved": None} for r in stale.to_dict("records")]
+
+
+def update_alerts(
+    history: pd.DataFrame | None,
+    anomalies: pd.DataFrame,
+    farms: pd.DataFrame,
+    *,
+    run_date: str | pd.Timestamp,
+    settings: AlertSettings = AlertSettings(),
+) -> pd.DataFrame:
+    """The alerts after a run.
+
+    Parameters
+    ----------
+    history
+        The previous run's alerts (this function's earlier output), or None on a first run.
+    anomalies
+        :func:`agrisat.anomaly.detect`'s output for this run.
+    farms
+        The loan book (keys, region, crop, exposure are copied onto alerts).
+    run_date
+        The run's date (``asof``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per alert, columns :data:`ALERT_COLUMNS`; history alerts without new evidence
+        are carried over unchanged (an open one stays open).
+    """
+    s = settings
+    day = pd.Timestamp(run_date).normalize()
+    hist = _empty() if history is None or history.empty else history.copy()
+    for col in ("onset_date", "last_observed", "first_raised", "last_updated", "resolved_date"):
+        hist[col] = pd.to_datetime(hist[col])
+    hist = hist.set_index("alert_id", drop=False)
+    anomalies = anomalies[pd.to_datetime(anomalies["date"]) <= day]
+    looks = anomalies[anomalies["state"] != "stale"]
+    last_seen = looks.groupby("farm_id")["date"].max()
+    out: dict[str, dict[str, Any]] = {}
+    for farm_id, rows in anomalies.groupby("farm_id", sort=True):
+        look_rows = rows[rows["state"] != "stale"].sort_values("date", kind="stable")
+        eps = _episodes(look_rows, s) + _stale_episodes(rows)
+        open_hist = hist[(hist["farm_id"] == farm_id) & hist["status"].isin(OPEN)]
+        for ep in eps:
+            ep["id"] = _alert_id(str(farm_id), ep["family"], pd.Timestamp(ep["onset"]))
+            if ep["family"] == "stale_data":
+                continue
+            if ep["resolved"] is None and ep["id"] not in hist.index:
+                # Continuity: an open alert of the same family carries on under its id.
+                same = open_hist[open_hist["hazard"] != "stale_data"]
+                if len(same):
+                    ep["id"], ep["onset"] = same.index[0], same["onset_date"].iloc[0]
+        # Stale alerts in history resolve on the first clear look after their onset.
+        for aid, h in open_hist[open_hist["hazard"] == "stale_data"].iterrows():
+            later = look_rows[look_rows["date"] > h["onset_date"]]
+            if len(later) and not any(e["id"] == aid for e in eps):
+                eps.append({"family": "stale_data", "hazard": "stale_data", "onset": h["onset_date"], "n_looks": 0,
+                            "peak": float(h["score"]), "row": dict(h, date=later["date"].iloc[0], index=h["index"], state="stale",
+                                                                 stage=None), "resolved": later["date"].iloc[0], "id": aid})
+        for ep in eps:
+            rec = _record(ep, hist, day, last_seen.get(farm_id, pd.NaT), s)
+            if rec is not None:
+                out[rec["alert_id"]] = rec
+    carried = hist[~hist.index.isin(list(out))].copy()
+    carried.loc[carried["status"].eq("new") & (carried["first_raised"] < day), "status"] = "ongoing"
+    new = pd.DataFrame(list(out.values()))
+    frames = [f for f in (carried.reset_index(drop=True), new) if len(f)]
+    result = pd.concat(frames, ignore_index=True) if frames else _empty()
+    result = _attach_book(result, farms)
+    log.info("alerts on %s: %d open, %d new, %d resolved", day.date(), int(result["status"].isin(OPEN).sum()),
+             int((result["status"] == "new").sum()), int((result["status"] == "resolved").sum()))
+    return result.sort_values(["farm_id", "onset_date", "alert_id"], kind="stable").reset_index(drop=True)
+
+
+def _record(ep: dict[str, Any], hist: pd.DataFrame, day: pd.Timestamp, last_seen: Any, s: AlertSettings) -> dict[str, Any] | None:
+    aid = ep["id"]
+    known = aid in hist.index
+    resolved = ep["resolved"]
+    if resolved is not None:
+        if known and hist.loc[aid, "status"] == "resolved":
+            return dict(hist.loc[aid])
+        if not known and pd.Timestamp(resolved) < day - pd.Timedelta(days=s.report_resolved_days):
+            return None
+    r = ep["row"]
+    onset = pd.Timestamp(ep["onset"])
+    end = pd.Timestamp(resolved) if resolved is not None else day
+    magnitude = ep["peak"] if np.isfinite(ep["peak"]) else float(r.get("score") or 0.0)
+    first_raised = hist.loc[aid, "first_raised"] if known else day
+    status = "resolved" if resolved is not None else ("new" if first_raised == day else "ongoing")
+    return {
+        "alert_id": aid,
+        "farm_id": str(r["farm_id"]),
+        "hazard": ep["hazard"] if not known else hist.loc[aid, "hazard"],
+        "severity": severity_of(ep["hazard"], magnitude, int((end - onset).days), s.severity_rules),
+        "status": status,
+        "onset_date": onset,
+        "last_observed": pd.Timestamp(last_seen) if pd.notna(last_seen) else (hist.loc[aid, "last_observed"] if known else pd.NaT),
+        "evidence": _evidence(ep),
+        "peer_state": r.get("peer_state") if ep["hazard"] == "drought" else None,
+        "score": magnitude,
+        "value": r.get("value"),
+        "expected": r.get("expected"),
+        "index": r.get("index"),
+        "n_looks": int(ep["n_looks"]),
+        "first_raised": first_raised,
+        "last_updated": day,
+        "resolved_date": pd.Timestamp(resolved) if resolved is not None else pd.NaT,
+    }
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS})
+
+
+def _attach_book(alerts: pd.DataFrame, farms: pd.DataFrame) -> pd.DataFrame:
+    book = pd.DataFrame({
+        "farm_id": farms["farm_id"].astype(str).to_numpy(),
+        "loan_id": farms["loan_id"].astype(str).to_numpy(),
+        "borrower_id": farms["borrower_id"].astype(str).to_numpy(),
+        "region": farms["region"].fillna("").astype(str).to_numpy() if "region" in farms.columns else "",
+        "crop": farms["crop"].astype(str).to_numpy(),
+        "exposure": farms["exposure"].astype(float).to_numpy(),
+    })
+    a = alerts.drop(columns=[c for c in ("loan_id", "borrower_id", "region", "crop", "exposure") if c in alerts.columns])
+    a = a.merge(book, on="farm_id", how="left")
+    for col in ("onset_date", "last_observed", "first_raised", "last_updated", "resolved_date"):
+        a[col] = pd.to_datetime(a[col])
+    for col in ("score", "value", "expected", "exposure"):
+        a[col] = pd.to_numeric(a[col], errors="coerce").astype(float)
+    a["n_looks"] = pd.to_numeric(a["n_looks"], errors="coerce").fillna(0).astype(int)
+    return a[list(ALERT_COLUMNS)]
+
+
+def rollup(alerts: pd.DataFrame, farms: pd.DataFrame, *, open_only: bool = True) -> pd.DataFrame:
+    """Exposure at risk by loan, borrower and region.
+
+    One row per (``level``, ``key``) with ``n_farms``, ``exposure``, ``farms_alerted``,
+    ``exposure_at_risk`` (each alerted farm counted once), and ``exposure_<hazard>`` /
+    ``exposure_<severity>`` columns (a farm counts under each hazard it has, and under its
+    highest severity). ``open_only`` keeps alerts with status new/ongoing.
+    """
+    a = alerts[alerts["status"].isin(OPEN)] if open_only else alerts
+    book = pd.DataFrame({
+        "farm_id": farms["farm_id"].astype(str).to_numpy(),
+        "loan": farms["loan_id"].astype(str).to_numpy(),
+        "borrower": farms["borrower_id"].astype(str).to_numpy(),
+        "region": farms["region"].fillna("").astype(str).to_numpy() if "region" in farms.columns else "",
+        "exposure": farms["exposure"].astype(float).to_numpy(),
+    })
+    rank = a["severity"].map({s: i for i, s in enumerate(SEVERITIES)})
+    worst = a.assign(rank=rank).sort_values("rank").groupby("farm_id")["severity"].last()
+    hazards = sorted(a["hazard"].dropna().unique())
+    book["alerted"] = book["farm_id"].isin(a["farm_id"])
+    book["at_risk"] = np.where(book["alerted"], book["exposure"], 0.0)
+    for hz in hazards:
+        farms_hz = set(a.loc[a["hazard"] == hz, "farm_id"])
+        book[f"exposure_{hz}"] = np.where(book["farm_id"].isin(farms_hz), book["exposure"], 0.0)
+    sev = book["farm_id"].map(worst)
+    for level in SEVERITIES:
+        book[f"exposure_{level}"] = np.where(sev == level, book["exposure"], 0.0)
+    value_cols = [f"exposure_{h}" for h in hazards] + [f"exposure_{s}" for s in SEVERITIES]
+    parts = []
+    for level in ("loan", "borrower", "region"):
+        g = book.groupby(level, sort=True)
+        part = pd.DataFrame({
+            "n_farms": g.size(),
+            "exposure": g["exposure"].sum(),
+            "farms_alerted": g["alerted"].sum().astype(int),
+            "exposure_at_risk": g["at_risk"].sum(),
+        })
+        part = part.join(g[value_cols].sum())
+        part.insert(0, "key", part.index.astype(str))
+        part.insert(0, "level", level)
+        parts.append(part.reset_index(drop=True))
+    out = pd.concat(parts, ignore_index=True)
+    out["share_at_risk"] = np.where(out["exposure"] > 0, out["exposure_at_risk"] / out["exposure"], 0.0)
+    return out

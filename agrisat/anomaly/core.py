@@ -1,0 +1,179 @@
+"""Run all detectors: per-look classification, confirmation runs, and the table for alerts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..calendar import Calendar
+from .detectors import (
+    detect_abrupt_loss,
+    detect_drought,
+    detect_flood,
+    detect_no_planting,
+    detect_stale,
+    normal_looks,
+    peer_state,
+)
+from .features import look_features
+from .settings import HAZARD_PRIORITY, DetectSettings
+
+__all__ = ["ANOMALY_COLUMNS", "assemble", "classify_looks", "detect"]
+
+log = logging.getLogger(__name__)
+
+#: Columns of :func:`detect`'s result (one row per clear look, or per stale farm).
+ANOMALY_COLUMNS: tuple[str, ...] = (
+    "farm_id", "date", "hazard", "state", "score", "value", "expected", "index",
+    "own_z", "own_deficit", "vci", "peer_median", "peer_z", "peer_n", "peer_level", "peer_state",
+    "water_fraction", "clear_fraction", "crop", "region", "stage",
+    "onset", "run_looks", "run_hazard", "confirmed",
+)  # fmt: skip
+
+_DETECTORS = {
+    "flood": detect_flood,
+    "abrupt_loss": detect_abrupt_loss,
+    "no_planting": detect_no_planting,
+    "drought": detect_drought,
+}
+
+
+def classify_looks(features: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
+    """Label each clear look and group anomalous looks into confirmation runs.
+
+    Adds ``hazard`` (most specific detector that fired, else ``"none"``), ``score``,
+    ``expected``, ``state`` (``anomalous``/``normal``/``borderline``), ``peer_state``, and
+    for anomalous looks ``onset`` (first look of the run of consecutive anomalous clear looks),
+    ``run_looks``, ``run_hazard`` (most specific hazard of the run so far) and ``confirmed``
+    (the run has enough looks for its hazard; a single-look hazard on a look less clear than
+    ``single_look_min_clear`` waits for a second look). Cloudy dates are not looks, so they
+    neither break nor extend a run.
+    """
+    s = settings
+    f = features.copy()
+    f["hazard"] = "none"
+    f["score"] = np.nan
+    f["expected_h"] = np.nan
+    for hazard in HAZARD_PRIORITY:
+        rows = _DETECTORS[hazard](features, s)
+        free = rows.index[f.loc[rows.index, "hazard"] == "none"]
+        f.loc[free, "hazard"] = hazard
+        f.loc[free, "score"] = rows.loc[free, "score"]
+        f.loc[free, "expected_h"] = rows.loc[free, "expected"]
+    anom = f["hazard"] != "none"
+    f["state"] = np.where(anom, "anomalous", np.where(normal_looks(features, s), "normal", "borderline"))
+    f["peer_state"] = peer_state(features)
+    farm = f["farm_id"]
+    run_id = (~anom).astype(int).groupby(farm, sort=False).cumsum()
+    keys = [farm, run_id]
+    f["run_looks"] = anom.astype(int).groupby(keys, sort=False).cumsum().where(anom, 0)
+    f["onset"] = f["date"].where(anom).groupby(keys, sort=False).transform("min")
+    rank = {h: len(HAZARD_PRIORITY) - i for i, h in enumerate(HAZARD_PRIORITY)}
+    code = f["hazard"].map(rank).fillna(0).astype(int)
+    run_code = code.groupby(keys, sort=False).cummax()
+    f["run_hazard"] = run_code.map({v: k for k, v in rank.items()}).fillna("none").where(anom, "none")
+    needed = f["run_hazard"].map({h: s.confirm_looks(h) for h in HAZARD_PRIORITY}).fillna(1).astype(int)
+    needed = np.where(f["clear_fraction"] < s.single_look_min_clear, np.maximum(needed, 2), needed)
+    f["confirmed"] = anom & (f["run_looks"] >= needed)
+    return f
+
+
+def assemble(
+    classified: pd.DataFrame,
+    farms: pd.DataFrame,
+    observations: pd.DataFrame,
+    *,
+    asof: pd.Timestamp,
+    settings: DetectSettings = DetectSettings(),
+    calendars: Mapping[str, Calendar] | None = None,
+) -> pd.DataFrame:
+    """The rows handed to the alert lifecycle for a run on ``asof``.
+
+    Every look within ``lookback_days`` of farms with an anomalous look in that window, the
+    last ``tail_looks`` looks of every other farm (so recovery can be seen), and one
+    ``stale_data`` row per stale farm. ``classified`` and ``observations`` must already be
+    limited to dates <= ``asof``.
+    """
+    s = settings
+    c = classified
+    win = c[c["date"] >= asof - pd.Timedelta(days=s.lookback_days)]
+    flagged = win.loc[win["state"] == "anomalous", "farm_id"].unique()
+    tail = win.groupby("farm_id", sort=False).cumcount(ascending=False) < s.tail_looks
+    rows = win[win["farm_id"].isin(flagged) | tail].copy()
+    rows["score"] = rows["score"].astype(float)
+    rows["expected"] = rows.get("expected_h", rows["expected"])
+    rows["index"] = s.index
+    stale = detect_stale(c, farms, observations, asof=asof, settings=s, calendars=calendars)
+    if len(stale):
+        stale["state"] = "stale"
+        stale["index"] = s.index
+        stale["run_hazard"] = "stale_data"
+        stale["run_looks"] = 0
+        stale["confirmed"] = True
+        attrs = farms.assign(farm_id=farms["farm_id"].astype(str)).set_index("farm_id")
+        stale["crop"] = stale["farm_id"].map(attrs["crop"].astype(str))
+        region = attrs["region"].fillna("").astype(str) if "region" in attrs.columns else None
+        stale["region"] = stale["farm_id"].map(region) if region is not None else ""
+    out = pd.concat([rows, stale], ignore_index=True) if len(stale) else rows
+    for col in ANOMALY_COLUMNS:
+        if col not in out.columns:
+            out[col] = np.nan
+    out = out[list(ANOMALY_COLUMNS)].sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
+    return out
+
+
+def detect(
+    observations: pd.DataFrame,
+    farms: pd.DataFrame,
+    *,
+    asof: str | pd.Timestamp,
+    settings: DetectSettings = DetectSettings(),
+    calendars: Mapping[str, Calendar] | None = None,
+) -> pd.DataFrame:
+    """Run every detector over observations up to ``asof`` (inclusive).
+
+    Parameters
+    ----------
+    observations
+        The observations table (see design.md); rows after ``asof`` are ignored.
+    farms
+        The loan book (``farm_id``, ``crop``, optional ``region``); farms not in it are ignored.
+    asof
+        The run's "today".
+    settings
+        Detector thresholds.
+    calendars
+        Crop calendars (default: :func:`agrisat.calendar.default_calendars`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`ANOMALY_COLUMNS`: one row per clear look in the lookback window (see
+        :func:`assemble`) with its ``hazard`` (``"none"`` for looks that are not anomalous) and
+        ``state``, plus one ``stale_data`` row per stale farm. Feed it to
+        :func:`agrisat.alerts.update_alerts`.
+    """
+    day = pd.Timestamp(asof).normalize()
+    obs = observations[pd.to_datetime(observations["date"]).dt.normalize() <= day]
+    # Baselines are computed a little before the window so runs that straddle it keep onsets.
+    eval_from = day - pd.Timedelta(days=s_lookback(settings))
+    feats = look_features(obs, farms, settings=settings, calendars=calendars, eval_from=eval_from)
+    if feats.empty:
+        classified = feats
+        for col in ANOMALY_COLUMNS:
+            classified[col] = pd.Series(dtype=object)
+        classified["date"] = pd.Series(dtype="datetime64[ns]")
+    else:
+        classified = classify_looks(feats, settings)
+    out = assemble(classified, farms, obs, asof=day, settings=settings, calendars=calendars)
+    n_anom = int((out["state"] == "anomalous").sum())
+    log.info("detect asof %s: %d clear looks, %d anomalous rows, %d farms", day.date(), len(feats), n_anom, out["farm_id"].nunique())
+    return out
+
+
+def s_lookback(settings: DetectSettings) -> int:
+    """Days of baselines computed before ``asof`` (lookback plus a margin for open runs)."""
+    return settings.lookback_days + 90

@@ -1,0 +1,370 @@
+"""The loan book: farm polygons with their loan keys, read, checked and normalised.
+
+:func:`load_book` reads a book and splits it into accepted farms (:attr:`Farms.gdf`, EPSG:4326)
+and quarantined rows (:attr:`Farms.rejects`, written by :func:`write_rejects` to
+``<workdir>/rejects.csv``). A problem with the whole file raises :class:`~agrisat.errors.BookError`
+naming the file; a problem with one row never stops the others.
+
+Sources
+    GeoPackage, GeoJSON, GeoParquet (``.parquet``/``.geoparquet``), Shapefile, zipped Shapefile
+    or any other single vector file in a ``.zip`` (also a zip without the suffix), FlatGeobuf,
+    GML, a FileGDB folder, a CSV with a WKT (or hex WKB) geometry column, or a GeoDataFrame.
+    Files must have a CRS (pass ``crs=`` / ``--crs`` when they do not); a CSV is EPSG:4326
+    unless ``crs=`` is given or a ``crs`` column holds one value. A CRS given both ways must
+    agree. Multi-layer files must have one non-empty vector layer, or pass ``layer=``.
+    CSVs: delimiter ``,`` ``;`` tab or ``|`` (whichever the header uses most), UTF-8 (BOM or
+    not), else GB18030, else Latin-1; blank lines are skipped; a row with more cells than the
+    header is quarantined as ``malformed CSV row``, a shorter one is padded with empty cells.
+
+Columns (matched case-insensitively; spaces, dots and dashes count as ``_``; the canonical
+name wins over an alias, two candidates for one column are an error)
+    ``farm_id`` (farmid, farm_no, farm_number, parcel_id, parcelid, field_id),
+    ``loan_id`` (loanid, loan_no, loan_number),
+    ``borrower_id`` (borrowerid, borrower_i — a Shapefile truncates names to 10 characters —,
+    borrower_no, customer_id), ``crop`` (crop_type, croptype, crop_name),
+    ``exposure`` (exposure_amount, outstanding, outstanding_amount), optional ``region``
+    (county, branch); CSV geometry: ``geometry`` (wkt, geom, the_geom, geometry_wkt).
+
+Values
+    Ids become strings: integers (also integral floats) lose the ``.0``, text is stripped and
+    otherwise kept (``0012`` stays ``0012`` in a CSV). Ids are data, never paths: an id such as
+    ``../../x`` is accepted and no file is ever named after it. Crops are lower-cased with runs
+    of spaces, ``-`` and ``/`` turned into ``_``. Exposure parsing: see :func:`parse_exposure`.
+    Other source columns are not carried into :attr:`Farms.gdf` (they may hold personal data)
+    but are kept in the rejects so the bank can fix the rows.
+
+Checks, in this order; a rejected row carries the first reason that applies
+    (see :data:`REJECT_REASONS`; the ``reason`` cell is the category, optionally followed by
+    ``": "`` and a detail)
+
+    1. ``missing farm_id`` / ``missing loan_id`` / ``missing borrower_id`` (empty, NaN, or one
+       of ``nan none null na n/a #n/a -``);
+    2. ``duplicate farm_id``: EVERY row sharing an id is rejected — keeping the first would be
+       a guess, and the bank must decide which row is right;
+    3. ``missing crop`` / ``unparseable crop`` (no letter or digit);
+    4. ``missing exposure`` / ``exposure not a number`` (also NaN, inf) / ``negative exposure``;
+    5. CSV only: ``malformed CSV row``, ``unparseable WKT``;
+    6. ``empty geometry`` (null or empty); Z/M are dropped; ``not a polygon: <type>`` (a
+       GeometryCollection of polygons only is accepted as a MultiPolygon);
+       ``non-finite coordinates`` (NaN, inf);
+    7. ``coordinates look swapped (x/y)``: the bounding box falls outside the CRS's area of use
+       (pyproj ``CRS.area_of_use`` ± 5°, and |lat| ≤ 90, |lon| ≤ 180) but the swapped reading
+       falls inside — or the row lies > 1000 km from the book's median location while the
+       swapped reading lies < 100 km from it; ``coordinates outside the CRS area of use``
+       otherwise. Swaps that land somewhere plausible (a lone EU farm at lat 50, lon 5 read
+       as lon 50, lat 5 in a book of such farms) cannot be told apart and are not caught;
+    8. invalid geometry is repaired with ``shapely.make_valid`` (structure method, polygonal
+       parts only) when the repair is unambiguous: the linework method agrees on the area
+       within ``settings.repair_area_tolerance`` and at least ``1 - tolerance`` of the area
+       GEOS measures on the invalid rings is kept; such farms get ``repaired=True``; otherwise
+       ``invalid geometry, not repairable`` (or ``zero area`` for a collapsed ring);
+    9. reprojection to EPSG:4326; ``area_ha`` is geodesic (WGS84 ellipsoid);
+       ``zero area``, ``area too small`` (< ``min_area_ha``), ``area too large``
+       (> ``max_area_ha``).
+
+Hostile input
+    Only local paths are read (no URLs or ``/vsi`` paths); GDAL ``.vrt`` files (which can point
+    at any file) and rasters are refused by suffix and by content; files, and the unpacked
+    content of zips, above ``max_file_mb`` (default :data:`MAX_FILE_MB`) are refused; GML is
+    read without writing ``.gfs`` files or downloading schemas; ``write_rejects`` prefixes
+    text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) with ``'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from ..config import BookSettings
+from ..errors import BookError
+from ._columns import match_columns, normalise_crop, normalise_id, parse_exposure
+from ._geometry import check_geometries
+from ._read import MAX_FILE_MB, SUPPORTED_SUFFIXES, RawBook, read_geodataframe, read_path
+
+__all__ = [
+    "MAX_FILE_MB",
+    "REJECT_REASONS",
+    "SUPPORTED_SUFFIXES",
+    "Farms",
+    "load_book",
+    "parse_exposure",
+    "reason_category",
+    "write_rejects",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Every category a rejected row's ``reason`` starts with, in the order they are checked.
+REJECT_REASONS: tuple[str, ...] = (
+    "missing farm_id",
+    "missing loan_id",
+    "missing borrower_id",
+    "duplicate farm_id",
+    "missing crop",
+    "unparseable crop",
+    "missing exposure",
+    "exposure not a number",
+    "negative exposure",
+    "malformed CSV row",
+    "unparseable WKT",
+    "empty geometry",
+    "not a polygon",
+    "non-finite coordinates",
+    "coordinates look swapped (x/y)",
+    "coordinates outside the CRS area of use",
+    "invalid geometry, not repairable",
+    "zero area",
+    "area too small",
+    "area too large",
+)
+FARM_COLUMNS: tuple[str, ...] = (
+    "farm_id",
+    "loan_id",
+    "borrower_id",
+    "crop",
+    "exposure",
+    "region",
+    "area_ha",
+    "repaired",
+    "geometry",
+)
+_KEYS = ("farm_id", "loan_id", "borrower_id")
+_DEFAULT_SETTINGS = BookSettings()
+
+
+@dataclass(frozen=True, eq=False)
+class Farms:
+    """A checked loan book.
+
+    Attributes
+    ----------
+    gdf
+        Accepted farms in EPSG:4326 with a RangeIndex and the columns :data:`FARM_COLUMNS`.
+    rejects
+        One row per rejected source row: ``source_row`` (1-based data row), ``farm_id`` (may be
+        ``""``), ``reason``, the source's other columns as read, and ``geometry_wkt`` (the
+        geometry as submitted, in the source CRS; a CSV's raw cell).
+    source
+        The file name (not the path), or ``"<GeoDataFrame>"``.
+    """
+
+    gdf: gpd.GeoDataFrame
+    rejects: pd.DataFrame
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.gdf)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(min_lon, min_lat, max_lon, max_lat)`` of the accepted farms (NaNs when none)."""
+        if len(self.gdf) == 0:
+            return (math.nan, math.nan, math.nan, math.nan)
+        x0, y0, x1, y1 = (float(v) for v in self.gdf.total_bounds)
+        return (x0, y0, x1, y1)
+
+
+def reason_category(reason: str) -> str:
+    """The category of a ``reason`` cell: the text before the first ``": "``."""
+    return reason.split(": ", 1)[0]
+
+
+def load_book(
+    source: str | os.PathLike[str] | gpd.GeoDataFrame | Farms,
+    *,
+    crs: str | None = None,
+    settings: BookSettings = _DEFAULT_SETTINGS,
+    layer: str | None = None,
+    max_file_mb: float | None = None,
+) -> Farms:
+    """Read and check a loan book.
+
+    Parameters
+    ----------
+    source
+        A book file (see the module documentation for formats), a GeoDataFrame (normalised the
+        same way; not modified), or a :class:`Farms` (returned as is).
+    crs
+        The CRS of a file that declares none (or of a CSV); must agree with a declared one.
+    settings
+        Area limits and the repair tolerance.
+    layer
+        The layer to read from a multi-layer file.
+    max_file_mb
+        Size limit for the file and for a zip's unpacked content; defaults to
+        ``settings.max_file_mb`` when that setting exists, else :data:`MAX_FILE_MB`.
+
+    Returns
+    -------
+    Farms
+        Accepted farms and quarantined rows.
+
+    Raises
+    ------
+    BookError
+        The file is missing, unreadable, not a vector format, too large, has no CRS, lacks a
+        required column, or has no rows.
+    """
+    if isinstance(source, Farms):
+        return source
+    if isinstance(source, gpd.GeoDataFrame):
+        raw = read_geodataframe(source, crs=crs)
+    elif isinstance(source, str | os.PathLike):
+        limit = max_file_mb if max_file_mb is not None else getattr(settings, "max_file_mb", None)
+        raw = read_path(
+            Path(source), crs=crs, layer=layer, max_mb=MAX_FILE_MB if limit is None else limit
+        )
+    else:
+        raise BookError(
+            f"cannot read a loan book from a {type(source).__name__}; "
+            f"pass a file path or a GeoDataFrame"
+        )
+    return _check(raw, settings)
+
+
+def _check(raw: RawBook, settings: BookSettings) -> Farms:
+    frame, name = raw.frame, raw.name
+    no_geometry = raw.geom_text is not None and raw.geometry_column is None
+    cols = match_columns(frame.columns, name, extra_required=("geometry",) if no_geometry else ())
+    n = len(frame)
+    if n == 0:
+        raise BookError(f"book {name} has no rows")
+    reasons = np.full(n, None, dtype=object)
+
+    def reject(mask: np.ndarray, reason: str | np.ndarray) -> None:
+        mask = mask & np.equal(reasons, None)
+        reasons[mask] = reason if isinstance(reason, str) else reason[mask]
+
+    ids = {k: np.array([normalise_id(v) for v in frame[cols[k]]], dtype=object) for k in _KEYS}
+    for key in _KEYS:
+        reject(np.equal(ids[key], None), f"missing {key}")
+    farm_ids = pd.Series(ids["farm_id"], dtype=object)
+    counts = farm_ids.map(farm_ids.dropna().value_counts()).fillna(0).to_numpy(dtype=int)
+    dup_text = np.array([f"duplicate farm_id: {c} rows share it" for c in counts], dtype=object)
+    reject(counts > 1, dup_text)
+
+    crops, crop_why = _split(normalise_crop(v) for v in frame[cols["crop"]])
+    reject(np.not_equal(crop_why, None), crop_why)
+    amounts, amount_why = _split(parse_exposure(v) for v in frame[cols["exposure"]])
+    reject(np.not_equal(amount_why, None), amount_why)
+    if raw.pre_reasons is not None:
+        reject(np.not_equal(raw.pre_reasons, None), raw.pre_reasons)
+    geo = check_geometries(raw.geoms, raw.crs, settings)
+    reject(np.not_equal(geo.reasons, None), geo.reasons)
+
+    ok = np.equal(reasons, None)
+    region = (
+        [normalise_id(v) or "" for v in frame[cols["region"]]] if "region" in cols else [""] * n
+    )
+    gdf = gpd.GeoDataFrame(
+        {
+            "farm_id": pd.Series(ids["farm_id"][ok], dtype=str),
+            "loan_id": pd.Series(ids["loan_id"][ok], dtype=str),
+            "borrower_id": pd.Series(ids["borrower_id"][ok], dtype=str),
+            "crop": pd.Series(crops[ok], dtype=str),
+            "exposure": pd.Series(amounts[ok], dtype=float),
+            "region": pd.Series(np.asarray(region, dtype=object)[ok], dtype=str),
+            "area_ha": pd.Series(geo.area_ha[ok], dtype=float),
+            "repaired": pd.Series(geo.repaired[ok], dtype=bool),
+        },
+        geometry=gpd.GeoSeries(geo.geoms[ok], crs="EPSG:4326"),
+    )
+    rejects = _rejects(raw, cols["farm_id"], ids["farm_id"], reasons, ~ok)
+    tally = Counter(reason_category(r) for r in reasons[~ok])
+    summary = ", ".join(f"{k}={v}" for k, v in tally.most_common()) or "none"
+    logger.info(
+        "book %s: %d farms accepted, %d rejected (reasons: %s)", name, ok.sum(), n - ok.sum(), summary
+    )
+    return Farms(gdf=gdf, rejects=rejects, source=name)
+
+
+def _split(pairs: Any) -> tuple[np.ndarray, np.ndarray]:
+    values, why = [], []
+    for value, reason in pairs:
+        values.append(value)
+        why.append(reason)
+    return np.array(values, dtype=object), np.array(why, dtype=object)
+
+
+def _rejects(
+    raw: RawBook, farm_col: str, farm_ids: np.ndarray, reasons: np.ndarray, mask: np.ndarray
+) -> pd.DataFrame:
+    reserved = {"source_row", "farm_id", "reason", "geometry_wkt"}
+    others = raw.frame.loc[mask, [c for c in raw.frame.columns if c != farm_col]]
+    others = others.rename(columns={c: f"{c}_source" for c in others.columns if c in reserved})
+    if raw.geom_text is not None:
+        wkt = [("" if t is None else str(t)) for t in raw.geom_text[mask]]
+    else:
+        wkt = [("" if t is None else t) for t in shapely.to_wkt(raw.geoms[mask], rounding_precision=-1)]
+    out = pd.DataFrame(
+        {
+            "source_row": pd.Series(np.flatnonzero(mask) + 1, dtype="int64"),
+            "farm_id": pd.Series([i or "" for i in farm_ids[mask]], dtype=str),
+            "reason": pd.Series(reasons[mask], dtype=str),
+        }
+    )
+    out = pd.concat([out, others.reset_index(drop=True)], axis=1)
+    out["geometry_wkt"] = pd.Series(wkt, dtype=str)
+    return out
+
+
+_NUMERIC_TEXT = re.compile(r"[+-]?[\d.,\s]*\d[\d.,\s]*(?:[eE][+-]?\d+)?")
+
+
+def _defuse(value: Any) -> Any:
+    # A spreadsheet runs cells starting with = + - @ as formulas (CSV injection); numbers
+    # such as "-12.5" are left alone.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        if not _NUMERIC_TEXT.fullmatch(value):
+            return "'" + value
+    return value
+
+
+def write_rejects(farms: Farms, workdir: str | os.PathLike[str]) -> Path:
+    """Write ``workdir/rejects.csv`` (UTF-8; header only when nothing was rejected).
+
+    The file is written to a temporary file in ``workdir`` and moved into place, so a reader
+    never sees half a file.
+
+    Parameters
+    ----------
+    farms
+        A loaded book.
+    workdir
+        The run's working directory (created if missing).
+
+    Returns
+    -------
+    Path
+        The path of ``rejects.csv``.
+    """
+    folder = Path(workdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "rejects.csv"
+    table = farms.rejects.copy()
+    for col in table.columns:
+        if not pd.api.types.is_numeric_dtype(table[col]):
+            table[col] = table[col].map(_defuse)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".rejects-", suffix=".csv.tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            table.to_csv(fh, index=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,118 @@
+"""Write alerts as CSV, Parquet, GeoJSON (farm polygons) or XLSX (alerts + rollup sheets).
+
+Every format is written to a temporary file beside the target and moved into place with
+``os.replace``, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+
+from .alerts import ALERT_COLUMNS, rollup
+from .errors import ConfigError
+
+__all__ = ["FORMATS", "SEVERITY_FILLS", "export_alerts"]
+
+FORMATS: dict[str, str] = {".csv": "csv", ".parquet": "parquet", ".geojson": "geojson", ".json": "geojson", ".xlsx": "xlsx"}
+#: XLSX row fills by severity (ARGB without alpha)
+SEVERITY_FILLS: dict[str, str] = {"watch": "FFF2CC", "warning": "F8CBAD", "critical": "FF7C80"}
+_DATES = ("onset_date", "last_observed", "first_raised", "last_updated", "resolved_date")
+
+
+def _as_text_dates(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in _DATES:
+        if col in out.columns:
+            out[col] = pd.to_datetime(out[col]).dt.strftime("%Y-%m-%d").astype(object)
+            out[col] = out[col].where(out[col].notna(), None)
+    return out
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _xlsx(alerts: pd.DataFrame, roll: pd.DataFrame, path: Path) -> None:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook()
+    sheets = [("alerts", alerts), ("rollup", roll)]
+    for i, (name, df) in enumerate(sheets):
+        ws = wb.active if i == 0 else wb.create_sheet()
+        ws.title = name
+        ws.append(list(df.columns))
+        for cell in ws[1]:
+            cell.font = Font(bold=True)
+        for row in df.itertuples(index=False):
+            ws.append([None if (isinstance(v, float) and v != v) else v for v in row])
+        ws.freeze_panes = "A2"
+        last = get_column_letter(max(len(df.columns), 1))
+        ws.auto_filter.ref = f"A1:{last}{max(len(df) + 1, 1)}"
+        for j, col in enumerate(df.columns, start=1):
+            width = max([len(str(col))] + [len(str(v)) for v in df[col].head(200)])
+            ws.column_dimensions[get_column_letter(j)].width = min(max(width + 2, 8), 60)
+        if name == "alerts" and "severity" in df.columns:
+            for r, sev in enumerate(df["severity"], start=2):
+                colour = SEVERITY_FILLS.get(str(sev))
+                if colour:
+                    fill = PatternFill(start_color=colour, end_color=colour, fill_type="solid")
+                    for cell in ws[r]:
+                        cell.fill = fill
+    wb.save(path)
+
+
+def export_alerts(alerts: pd.DataFrame, farms: gpd.GeoDataFrame, path: str | Path, *, fmt: str | None = None) -> Path:
+    """Write ``alerts`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    alerts
+        :func:`agrisat.alerts.update_alerts` output (columns :data:`~agrisat.alerts.ALERT_COLUMNS`).
+    farms
+        The loan book; GeoJSON takes the farm polygons from it, XLSX the rollup.
+    path
+        Target file.
+    fmt
+        ``csv``, ``parquet``, ``geojson`` or ``xlsx``; default from the file suffix.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    p = Path(path)
+    kind = fmt or FORMATS.get(p.suffix.lower())
+    if kind not in set(FORMATS.values()):
+        raise ConfigError(f"cannot tell the alerts format of {p}: use a .csv, .parquet, .geojson or .xlsx file or --format")
+    missing = [c for c in ALERT_COLUMNS if c not in alerts.columns]
+    if missing:
+        raise ConfigError(f"alerts table lacks columns {missing}; build it with agrisat.alerts.update_alerts")
+    if kind == "csv":
+        _atomic(p, lambda t: _as_text_dates(alerts).to_csv(t, index=False))
+    elif kind == "parquet":
+        _atomic(p, lambda t: alerts.to_parquet(t, index=False))
+    elif kind == "geojson":
+        geo = farms[["farm_id", "geometry"]].assign(farm_id=farms["farm_id"].astype(str))
+        gdf = gpd.GeoDataFrame(_as_text_dates(alerts).merge(geo, on="farm_id", how="left"), geometry="geometry", crs=farms.crs)
+        gdf = gdf.to_crs("EPSG:4326") if gdf.crs is not None else gdf
+        _atomic(p, lambda t: gdf.to_file(t, driver="GeoJSON"))
+    else:
+        roll = rollup(alerts, farms)
+        _atomic(p, lambda t: _xlsx(_as_text_dates(alerts), roll, t))
+    return p
