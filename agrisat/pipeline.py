@@ -23,7 +23,6 @@ import geopandas as gpd
 import pandas as pd
 import pystac
 import shapely
-from pyproj import Transformer
 
 from .book import Farms, load_book, write_rejects
 from .catalog import find_scenes, redact_url
@@ -139,8 +138,7 @@ def _observe(
     cube = load_cube(items, weights.geobox, bands=bands, settings=settings.cube)
     cube = cube.assign_coords(day=("time", [_day(i) for i in items]))
     cube = _with_indices(cube, indices)
-    to_grid = Transformer.from_crs(4326, epsg, always_xy=True)
-    footprints = [shapely.ops.transform(to_grid.transform, _footprint(i)) for i in items]
+    footprints = list(gpd.GeoSeries([_footprint(i) for i in items], crs=4326).to_crs(epsg).values)
     parts = zonal_stats(
         cube, weights, indices=indices, settings=settings.zonal, footprints=footprints
     )
@@ -213,6 +211,7 @@ def run(
 
         ledger = store.read("ledger")
         done = set(ledger.loc[ledger["status"] == "ingested", "item_id"]) if len(ledger) else set()
+        stored_days = set(ledger["day"]) if len(ledger) else set()
         new = [i for i in items if i.id not in done]
         result.items_new = len(new)
 
@@ -251,7 +250,11 @@ def run(
                 for batch in _batches(zitems, batch_items):
                     t0 = time.perf_counter()
                     obs, failed = _observe_batch(batch, code, weights, indices, settings)
-                    obs = _merge_with_store(store, obs)
+                    if stored_days & {_day(i) for i in batch}:
+                        # a day already stored (a late tile, a reprocessing): resolve against it
+                        obs = _merge_with_store(store, obs)
+                    else:
+                        obs = resolve_same_day(obs)
                     ok_items = [i for i in batch if i.id not in failed]
                     with store.transaction() as txn:
                         txn.append("observations", obs[observation_columns(indices)])

@@ -323,8 +323,10 @@ def zonal_stats(
     out = []
     nt = cube.sizes["time"]
     a = weights.geobox.affine
-    for g in weights.groups:
+    for gi, g in enumerate(weights.groups):
         r0, r1, c0, c1 = g.window
+        # one graph key per group's weights: shipped to a worker once, not once per task
+        w_key = dask.delayed(g.weights, name=f"agrisat-weights-{id(weights):x}-{gi}", pure=False)
         times = np.arange(nt)
         if footprints is not None:
             box = shapely.box(a.c + c0 * a.a, a.f - r1 * a.a, a.c + c1 * a.a, a.f - r0 * a.a)
@@ -334,7 +336,7 @@ def zonal_stats(
             sel = times[b0 : b0 + time_batch]
             part = win.isel(time=sel)
             arrays = [part[v].data for v in ("valid", "clear", "water", *indices)]
-            stats = dask.delayed(_group_stats, pure=True)(g.weights, g.total, *arrays)
+            stats = dask.delayed(_group_stats, pure=True)(w_key, g.total, *arrays)
             out.append(
                 dask.delayed(_frame, pure=True)(
                     stats,

@@ -32,7 +32,7 @@ class DetectSettings:
     history_min_gap_days: int = 300
     #: a season shifted this many days early/late is normal: the deficit is taken against
     #: the lowest of the history medians over these lags (absorbs early harvests, late sowing)
-    phenology_tolerance_days: int = 12
+    phenology_tolerance_days: int = 8
     min_history_looks: int = 3
     #: floor of robust scales (1.4826 x MAD), so that very regular histories do not make
     #: noise look unusual; covers look-to-look noise and processing-baseline changes

@@ -223,9 +223,7 @@ def load_book(
         raw = read_geodataframe(source, crs=crs)
     elif isinstance(source, str | os.PathLike):
         limit = max_file_mb if max_file_mb is not None else getattr(settings, "max_file_mb", None)
-        raw = read_path(
-            Path(source), crs=crs, layer=layer, max_mb=MAX_FILE_MB if limit is None else limit
-        )
+        raw = read_path(source, crs=crs, layer=layer, max_mb=MAX_FILE_MB if limit is None else limit)
     else:
         raise BookError(
             f"cannot read a loan book from a {type(source).__name__}; "

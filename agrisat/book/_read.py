@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import warnings
 import zipfile
@@ -90,9 +91,10 @@ def _same_crs(a: CRS, b: CRS) -> bool:
     return ea is not None and ea == eb
 
 
-def read_geodataframe(gdf: gpd.GeoDataFrame, *, crs: str | None) -> RawBook:
+def read_geodataframe(
+    gdf: gpd.GeoDataFrame, *, crs: str | None, name: str = "<GeoDataFrame>"
+) -> RawBook:
     """Take a GeoDataFrame as a book (copied; the caller's frame is not changed)."""
-    name = "<GeoDataFrame>"
     try:
         geom_name = gdf.geometry.name
     except AttributeError:
@@ -108,12 +110,15 @@ def _path_size(path: Path) -> int:
     return path.stat().st_size
 
 
-def read_path(path: Path, *, crs: str | None, layer: str | None, max_mb: float) -> RawBook:
+def read_path(
+    source: str | os.PathLike[str], *, crs: str | None, layer: str | None, max_mb: float
+) -> RawBook:
     """Read a book file; see :func:`agrisat.book.load_book` for what is accepted."""
-    name = path.name
-    text = str(path)
+    text = os.fspath(source)
     if text.startswith("/vsi") or "://" in text:
         raise BookError(f"book {text}: only local files are read; download it first")
+    path = Path(text)
+    name = path.name
     if not path.exists():
         raise BookError(f"book {path} does not exist")
     suffix = path.suffix.lower()
@@ -153,9 +158,7 @@ def read_path(path: Path, *, crs: str | None, layer: str | None, max_mb: float) 
 
 
 def _from_gdf(gdf: gpd.GeoDataFrame, name: str, crs: str | None) -> RawBook:
-    raw = read_geodataframe(gdf, crs=crs)
-    raw.name = name
-    return raw
+    return read_geodataframe(gdf, crs=crs, name=name)
 
 
 def _read_ogr(dataset: str, name: str, layer: str | None, suffix: str) -> gpd.GeoDataFrame:

@@ -20,7 +20,17 @@ from shapely.ops import unary_union
 
 from .spec import DemoSpec
 
-__all__ = ["BG_MARGIN", "BG_TREES", "BG_VILLAGE", "BG_WATER", "Landscape", "TileGrid", "lay_out"]
+__all__ = [
+    "BG_MARGIN",
+    "BG_TREES",
+    "BG_VILLAGE",
+    "BG_WATER",
+    "Landscape",
+    "TileGrid",
+    "lay_out",
+    "tile_grids",
+    "tile_polygon",
+]
 
 REGION_NAMES = ("Jiaozhou", "Gaomi", "Pingdu", "Zhucheng", "Anqiu", "Changyi")
 #: background classes, numbered after the parcels (label = n_parcels + code)
@@ -96,7 +106,8 @@ def tile_grids(spec: DemoSpec) -> tuple[TileGrid, ...]:
     return tuple(grids)
 
 
-def _tile_polygon(grid: TileGrid, world_epsg: int) -> Polygon:
+def tile_polygon(grid: TileGrid, world_epsg: int) -> Polygon:
+    """The tile's raster extent as a polygon in ``world_epsg``."""
     poly = box(*grid.bounds()).segmentize(100.0)
     if grid.epsg == world_epsg:
         return poly
@@ -179,7 +190,7 @@ def lay_out(spec: DemoSpec) -> Landscape:
     rng = np.random.default_rng([spec.seed, 1])
     grids = tile_grids(spec)
     world_epsg = grids[0].epsg
-    tile_polys = [_tile_polygon(g, world_epsg) for g in grids]
+    tile_polys = [tile_polygon(g, world_epsg) for g in grids]
     inner = [p.buffer(-80.0) for p in tile_polys]
     area = unary_union(inner)
     xmin, ymin, xmax, ymax = area.bounds

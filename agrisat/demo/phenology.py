@@ -21,6 +21,7 @@ __all__ = [
     "CropCalendar",
     "canopy_cover",
     "draw_calendar",
+    "mix_bands",
     "mix_reflectance",
     "ndvi_knots",
 ]
@@ -44,26 +45,41 @@ def canopy_cover(ndvi: np.ndarray) -> np.ndarray:
     return np.clip(fc, 0.0, 1.0)
 
 
+def mix_bands(
+    cover: np.ndarray | float,
+    *,
+    soil_brightness: np.ndarray | float = 1.0,
+    moisture_stress: np.ndarray | float = 0.0,
+    water: np.ndarray | float = 0.0,
+) -> list[np.ndarray]:
+    """Reflectance of a soil/canopy/water mix, one array per band in :data:`BANDS` order.
+
+    A brightness factor scales the soil spectrum (which keeps the soil's NDVI), the moisture
+    stress (0..1) raises the canopy's SWIR, and the water share is mixed in last. Inputs
+    broadcast together; float32 inputs give float32 outputs.
+    """
+    out = []
+    for b in range(len(BANDS)):
+        # python floats keep float32 arrays float32 (numpy scalars would promote them)
+        v, s, w = float(VEG[b]), float(SOIL[b]), float(WATER[b])
+        veg = v * (1.0 + DRY_SWIR_GAIN * moisture_stress) if b == _SWIR else v
+        land = s * soil_brightness * (1.0 - cover) + veg * cover
+        out.append(np.asarray(land * (1.0 - water) + w * water))
+    return out
+
+
 def mix_reflectance(
-    cover: np.ndarray,
+    cover: np.ndarray | float,
     *,
     soil_brightness: np.ndarray | float = 1.0,
     moisture_stress: np.ndarray | float = 0.0,
     water: np.ndarray | float = 0.0,
 ) -> np.ndarray:
-    """Reflectance in :data:`BANDS` order (last axis) of a soil/canopy/water mix.
-
-    A brightness factor scales the soil spectrum (which keeps the soil's NDVI), the moisture
-    stress (0..1) raises the canopy's SWIR, and the water share is mixed in last.
-    """
-    fc = np.asarray(cover, dtype=np.float64)[..., None]
-    sb = np.asarray(soil_brightness, dtype=np.float64)[..., None]
-    ms = np.asarray(moisture_stress, dtype=np.float64)
-    wf = np.asarray(water, dtype=np.float64)[..., None]
-    veg = np.broadcast_to(VEG, np.broadcast_shapes(fc.shape, ms.shape + (1,))).copy()
-    veg[..., _SWIR] = VEG[_SWIR] * (1.0 + DRY_SWIR_GAIN * ms)
-    land = SOIL * sb * (1.0 - fc) + veg * fc
-    return land * (1.0 - wf) + WATER * wf
+    """Like :func:`mix_bands`, stacked on a last axis of length 5."""
+    bands = mix_bands(
+        cover, soil_brightness=soil_brightness, moisture_stress=moisture_stress, water=water
+    )
+    return np.stack(np.broadcast_arrays(*bands), axis=-1)
 
 
 @dataclass(frozen=True)

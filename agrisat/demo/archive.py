@@ -1,0 +1,379 @@
+"""Write the demo archive: COGs + static STAC catalog, loan book, truth and metadata.
+
+Layout of ``out_dir``::
+
+    catalog/catalog.json                               root catalog
+    catalog/sentinel-2-l2a/collection.json
+    catalog/sentinel-2-l2a/<item_id>/<item_id>.json    one item per tile and date (+ reprocessings)
+    catalog/sentinel-2-l2a/<item_id>/{blue,green,red,nir}.tif   10 m uint16 COGs
+    catalog/sentinel-2-l2a/<item_id>/{swir16,scl}.tif           20 m COGs (SCL uint8)
+    book.geojson                                       loan book, EPSG:4326
+    truth.csv                                          injected events
+    demo.json                                          spec, tiles, counts, non-events
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import datetime as dt
+import io
+import json
+import logging
+import multiprocessing as mp
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+
+from .. import __version__
+from ..testing.cog import write_cog
+from ..testing.stac import item_dir, make_s2_item, reflectance_to_dn, write_static_catalog
+from .events import TRUTH_COLUMNS
+from .layout import Landscape, tile_polygon
+from .phenology import BANDS
+from .scene import TileCanvas, draw_atmosphere, make_canvases, nodata_mask, render, to_20m
+from .spec import DemoArchive, DemoSpec
+from .world import DemoWorld, build_world
+
+__all__ = ["book_geojson", "cloud_schedule", "generate_demo", "truth_csv"]
+
+log = logging.getLogger(__name__)
+
+#: how likely a date is mostly cloudy, by month (Shandong: wet July-August), before scaling
+_MONTHLY_CLOUD = np.array([0.7, 0.7, 0.8, 0.8, 0.85, 1.0, 1.7, 1.6, 1.0, 0.75, 0.75, 0.8])
+_REPROCESSED = ("earthsearch_v1", "05.11")
+
+# State shared with forked workers (set by generate_demo before the pool starts).
+_STATE: dict[str, Any] = {}
+
+
+def cloud_schedule(spec: DemoSpec, dates: tuple[dt.date, ...]) -> np.ndarray:
+    """Cloud cover (0..1) per date: ~``cloudy_share`` mostly cloudy, the rest mostly clear."""
+    rng = np.random.default_rng([spec.seed, 8])
+    p = _MONTHLY_CLOUD[[d.month - 1 for d in dates]]
+    p = np.clip(p / p.mean() * spec.cloudy_share, 0, 0.95)
+    cloudy = rng.random(len(dates)) < p
+    cover = np.where(
+        cloudy,
+        np.where(rng.random(len(dates)) < 0.35, 1.0, rng.uniform(0.7, 0.98, len(dates))),
+        np.where(rng.random(len(dates)) < 0.45, 0.0, rng.uniform(0.02, 0.3, len(dates))),
+    )
+    lo, hi = spec.cloudy_weeks
+    cover[[lo <= d <= hi for d in dates]] = 1.0
+    return cover
+
+
+def _platform(date: dt.date, i: int) -> str:
+    if i % 2:
+        return "S2B"
+    return "S2C" if date >= dt.date(2025, 1, 21) else "S2A"
+
+
+def _render_date(d: int) -> list[dict[str, Any]]:
+    """Render and write every item of date index ``d`` (both tiles, reprocessings too)."""
+    world: DemoWorld = _STATE["world"]
+    canvases: list[TileCanvas] = _STATE["canvases"]
+    spec = world.spec
+    date = world.dates[d]
+    atmos = draw_atmosphere(spec.seed, date, float(_STATE["cover"][d]), _STATE["wshape"])
+    records = []
+    for canvas in canvases:
+        grid = canvas.grid
+        rng = np.random.default_rng([spec.seed, 6, date.toordinal(), canvas.index])
+        nodata = nodata_mask(rng, canvas, spec.nodata_strip_share)
+        versions = [(0, *spec.convention_for(date))]
+        if (grid.tile_id, date) in _STATE["duplicates"]:
+            versions.append((1, *_REPROCESSED))
+        for k, convention, baseline in versions:
+            noise = np.random.default_rng([spec.seed, 7, date.toordinal(), canvas.index, k])
+            refl, scl20, valid = render(world, canvas, d, atmos, noise, nodata)
+            item_id = f"{_platform(date, d)}_{grid.tile_id}_{date:%Y%m%d}_{k}_L2A"
+            folder = item_dir(_STATE["cat_root"], item_id, collection_id=spec.collection_id)
+            valid20 = scl20 != 0
+            hrefs = {}
+            for b, band in enumerate(BANDS):
+                if band == "swir16":
+                    arr = reflectance_to_dn(to_20m(refl[b]), convention, valid=valid20)
+                    aff, shape = grid.transform20, grid.shape20
+                else:
+                    arr = reflectance_to_dn(refl[b], convention, valid=valid)
+                    aff, shape = grid.transform, grid.shape
+                path = write_cog(folder / f"{band}.tif", arr, transform=aff, crs=grid.epsg)
+                hrefs[band] = (str(path), tuple(aff)[:6], shape)
+            path = write_cog(
+                folder / "scl.tif",
+                scl20,
+                transform=grid.transform20,
+                crs=grid.epsg,
+                overview_resampling="nearest",
+            )
+            hrefs["scl"] = (str(path), tuple(grid.transform20)[:6], grid.shape20)
+            n_valid = max(int(valid20.sum()), 1)
+            share = {c: 100.0 * float((scl20 == c).sum()) / n_valid for c in (3, 4, 6, 8, 9, 10)}
+            records.append(
+                {
+                    "item_id": item_id,
+                    "tile": canvas.index,
+                    "d": d,
+                    "k": k,
+                    "convention": convention,
+                    "baseline": baseline,
+                    "hrefs": hrefs,
+                    "cloud_cover": share[8] + share[9] + share[10],
+                    "scl_share": share,
+                    "nodata_pct": 100.0 * (1.0 - valid20.mean()),
+                }
+            )
+    return records
+
+
+def _choose_duplicates(spec: DemoSpec, world: DemoWorld) -> set[tuple[str, dt.date]]:
+    rng = np.random.default_rng([spec.seed, 9])
+    season = [d for d in world.dates if spec.season_start <= d <= spec.season_end]
+    out: set[tuple[str, dt.date]] = set()
+    for tile in spec.tiles:
+        n = min(spec.n_duplicates, len(season))
+        for i in rng.choice(len(season), size=n, replace=False):
+            out.add((tile.tile_id, season[int(i)]))
+    return out
+
+
+def _item(spec: DemoSpec, world: DemoWorld, rec: dict[str, Any]) -> Any:
+    grid = world.land.tiles[rec["tile"]]
+    date = world.dates[rec["d"]]
+    when = dt.datetime(date.year, date.month, date.day, 2, 56, 31, 24000, tzinfo=dt.UTC)
+    created = when + dt.timedelta(hours=3, minutes=7)
+    if rec["k"]:
+        created += dt.timedelta(days=30 + rec["d"] % 7)
+    baseline = rec["baseline"]
+    share = rec["scl_share"]
+    props = {
+        "s2:sequence": str(rec["k"]),
+        "s2:nodata_pixel_percentage": round(rec["nodata_pct"], 4),
+        "s2:cloud_shadow_percentage": round(share[3], 4),
+        "s2:vegetation_percentage": round(share[4], 4),
+        "s2:water_percentage": round(share[6], 4),
+        "s2:high_proba_clouds_percentage": round(share[9], 4),
+        "s2:medium_proba_clouds_percentage": round(share[8], 4),
+        "s2:thin_cirrus_percentage": round(share[10], 4),
+        "s2:product_uri": (
+            f"{rec['item_id'][:3]}_MSIL2A_{date:%Y%m%d}T025631_N{baseline.replace('.', '')}"
+            f"_R032_T{grid.tile_id}_{created:%Y%m%dT%H%M%S}.SAFE"
+        ),
+    }
+    return make_s2_item(
+        rec["item_id"],
+        datetime=when,
+        epsg=grid.epsg,
+        assets=rec["hrefs"],
+        tile=grid.tile_id,
+        baseline=baseline,
+        convention=rec["convention"],
+        cloud_cover=rec["cloud_cover"],
+        created=created,
+        proj_key="proj:code" if date >= spec.proj_code_from else "proj:epsg",
+        collection=spec.collection_id,
+        properties=props,
+    )
+
+
+def book_geojson(land: Landscape) -> str:
+    """The loan book as GeoJSON text (EPSG:4326), one feature per line, stable bytes."""
+    lines = []
+    for i in range(land.n_book):
+        geom = shapely.geometry.mapping(land.parcels_ll[i])
+        props = {
+            "farm_id": land.farm_id[i],
+            "loan_id": land.loan_id[i],
+            "borrower_id": land.borrower_id[i],
+            "crop": str(land.parcel_crop[i]),
+            "exposure": float(land.exposure[i]),
+            "region": land.region_names[int(land.parcel_region[i])],
+        }
+        feature = {"type": "Feature", "properties": props, "geometry": geom}
+        lines.append(json.dumps(feature, separators=(",", ":")))
+    head = '{"type":"FeatureCollection","name":"shandong_demo_book","features":[\n'
+    return head + ",\n".join(lines) + "\n]}\n"
+
+
+def truth_csv(world: DemoWorld) -> str:
+    """``truth.csv`` text: one row per (event, farm), dates YYYY-MM-DD."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(TRUTH_COLUMNS)
+    for r in world.plan.truth:
+        writer.writerow(
+            [r.event_id, r.farm_id, r.hazard, r.start.isoformat(), r.end.isoformat(), r.crop, r.note]
+        )
+    return buf.getvalue()
+
+
+def _non_events(spec: DemoSpec, world: DemoWorld) -> list[dict[str, Any]]:
+    land, plan = world.land, world.plan
+    out: list[dict[str, Any]] = []
+    if plan.regional_stress is not None:
+        region, frac, start, end = plan.regional_stress
+        farms = [land.farm_id[i] for i in range(land.n_book) if land.parcel_region[i] == region]
+        out.append(
+            {
+                "kind": "regional_stress",
+                "region": land.region_names[region],
+                "ndvi_deficit": frac,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "farms": farms,
+            }
+        )
+    out.append(
+        {
+            "kind": "early_harvest",
+            "shift_days": -10,
+            "crop": "winter_wheat",
+            "farms": [land.farm_id[p] for p in plan.early_harvest],
+        }
+    )
+    lo, hi = spec.cloudy_weeks
+    out.append({"kind": "cloudy_weeks", "start": lo.isoformat(), "end": hi.isoformat()})
+    for prev, cur in zip(spec.conventions, spec.conventions[1:], strict=False):
+        out.append(
+            {
+                "kind": "baseline_change",
+                "date": cur[0].isoformat(),
+                "from": {"convention": prev[1], "baseline": prev[2]},
+                "to": {"convention": cur[1], "baseline": cur[2]},
+                "in_season": spec.season_start <= cur[0] <= spec.season_end,
+            }
+        )
+    y = spec.crop_year
+    out.append(
+        {"kind": "normal_harvest", "crop": "winter_wheat",
+         "start": f"{y}-05-25", "end": f"{y}-06-20"}
+    )
+    out.append(
+        {"kind": "normal_harvest", "crop": "maize", "start": f"{y}-09-18", "end": f"{y}-10-12"}
+    )
+    return out
+
+
+def generate_demo(
+    out_dir: str | Path, *, spec: DemoSpec | None = None, workers: int | None = None
+) -> DemoArchive:
+    """Generate the demo archive into ``out_dir`` (created; existing files are overwritten).
+
+    Parameters
+    ----------
+    out_dir
+        Target folder.
+    spec
+        What to generate (default :class:`DemoSpec`); the same spec gives the same book and
+        truth bytes.
+    workers
+        Processes used to render scenes (default: up to 2 / the CPU count; 1 renders inline).
+
+    Returns
+    -------
+    DemoArchive
+    """
+    spec = spec or DemoSpec()
+    root = Path(out_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    world = build_world(spec)
+    (_, wshape), canvases = make_canvases(world)
+    cat_root = root / "catalog"
+    _STATE.update(
+        world=world,
+        canvases=canvases,
+        wshape=wshape,
+        cover=cloud_schedule(spec, world.dates),
+        duplicates=_choose_duplicates(spec, world),
+        cat_root=cat_root,
+    )
+    n_workers = workers or min(2, os.cpu_count() or 1)
+    indices = list(range(len(world.dates)))
+    try:
+        if n_workers > 1 and "fork" in mp.get_all_start_methods():
+            # fork shares the world with the workers without pickling it
+            with cf.ProcessPoolExecutor(n_workers, mp_context=mp.get_context("fork")) as pool:
+                batches = list(pool.map(_render_date, indices, chunksize=4))
+        else:
+            batches = [_render_date(d) for d in indices]
+        records = [r for batch in batches for r in batch]
+        duplicates = sorted(_STATE["duplicates"], key=lambda x: (x[1], x[0]))
+    finally:
+        _STATE.clear()
+    items = [_item(spec, world, rec) for rec in records]
+    catalog = write_static_catalog(
+        cat_root,
+        items,
+        collection_id=spec.collection_id,
+        title="agrisat demo: synthetic Sentinel-2 L2A over Shandong",
+    )
+    book = root / "book.geojson"
+    book.write_text(book_geojson(world.land), encoding="utf-8")
+    truth = root / "truth.csv"
+    truth.write_text(truth_csv(world), encoding="utf-8")
+    meta = root / "demo.json"
+    meta.write_text(json.dumps(_meta(spec, world, records, duplicates), indent=1) + "\n")
+    log.info("demo archive: %d farms, %d items, %d truth rows", world.land.n_book,
+             len(items), len(world.plan.truth))
+    return DemoArchive(root=root, catalog=catalog, book=book, truth=truth, meta=meta)
+
+
+def _meta(
+    spec: DemoSpec,
+    world: DemoWorld,
+    records: list[dict[str, Any]],
+    duplicates: list[tuple[str, dt.date]],
+) -> dict[str, Any]:
+    land = world.land
+    by_conv: dict[str, int] = {}
+    for rec in records:
+        by_conv[rec["convention"]] = by_conv.get(rec["convention"], 0) + 1
+    hazards: dict[str, int] = {}
+    for r in world.plan.truth:
+        hazards[r.hazard] = hazards.get(r.hazard, 0) + 1
+    tile_polys = [tile_polygon(g, land.world_epsg) for g in land.tiles]
+    book = land.parcels_world[: land.n_book]
+    in_tile = [shapely.within(book, t) for t in tile_polys]
+    tiles = []
+    for g in land.tiles:
+        x0, y0, x1, y1 = g.bounds()
+        tiles.append(
+            {
+                "tile_id": g.tile_id,
+                "epsg": g.epsg,
+                "transform_10m": list(tuple(g.transform)[:6]),
+                "shape_10m": list(g.shape),
+                "transform_20m": list(tuple(g.transform20)[:6]),
+                "shape_20m": list(g.shape20),
+                "bounds": [x0, y0, x1, y1],
+            }
+        )
+    return {
+        "generator": "agrisat.demo",
+        "agrisat_version": __version__,
+        "spec": spec.to_json(),
+        "crop_year": spec.crop_year,
+        "season": {"start": spec.season_start.isoformat(), "end": spec.season_end.isoformat()},
+        "tiles": tiles,
+        "n_farms": land.n_book,
+        "n_parcels": len(land.parcels_world),
+        "farms_in_both_tiles": int((in_tile[0] & in_tile[1]).sum()),
+        "n_dates": len(world.dates),
+        "n_items": len(records),
+        "items_by_convention": dict(sorted(by_conv.items())),
+        "duplicates": [
+            {"tile_id": t, "date": d.isoformat(), "items": sorted(
+                r["item_id"] for r in records
+                if land.tiles[r["tile"]].tile_id == t and world.dates[r["d"]] == d
+            )}
+            for t, d in duplicates
+        ],
+        "events": hazards,
+        "non_events": _non_events(spec, world),
+        "files": {"catalog": "catalog/catalog.json", "book": "book.geojson",
+                  "truth": "truth.csv"},
+    }
