@@ -28,7 +28,7 @@ from .book import Farms, load_book, write_rejects
 from .catalog import find_scenes, redact_url
 from .config import Settings
 from .cube import grid_for, item_epsg, load_cube
-from .errors import AgrisatError, ConfigError
+from .errors import AgrisatError, CatalogError, ConfigError
 from .indices import bands_for, compute_index, resolve_indices
 from .observations import observation_columns
 from .store import Store
@@ -84,8 +84,11 @@ def gdal_options(settings: Settings) -> dict[str, Any]:
 
 
 def _footprint(item: pystac.Item) -> shapely.Geometry:
-    geom = item.geometry or shapely.geometry.mapping(shapely.box(*item.bbox))
-    return shapely.geometry.shape(geom)
+    if item.geometry:
+        return shapely.geometry.shape(item.geometry)
+    if item.bbox:
+        return shapely.box(*item.bbox[:2], *item.bbox[-2:])
+    raise CatalogError(f"item {item.id} has neither geometry nor bbox; it cannot be placed")
 
 
 def _day(item: pystac.Item) -> str:

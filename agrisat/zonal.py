@@ -31,6 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 import shapely
 import xarray as xr
+from dask.delayed import Delayed
 from odc.geo.geobox import GeoBox
 
 from .config import ZonalSettings
@@ -147,7 +148,8 @@ def coverage_weights(farms: gpd.GeoDataFrame, geobox: GeoBox, *, block: int = 10
     from exactextract import exact_extract
     from exactextract.raster import NumPyRasterSource
 
-    local = farms[["farm_id", "geometry"]].to_crs(geobox.crs.to_wkt())
+    crs_wkt = _wkt(geobox)
+    local = farms[["farm_id", "geometry"]].to_crs(crs_wkt)
     a = geobox.affine
     res, x0, y0 = a.a, a.c, a.f
     ny, nx = geobox.shape.y, geobox.shape.x
@@ -170,7 +172,7 @@ def coverage_weights(farms: gpd.GeoDataFrame, geobox: GeoBox, *, block: int = 10
             wy1 - h * res,
             wx0 + w * res,
             wy1,
-            srs_wkt=geobox.crs.to_wkt(),
+            srs_wkt=crs_wkt,
         )
         sub = local.iloc[sel].reset_index(drop=True)
         sub["_pos"] = np.arange(len(sub))
@@ -204,6 +206,12 @@ def coverage_weights(farms: gpd.GeoDataFrame, geobox: GeoBox, *, block: int = 10
             )
         )
     return ZoneWeights(geobox=geobox, groups=tuple(groups))
+
+
+def _wkt(geobox: GeoBox) -> str:
+    if geobox.crs is None:
+        raise ValueError("the grid has no CRS")  # grids come from grid_for, always with a CRS
+    return str(geobox.crs.to_wkt())
 
 
 def _group_stats(
@@ -291,7 +299,7 @@ def zonal_stats(
     settings: ZonalSettings = ZonalSettings(),
     time_batch: int = 8,
     footprints: Sequence[shapely.Geometry] | None = None,
-) -> list[dask.delayed]:
+) -> list[Delayed]:
     """Lazy per-farm statistics of every item of ``cube``.
 
     Parameters

@@ -58,7 +58,8 @@ Checks, in this order; a rejected row carries the first reason that applies
        within ``settings.repair_area_tolerance`` and at least ``1 - tolerance`` of the area
        GEOS measures on the invalid rings is kept; such farms get ``repaired=True``; otherwise
        ``invalid geometry, not repairable`` (or ``zero area`` for a collapsed ring);
-    9. reprojection to EPSG:4326; ``area_ha`` is geodesic (WGS84 ellipsoid);
+    9. reprojection to EPSG:4326; ``area_ha`` comes from an ellipsoidal (WGS84) Lambert
+       azimuthal equal-area projection centred on the book;
        ``zero area``, ``area too small`` (< ``min_area_ha``), ``area too large``
        (> ``max_area_ha``).
 

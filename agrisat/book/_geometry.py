@@ -5,10 +5,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-import geopandas as gpd
 import numpy as np
 import shapely
-from pyproj import CRS, Geod, Transformer
+from pyproj import CRS, Transformer
 
 from ..config import BookSettings
 
@@ -33,7 +32,6 @@ _TYPE_NAMES = {
     6: "MultiPolygon",
     7: "GeometryCollection",
 }
-_GEOD = Geod(ellps="WGS84")
 
 
 @dataclass
@@ -120,10 +118,25 @@ def _repair(geom: shapely.Geometry, tolerance: float) -> tuple[shapely.Geometry 
     return fixed, None
 
 
-def _geodesic_area_m2(geoms: np.ndarray) -> np.ndarray:
-    # Geod sums signed ring areas, so rings must be oriented: exteriors counter-clockwise.
-    oriented = shapely.orient_polygons(geoms, exterior_cw=False)
-    return np.array([abs(_GEOD.geometry_area_perimeter(g)[0]) for g in oriented], dtype=float)
+def _transform(t: Transformer, geoms: np.ndarray) -> np.ndarray:
+    def apply(xy: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            x, y = t.transform(xy[:, 0], xy[:, 1], errcheck=False)
+        return np.column_stack([x, y])
+
+    return shapely.transform(geoms, apply)
+
+
+def _equal_area_m2(geoms: np.ndarray, lon: float, lat: float) -> np.ndarray:
+    """Areas in m2 from a Lambert azimuthal equal-area projection centred on the book.
+
+    The ellipsoidal LAEA is exactly equal-area everywhere but near the antipode, so one
+    projection serves a whole book; only the shape is distorted far from the centre, which
+    changes the area of a parcel-sized polygon by far less than a millionth.
+    """
+    laea = CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m")
+    t = Transformer.from_crs("EPSG:4326", laea, always_xy=True)
+    return np.asarray(shapely.area(_transform(t, geoms)), dtype=float)
 
 
 def check_geometries(geoms: np.ndarray, crs: CRS, settings: BookSettings) -> GeometryCheck:
@@ -212,8 +225,7 @@ def check_geometries(geoms: np.ndarray, crs: CRS, settings: BookSettings) -> Geo
     if len(rows):
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
-            projected = gpd.GeoSeries(geoms[rows], crs=crs).to_crs("EPSG:4326").to_numpy()
-        out[rows] = projected
+            out[rows] = _transform(to_lonlat, geoms[rows])
     coords, index = shapely.get_coordinates(out, return_index=True)
     bad[:] = False
     bad[index[~np.isfinite(coords).all(axis=1)]] = True
@@ -231,8 +243,13 @@ def check_geometries(geoms: np.ndarray, crs: CRS, settings: BookSettings) -> Geo
             repaired[i] = True
 
     rows = np.flatnonzero(alive())
-    with np.errstate(all="ignore"):
-        area_ha[rows] = _geodesic_area_m2(out[rows]) / 1e4
+    if len(rows):
+        b = shapely.bounds(out[rows])
+        lon0 = float(np.median((b[:, 0] + b[:, 2]) / 2))
+        lat0 = float(np.median((b[:, 1] + b[:, 3]) / 2))
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            area_ha[rows] = _equal_area_m2(out[rows], lon0, lat0) / 1e4
     reject(alive() & ~np.isfinite(area_ha), "invalid geometry, not repairable")
     reject(alive() & (area_ha == 0), "zero area")
     small = alive() & (area_ha < settings.min_area_ha)
