@@ -38,6 +38,8 @@ class BookSettings:
     max_area_ha: float = 2000.0
     #: a repaired geometry must keep this share of the original area, else the row is rejected
     repair_area_tolerance: float = 0.05
+    #: refuse book files larger than this (a hostile or mistaken upload), in MB
+    max_file_mb: float = 500.0
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from .config import Settings
 from .cube import grid_for, item_epsg, load_cube
 from .errors import AgrisatError, CatalogError, ConfigError
 from .indices import bands_for, compute_index, resolve_indices
+from .net import DEFAULT_POLICY, gdal_http_options
 from .observations import observation_columns
 from .store import Store
 from .zonal import ZoneWeights, assign_zones, coverage_weights, resolve_same_day, zonal_stats
@@ -65,16 +66,22 @@ class RunResult:
 
 
 def gdal_options(settings: Settings) -> dict[str, Any]:
-    """GDAL settings for every read, chosen deliberately (see the README's performance notes)."""
+    """GDAL settings for every read, chosen deliberately (see the README's performance notes).
+
+    The HTTP retry and timeout options follow the run's :class:`agrisat.net.RetryPolicy`
+    (``settings.net`` when present, else :data:`agrisat.net.DEFAULT_POLICY`), so catalog JSON
+    and COG pixels are retried alike; see :func:`agrisat.net.gdal_http_options`.
+    """
+    policy = getattr(settings, "net", None) or DEFAULT_POLICY
     return {
         # COGs have no side-car files: do not list remote folders on open
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.jp2,.JP2",
         "GDAL_CACHEMAX": int(settings.cube.gdal_cache_mb),
-        "GDAL_HTTP_MAX_RETRY": 4,
-        "GDAL_HTTP_RETRY_DELAY": 1,
-        "GDAL_HTTP_TIMEOUT": 60,
-        "GDAL_HTTP_CONNECTTIMEOUT": 15,
+        # GDAL_HTTP_MAX_RETRY / _RETRY_DELAY / _RETRY_CODES / _TIMEOUT / _CONNECTTIMEOUT:
+        # bounded retries of 408/425/429/502/503/504 and of curl time-outs and resets, with
+        # exponential backoff; a stalled range request is cut after the read timeout
+        **gdal_http_options(policy),
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         "GDAL_HTTP_MULTIPLEX": "YES",
         "VSI_CACHE": "TRUE",

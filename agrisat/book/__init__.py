@@ -8,7 +8,7 @@ naming the file; a problem with one row never stops the others.
 Sources
     GeoPackage, GeoJSON, GeoParquet (``.parquet``/``.geoparquet``), Shapefile, zipped Shapefile
     or any other single vector file in a ``.zip`` (also a zip without the suffix), FlatGeobuf,
-    GML, a FileGDB folder, a CSV with a WKT (or hex WKB) geometry column, or a GeoDataFrame.
+    a FileGDB folder, a CSV with a WKT (or hex WKB) geometry column, or a GeoDataFrame.
     Files must have a CRS (pass ``crs=`` / ``--crs`` when they do not); a CSV is EPSG:4326
     unless ``crs=`` is given or a ``crs`` column holds one value. A CRS given both ways must
     agree. Multi-layer files must have one non-empty vector layer, or pass ``layer=``.
@@ -49,10 +49,11 @@ Checks, in this order; a rejected row carries the first reason that applies
        ``non-finite coordinates`` (NaN, inf);
     7. ``coordinates look swapped (x/y)``: the bounding box falls outside the CRS's area of use
        (pyproj ``CRS.area_of_use`` ± 5°, and |lat| ≤ 90, |lon| ≤ 180) but the swapped reading
-       falls inside — or the row lies > 1000 km from the book's median location while the
-       swapped reading lies < 100 km from it; ``coordinates outside the CRS area of use``
-       otherwise. Swaps that land somewhere plausible (a lone EU farm at lat 50, lon 5 read
-       as lon 50, lat 5 in a book of such farms) cannot be told apart and are not caught;
+       falls inside — or (books of 3+ rows) the row lies > 1000 km from the book's median
+       location while the swapped reading lies < 100 km from it;
+       ``coordinates outside the CRS area of use`` otherwise. Swaps that land somewhere
+       plausible (every farm of an EU book at lat 50, lon 5 written as lon 50, lat 5) cannot
+       be told apart and are not caught;
     8. invalid geometry is repaired with ``shapely.make_valid`` (structure method, polygonal
        parts only) when the repair is unambiguous: the linework method agrees on the area
        within ``settings.repair_area_tolerance`` and at least ``1 - tolerance`` of the area
@@ -67,8 +68,10 @@ Hostile input
     Only local paths are read (no URLs or ``/vsi`` paths); GDAL ``.vrt`` files (which can point
     at any file) and rasters are refused by suffix and by content; files, and the unpacked
     content of zips, above ``max_file_mb`` (default :data:`MAX_FILE_MB`) are refused; GML is
-    read without writing ``.gfs`` files or downloading schemas; ``write_rejects`` prefixes
-    text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) with ``'``.
+    not read (GDAL would write ``.gfs`` files beside it and may fetch schemas: convert it to
+    GeoPackage first); a zip member is opened by name, never the archive as a whole; nothing
+    is written beside the book; ``write_rejects`` prefixes text cells that a spreadsheet would
+    run as a formula (``=``, ``+``, ``-``, ``@``) with ``'``.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ import os
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +95,7 @@ import shapely
 from ..config import BookSettings
 from ..errors import BookError
 from ._columns import match_columns, normalise_crop, normalise_id, parse_exposure
-from ._geometry import check_geometries
+from ._geometry import check_geometries, is_none
 from ._read import MAX_FILE_MB, SUPPORTED_SUFFIXES, RawBook, read_geodataframe, read_path
 
 __all__ = [
@@ -224,7 +228,9 @@ def load_book(
         raw = read_geodataframe(source, crs=crs)
     elif isinstance(source, str | os.PathLike):
         limit = max_file_mb if max_file_mb is not None else getattr(settings, "max_file_mb", None)
-        raw = read_path(source, crs=crs, layer=layer, max_mb=MAX_FILE_MB if limit is None else limit)
+        raw = read_path(
+            source, crs=crs, layer=layer, max_mb=MAX_FILE_MB if limit is None else limit
+        )
     else:
         raise BookError(
             f"cannot read a loan book from a {type(source).__name__}; "
@@ -243,27 +249,27 @@ def _check(raw: RawBook, settings: BookSettings) -> Farms:
     reasons = np.full(n, None, dtype=object)
 
     def reject(mask: np.ndarray, reason: str | np.ndarray) -> None:
-        mask = mask & np.equal(reasons, None)
+        mask = mask & is_none(reasons)
         reasons[mask] = reason if isinstance(reason, str) else reason[mask]
 
     ids = {k: np.array([normalise_id(v) for v in frame[cols[k]]], dtype=object) for k in _KEYS}
     for key in _KEYS:
-        reject(np.equal(ids[key], None), f"missing {key}")
+        reject(is_none(ids[key]), f"missing {key}")
     farm_ids = pd.Series(ids["farm_id"], dtype=object)
     counts = farm_ids.map(farm_ids.dropna().value_counts()).fillna(0).to_numpy(dtype=int)
     dup_text = np.array([f"duplicate farm_id: {c} rows share it" for c in counts], dtype=object)
     reject(counts > 1, dup_text)
 
     crops, crop_why = _split(normalise_crop(v) for v in frame[cols["crop"]])
-    reject(np.not_equal(crop_why, None), crop_why)
+    reject(~is_none(crop_why), crop_why)
     amounts, amount_why = _split(parse_exposure(v) for v in frame[cols["exposure"]])
-    reject(np.not_equal(amount_why, None), amount_why)
+    reject(~is_none(amount_why), amount_why)
     if raw.pre_reasons is not None:
-        reject(np.not_equal(raw.pre_reasons, None), raw.pre_reasons)
+        reject(~is_none(raw.pre_reasons), raw.pre_reasons)
     geo = check_geometries(raw.geoms, raw.crs, settings)
-    reject(np.not_equal(geo.reasons, None), geo.reasons)
+    reject(~is_none(geo.reasons), geo.reasons)
 
-    ok = np.equal(reasons, None)
+    ok = is_none(reasons)
     region = (
         [normalise_id(v) or "" for v in frame[cols["region"]]] if "region" in cols else [""] * n
     )
@@ -284,7 +290,11 @@ def _check(raw: RawBook, settings: BookSettings) -> Farms:
     tally = Counter(reason_category(r) for r in reasons[~ok])
     summary = ", ".join(f"{k}={v}" for k, v in tally.most_common()) or "none"
     logger.info(
-        "book %s: %d farms accepted, %d rejected (reasons: %s)", name, ok.sum(), n - ok.sum(), summary
+        "book %s: %d farms accepted, %d rejected (reasons: %s)",
+        name,
+        ok.sum(),
+        n - ok.sum(),
+        summary,
     )
     return Farms(gdf=gdf, rejects=rejects, source=name)
 
@@ -298,15 +308,17 @@ def _split(pairs: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rejects(
-    raw: RawBook, farm_col: str, farm_ids: np.ndarray, reasons: np.ndarray, mask: np.ndarray
+    raw: RawBook, farm_col: Hashable, farm_ids: np.ndarray, reasons: np.ndarray, mask: np.ndarray
 ) -> pd.DataFrame:
     reserved = {"source_row", "farm_id", "reason", "geometry_wkt"}
     others = raw.frame.loc[mask, [c for c in raw.frame.columns if c != farm_col]]
-    others = others.rename(columns={c: f"{c}_source" for c in others.columns if c in reserved})
+    others = others.rename(columns={c: f"{c}_source" for c in others.columns if str(c) in reserved})
     if raw.geom_text is not None:
         wkt = [("" if t is None else str(t)) for t in raw.geom_text[mask]]
     else:
-        wkt = [("" if t is None else t) for t in shapely.to_wkt(raw.geoms[mask], rounding_precision=-1)]
+        wkt = [
+            ("" if t is None else t) for t in shapely.to_wkt(raw.geoms[mask], rounding_precision=-1)
+        ]
     out = pd.DataFrame(
         {
             "source_row": pd.Series(np.flatnonzero(mask) + 1, dtype="int64"),
@@ -325,10 +337,8 @@ _NUMERIC_TEXT = re.compile(r"[+-]?[\d.,\s]*\d[\d.,\s]*(?:[eE][+-]?\d+)?")
 def _defuse(value: Any) -> Any:
     # A spreadsheet runs cells starting with = + - @ as formulas (CSV injection); numbers
     # such as "-12.5" are left alone.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        if not _NUMERIC_TEXT.fullmatch(value):
-            return "'" + value
-    return value
+    formula = isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r")
+    return "'" + value if formula and not _NUMERIC_TEXT.fullmatch(value) else value
 
 
 def write_rejects(farms: Farms, workdir: str | os.PathLike[str]) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -54,8 +54,10 @@ def normalise_name(name: object) -> str:
     return _NAME_RE.sub("_", str(name).strip().lower()).strip("_")
 
 
-def _find(columns: Iterable[str], spellings: tuple[str, ...], canonical: str, book: str) -> str | None:
-    by_key: dict[str, list[str]] = {}
+def _find(
+    columns: Iterable[Hashable], spellings: tuple[str, ...], canonical: str, book: str
+) -> Hashable | None:
+    by_key: dict[str, list[Hashable]] = {}
     for col in columns:
         by_key.setdefault(normalise_name(col), []).append(col)
     exact = by_key.get(canonical, [])
@@ -71,17 +73,17 @@ def _find(columns: Iterable[str], spellings: tuple[str, ...], canonical: str, bo
 
 
 def match_columns(
-    columns: Iterable[object], book: str, *, extra_required: tuple[str, ...] = ()
-) -> dict[str, str]:
-    """Map canonical names (``farm_id`` …, ``region`` if present) to the source's column names.
+    columns: Iterable[Hashable], book: str, *, extra_required: tuple[str, ...] = ()
+) -> dict[str, Hashable]:
+    """Map canonical names (``farm_id`` …, ``region`` if present) to the source's column labels.
 
     Raises
     ------
     BookError
         When a required column is missing (all missing ones are listed) or ambiguous.
     """
-    cols = [str(c) for c in columns]
-    found: dict[str, str] = {}
+    cols = list(columns)
+    found: dict[str, Hashable] = {}
     for canonical in (*REQUIRED, *OPTIONAL):
         col = _find(cols, ALIASES[canonical], canonical, book)
         if col is not None:
@@ -90,15 +92,16 @@ def match_columns(
     if missing:
         raise BookError(
             f"book {book} lacks required column(s): {', '.join(missing)} "
-            f"(found: {', '.join(cols) or 'none'}); add them or rename the existing ones "
+            f"(found: {', '.join(map(str, cols)) or 'none'}); add them or rename the existing ones "
             f"(accepted spellings: see agrisat.book docs)"
         )
     return found
 
 
-def find_optional(columns: Iterable[object], spellings: tuple[str, ...], book: str) -> str | None:
+def find_optional(columns: Iterable[str], spellings: tuple[str, ...], book: str) -> str | None:
     """The one column matching ``spellings`` (first spelling is the canonical), or None."""
-    return _find([str(c) for c in columns], spellings, spellings[0], book)
+    found = _find(list(columns), spellings, spellings[0], book)
+    return None if found is None else str(found)
 
 
 def _is_missing(value: Any) -> bool:

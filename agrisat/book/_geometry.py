@@ -11,7 +11,7 @@ from pyproj import CRS, Transformer
 
 from ..config import BookSettings
 
-__all__ = ["AREA_OF_USE_MARGIN_DEG", "GeometryCheck", "check_geometries"]
+__all__ = ["AREA_OF_USE_MARGIN_DEG", "GeometryCheck", "check_geometries", "is_none"]
 
 #: Slack around a CRS's published area of use. Generous on purpose: books in one UTM zone
 #: routinely reach 3° past the zone edge (e.g. Bornholm in EPSG:25832). The check is for
@@ -32,6 +32,11 @@ _TYPE_NAMES = {
     6: "MultiPolygon",
     7: "GeometryCollection",
 }
+
+
+def is_none(values: np.ndarray) -> np.ndarray:
+    """Boolean mask of the cells that are None (object arrays of reasons and ids)."""
+    return np.fromiter((v is None for v in values), dtype=bool, count=len(values))
 
 
 @dataclass
@@ -82,7 +87,8 @@ def _corners_inside(t: Transformer, x: np.ndarray, y: np.ndarray, crs: CRS) -> n
     """True where every (x, y) corner pair transforms to a lon/lat inside the CRS's area of use."""
     with np.errstate(all="ignore"):
         lon, lat = t.transform(x, y, errcheck=False)
-    return _inside(np.asarray(lon), np.asarray(lat), crs).reshape(x.shape).all(axis=1)
+    inside = _inside(np.asarray(lon), np.asarray(lat), crs).reshape(x.shape)
+    return np.asarray(inside.all(axis=1), dtype=bool)
 
 
 def _haversine_km(lon1: np.ndarray, lat1: np.ndarray, lon2: float, lat2: float) -> np.ndarray:
@@ -114,7 +120,10 @@ def _repair(geom: shapely.Geometry, tolerance: float) -> tuple[shapely.Geometry 
     change = abs(a_fixed - a_other) / max(a_fixed, a_other)
     if change > tolerance or a_fixed < (1.0 - tolerance) * before:
         change = max(change, (before - a_fixed) / before if before else 0.0)
-        return None, f"invalid geometry, not repairable: a repair would change its area by {change:.0%}"
+        return (
+            None,
+            f"invalid geometry, not repairable: a repair would change its area by {change:.0%}",
+        )
     return fixed, None
 
 
@@ -147,11 +156,11 @@ def check_geometries(geoms: np.ndarray, crs: CRS, settings: BookSettings) -> Geo
     area_ha = np.full(n, np.nan)
 
     def reject(mask: np.ndarray, reason: str | np.ndarray) -> None:
-        mask = mask & np.equal(reasons, None)
+        mask = mask & is_none(reasons)
         reasons[mask] = reason if isinstance(reason, str) else reason[mask]
 
     def alive() -> np.ndarray:
-        return np.equal(reasons, None)
+        return is_none(reasons)
 
     geoms = np.asarray(geoms, dtype=object).copy()
     reject(shapely.is_missing(geoms) | shapely.is_empty(geoms), "empty geometry")

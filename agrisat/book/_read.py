@@ -30,18 +30,17 @@ __all__ = ["MAX_FILE_MB", "SUPPORTED_SUFFIXES", "RawBook", "read_geodataframe", 
 #: Files (and the uncompressed content of zips) above this size are refused; see load_book.
 MAX_FILE_MB: float = 500.0
 
-_OGR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".gml", ".gdb")
+# GML is left out on purpose: GDAL writes a .gfs file beside it when listing its layers and
+# may fetch its XML schemas from the internet; convert it (ogr2ogr -f GPKG) first.
+_OGR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".gdb")
 _PARQUET_SUFFIXES = (".parquet", ".geoparquet")
 SUPPORTED_SUFFIXES: tuple[str, ...] = (*_OGR_SUFFIXES, *_PARQUET_SUFFIXES, ".zip", ".csv")
 _RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".nc", ".hdf", ".png", ".jpg", ".jpeg", ".asc")
 _RASTER_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\x89PNG", b"\xff\xd8\xff")
 # Members of a zip we would open, best first; GeoJSON last because zips often carry JSON
 # metadata beside the real layer.
-_ZIP_MAIN = (".shp", ".gpkg", ".fgb", ".gml", ".gdb", *_PARQUET_SUFFIXES)
+_ZIP_MAIN = (".shp", ".gpkg", ".fgb", ".gdb", *_PARQUET_SUFFIXES)
 _ZIP_FALLBACK = (".geojson", ".json")
-# GDAL's GML reader would otherwise write a .gfs file beside the user's book and may fetch
-# XML schemas from the internet.
-_OPEN_OPTIONS = {".gml": {"WRITE_GFS": "NO", "DOWNLOAD_SCHEMA": "NO"}}
 _READ_ERRORS = (RuntimeError, OSError, ValueError, UnicodeDecodeError)
 
 
@@ -67,7 +66,9 @@ def _parse_crs(value: object, what: str) -> CRS:
         ) from None
 
 
-def resolve_crs(found: CRS | None, declared: str | None, name: str, *, default: str | None = None) -> CRS:
+def resolve_crs(
+    found: CRS | None, declared: str | None, name: str, *, default: str | None = None
+) -> CRS:
     """The book's CRS: the file's own, else ``declared`` (``--crs``), else ``default``."""
     given = _parse_crs(declared, f"book {name}, crs") if declared else None
     if found is not None and given is not None and not _same_crs(found, given):
@@ -100,6 +101,9 @@ def read_geodataframe(
     except AttributeError:
         raise BookError(f"book {name} has no active geometry column; call set_geometry()") from None
     frame = pd.DataFrame(gdf.drop(columns=[geom_name])).reset_index(drop=True)
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise BookError(f"book {name} repeats column name(s) {', '.join(repeated)}; rename them")
     geoms = np.asarray(gdf.geometry.to_numpy(), dtype=object)
     return RawBook(name, frame, geoms, resolve_crs(gdf.crs, crs, name))
 
@@ -130,7 +134,10 @@ def read_path(
         raise BookError(f"book {name} is a directory; give the book file itself")
     try:
         size_mb = _path_size(path) / 1e6
-        head = b"" if path.is_dir() else path.open("rb").read(256)
+        head = b""
+        if not path.is_dir():
+            with path.open("rb") as fh:
+                head = fh.read(256)
     except OSError as exc:
         raise BookError(f"book {name} cannot be read: {exc.strerror or exc}") from None
     if size_mb > max_mb:
@@ -150,7 +157,7 @@ def read_path(
     if suffix == ".csv":
         return _read_csv(path.read_bytes(), name, crs=crs)
     if suffix in _OGR_SUFFIXES:
-        return _from_gdf(_read_ogr(str(path), name, layer, suffix), name, crs)
+        return _from_gdf(_read_ogr(str(path), name, layer), name, crs)
     raise BookError(
         f"book {name}: unsupported file type {suffix or '(no extension)'}; "
         f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
@@ -161,8 +168,7 @@ def _from_gdf(gdf: gpd.GeoDataFrame, name: str, crs: str | None) -> RawBook:
     return read_geodataframe(gdf, crs=crs, name=name)
 
 
-def _read_ogr(dataset: str, name: str, layer: str | None, suffix: str) -> gpd.GeoDataFrame:
-    options = _OPEN_OPTIONS.get(suffix, {})
+def _read_ogr(dataset: str, name: str, layer: str | None) -> gpd.GeoDataFrame:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # GDAL chatter, not for the log
@@ -176,7 +182,7 @@ def _read_ogr(dataset: str, name: str, layer: str | None, suffix: str) -> gpd.Ge
                 chosen = layer
             else:
                 chosen = _pick_layer(dataset, name, spatial)
-            return pyogrio.read_dataframe(dataset, layer=chosen, **options)
+            return pyogrio.read_dataframe(dataset, layer=chosen)
     except _READ_ERRORS as exc:
         raise BookError(f"book {name} is not a readable vector file: {exc}") from None
 
@@ -232,7 +238,9 @@ def _read_zip(path: Path, *, crs: str | None, layer: str | None, max_mb: float) 
             main = gdbs + [m for m in plain if m.lower().endswith(_ZIP_MAIN)]
             picks = main or [m for m in plain if m.lower().endswith(_ZIP_FALLBACK)]
             if len(picks) != 1:
-                what = "no vector file" if not picks else f"several vector files ({', '.join(picks)})"
+                what = (
+                    "no vector file" if not picks else f"several vector files ({', '.join(picks)})"
+                )
                 raise BookError(f"book {name} holds {what}; zip exactly one book per archive")
             member = picks[0]
             if member.lower().endswith(_PARQUET_SUFFIXES):
@@ -245,8 +253,7 @@ def _read_zip(path: Path, *, crs: str | None, layer: str | None, max_mb: float) 
     archive = str(path.resolve())
     # GDAL only recognises archives by their .zip suffix unless the path is braced.
     root = f"/vsizip/{archive}" if archive.lower().endswith(".zip") else f"/vsizip/{{{archive}}}"
-    suffix = Path(member).suffix.lower()
-    return _from_gdf(_read_ogr(f"{root}/{member}", name, layer, suffix), name, crs)
+    return _from_gdf(_read_ogr(f"{root}/{member}", name, layer), name, crs)
 
 
 def _decode(data: bytes) -> str:

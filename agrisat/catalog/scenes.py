@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 import pystac
 
 from ..errors import CatalogError
+from ..net import RetryPolicy
 from .dedupe import dedupe_items
 from .items import normalize_item
-from .search import DEFAULT_TIMEOUT, DateLike, redact_text, redact_url, search_items
+from .search import DateLike, redact_text, redact_url, search_items
 
 __all__ = ["ScenesResult", "find_scenes", "find_scenes_with_report"]
 
@@ -44,7 +45,8 @@ def find_scenes_with_report(
     end: DateLike = None,
     collection: str | None = None,
     max_items: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
+    policy: RetryPolicy | None = None,
 ) -> ScenesResult:
     """Search, normalise and de-duplicate; also say which items were left out and why.
 
@@ -58,6 +60,7 @@ def find_scenes_with_report(
         collection=collection,
         max_items=max_items,
         timeout=timeout,
+        policy=policy,
     )
     normalised: list[pystac.Item] = []
     rejected: list[tuple[str, str]] = []
@@ -90,7 +93,8 @@ def find_scenes(
     end: DateLike = None,
     collection: str | None = None,
     max_items: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
+    policy: RetryPolicy | None = None,
 ) -> list[pystac.Item]:
     """Return the usable scenes: :func:`search_items` -> :func:`normalize_item` -> dedupe.
 
@@ -105,4 +109,5 @@ def find_scenes(
         collection=collection,
         max_items=max_items,
         timeout=timeout,
+        policy=policy,
     ).items

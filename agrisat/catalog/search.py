@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pystac
 import pystac_client
@@ -18,6 +18,15 @@ import shapely
 from pystac_client.exceptions import APIError
 
 from ..errors import CatalogError, ConfigError
+from ..net import (
+    DEFAULT_POLICY,
+    RetryingStacApiIO,
+    RetryingStacIO,
+    RetryPolicy,
+    fetch_json,
+    redact_text,
+    redact_url,
+)
 from .items import acquisition_day
 
 __all__ = [
@@ -32,34 +41,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_COLLECTION = "sentinel-2-l2a"
-#: seconds to wait for a catalog server before giving up (connect and read)
-DEFAULT_TIMEOUT = 60.0
+#: seconds to wait for the next bytes of a catalog server's answer (see agrisat.net.RetryPolicy)
+DEFAULT_TIMEOUT = DEFAULT_POLICY.read_timeout
 _PAGE_SIZE = 100
 _PC_HOST = "planetarycomputer.microsoft.com"
 _ITEM_SEARCH = re.compile(r"/item-search$")
-# a query string holding at least one key=value (signatures, tokens), with or without a host
-_QUERY_RE = re.compile(r"\?[^\s'\"<>()]*=[^\s'\"<>()]*")
 
 DateLike = str | dt.date | None
-
-
-def redact_url(url: str) -> str:
-    """Strip the query string, fragment and user info (signatures, tokens) from a URL.
-
-    Anything that is not a URL (a local path) is returned unchanged.
-    """
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.netloc:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def redact_text(text: str) -> str:
-    """Redact every URL's query string inside free text (exception messages, response bodies)."""
-    return _QUERY_RE.sub("", text)
 
 
 def _is_url(catalog: str) -> bool:
@@ -102,26 +90,8 @@ def _modifier_for(catalog: str) -> Callable[[Any], None] | None:
     return None
 
 
-def _fetch_json(url: str, *, timeout: float) -> dict[str, Any]:
-    try:
-        response = requests.get(url, timeout=timeout)
-    except requests.RequestException as exc:
-        raise CatalogError(
-            f"cannot reach the catalog {redact_url(url)}: {redact_text(str(exc))}; "
-            "check the URL and the network"
-        ) from None
-    if response.status_code >= 400:
-        raise CatalogError(
-            f"the catalog {redact_url(url)} answered HTTP {response.status_code}; "
-            "check the URL, or retry later if the server is down"
-        )
-    try:
-        doc = response.json()
-    except ValueError:
-        raise CatalogError(f"the catalog {redact_url(url)} did not answer with JSON") from None
-    if not isinstance(doc, dict):
-        raise CatalogError(f"the catalog {redact_url(url)} is not a STAC JSON object")
-    return doc
+def _fetch_json(url: str, policy: RetryPolicy) -> dict[str, Any]:
+    return fetch_json(url, policy=policy)
 
 
 def _local_catalog(catalog: str) -> str:
@@ -165,10 +135,15 @@ def _search_api(
     end: dt.date | None,
     collection: str,
     max_items: int | None,
-    timeout: float,
+    policy: RetryPolicy,
 ) -> list[pystac.Item]:
     try:
-        client = pystac_client.Client.open(url, modifier=_modifier_for(url), timeout=timeout)
+        client = pystac_client.Client.open(
+            url,
+            modifier=_modifier_for(url),
+            stac_io=RetryingStacApiIO(policy),
+            timeout=policy.timeout,
+        )
         search = client.search(
             bbox=bbox,
             datetime=_datetime_interval(start, end),
@@ -190,8 +165,11 @@ def _search_api(
         ) from None
 
 
-def _open_static(catalog: str, doc: dict[str, Any] | None) -> Iterator[pystac.Item]:
+def _open_static(
+    catalog: str, doc: dict[str, Any] | None, policy: RetryPolicy
+) -> Iterator[pystac.Item]:
     """Yield every item found in a catalog, collection, item collection or item document."""
+    io = RetryingStacIO(policy)
     try:
         if doc is None:
             with open(catalog, encoding="utf-8") as fh:
@@ -204,16 +182,25 @@ def _open_static(catalog: str, doc: dict[str, Any] | None) -> Iterator[pystac.It
         if doc.get("type") == "FeatureCollection":
             yield from pystac.ItemCollection.from_dict(doc, preserve_dict=False)
             return
-        obj = pystac.read_dict(doc, href=href)
+        obj = pystac.read_dict(doc, href=href, stac_io=io)
         if isinstance(obj, pystac.Item):
             yield obj
         elif isinstance(obj, pystac.Catalog):
+            # children and items are read through the root's I/O (pystac's own has no timeout)
+            obj._stac_io = io
             yield from obj.get_items(recursive=True)
         else:
             raise CatalogError(f"{redact_url(catalog)} is not a STAC catalog, collection or item")
     except CatalogError:
         raise
-    except (OSError, ValueError, pystac.STACError, KeyError, TypeError) as exc:
+    except pystac.STACError as exc:
+        if isinstance(exc.__cause__, CatalogError):  # a child or item failed: say which, why
+            raise exc.__cause__ from None
+        raise CatalogError(
+            f"cannot read the static STAC catalog {redact_url(catalog)}: "
+            f"{redact_text(str(exc))[:300]}; check the path and that it is STAC JSON"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CatalogError(
             f"cannot read the static STAC catalog {redact_url(catalog)}: "
             f"{redact_text(str(exc))[:300]}; check the path and that it is STAC JSON"
@@ -267,7 +254,8 @@ def search_items(
     end: DateLike = None,
     collection: str | None = None,
     max_items: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
+    policy: RetryPolicy | None = None,
 ) -> list[pystac.Item]:
     """Return the raw items of ``catalog`` over ``bbox`` between ``start`` and ``end``.
 
@@ -286,12 +274,18 @@ def search_items(
     max_items
         Stop after this many items (None: all pages).
     timeout
-        Seconds to wait for a server before :class:`CatalogError`.
+        When given, the most seconds any one request may take, retries and waits included
+        (shortens ``policy``'s deadline and timeouts).
+    policy
+        Retries, backoff and timeouts for http(s) catalogs (default
+        :data:`agrisat.net.DEFAULT_POLICY`): transient failures (connection errors, time-outs,
+        408/425/429/502/503/504) are retried with backoff, ``Retry-After`` is honoured.
 
     Raises
     ------
     CatalogError
-        The catalog cannot be reached, read or searched.
+        The catalog cannot be reached, read or searched (after the retries), or answers
+        something that is not STAC JSON; the message names the URL without its query string.
     ConfigError
         ``bbox`` or the dates are malformed.
     """
@@ -299,9 +293,12 @@ def search_items(
     first, last = _parse_day(start, "start"), _parse_day(end, "end")
     if first and last and first > last:
         raise ConfigError(f"--start {first} is after --end {last}")
+    policy = policy or DEFAULT_POLICY
+    if timeout is not None:
+        policy = policy.with_deadline(timeout)
     doc: dict[str, Any] | None = None
     if _is_url(catalog):
-        doc = _fetch_json(catalog, timeout=timeout)
+        doc = _fetch_json(catalog, policy)
         if _is_api(doc):
             items = _search_api(
                 catalog,
@@ -310,14 +307,14 @@ def search_items(
                 end=last,
                 collection=collection or DEFAULT_COLLECTION,
                 max_items=max_items,
-                timeout=timeout,
+                policy=policy,
             )
             log.info("catalog %s: API search returned %d items", redact_url(catalog), len(items))
             return items
     else:
         catalog = _local_catalog(catalog)
     items = _filter_static(
-        _open_static(catalog, doc), bbox=bbox, start=first, end=last, collection=collection
+        _open_static(catalog, doc, policy), bbox=bbox, start=first, end=last, collection=collection
     )
     if (modifier := _modifier_for(catalog)) is not None:
         for item in items:

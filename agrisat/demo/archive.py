@@ -22,6 +22,8 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ import numpy as np
 import shapely
 
 from .. import __version__
+from ..errors import ConfigError
 from ..testing.cog import write_cog
 from ..testing.stac import item_dir, make_s2_item, reflectance_to_dn, write_static_catalog
 from .events import TRUTH_COLUMNS
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 #: how likely a date is mostly cloudy, by month (Shandong: wet July-August), before scaling
 _MONTHLY_CLOUD = np.array([0.7, 0.7, 0.8, 0.8, 0.85, 1.0, 1.7, 1.6, 1.0, 0.75, 0.75, 0.8])
 _REPROCESSED = ("earthsearch_v1", "05.11")
+#: fast, still well-compressed DEFLATE for the reflectance COGs
+_COG_OPTIONS: dict[str, Any] = {"predictor": 2, "level": 1}
 
 # State shared with forked workers (set by generate_demo before the pool starts).
 _STATE: dict[str, Any] = {}
@@ -101,7 +106,9 @@ def _render_date(d: int) -> list[dict[str, Any]]:
                 else:
                     arr = reflectance_to_dn(refl[b], convention, valid=valid)
                     aff, shape = grid.transform, grid.shape
-                path = write_cog(folder / f"{band}.tif", arr, transform=aff, crs=grid.epsg)
+                path = write_cog(
+                    folder / f"{band}.tif", arr, transform=aff, crs=grid.epsg, **_COG_OPTIONS
+                )
                 hrefs[band] = (str(path), tuple(aff)[:6], shape)
             path = write_cog(
                 folder / "scl.tif",
@@ -206,7 +213,15 @@ def truth_csv(world: DemoWorld) -> str:
     writer.writerow(TRUTH_COLUMNS)
     for r in world.plan.truth:
         writer.writerow(
-            [r.event_id, r.farm_id, r.hazard, r.start.isoformat(), r.end.isoformat(), r.crop, r.note]
+            [
+                r.event_id,
+                r.farm_id,
+                r.hazard,
+                r.start.isoformat(),
+                r.end.isoformat(),
+                r.crop,
+                r.note,
+            ]
         )
     return buf.getvalue()
 
@@ -249,8 +264,12 @@ def _non_events(spec: DemoSpec, world: DemoWorld) -> list[dict[str, Any]]:
         )
     y = spec.crop_year
     out.append(
-        {"kind": "normal_harvest", "crop": "winter_wheat",
-         "start": f"{y}-05-25", "end": f"{y}-06-20"}
+        {
+            "kind": "normal_harvest",
+            "crop": "winter_wheat",
+            "start": f"{y}-05-25",
+            "end": f"{y}-06-20",
+        }
     )
     out.append(
         {"kind": "normal_harvest", "crop": "maize", "start": f"{y}-09-18", "end": f"{y}-10-12"}
@@ -278,11 +297,20 @@ def generate_demo(
     DemoArchive
     """
     spec = spec or DemoSpec()
+    t0 = time.perf_counter()
     root = Path(out_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    cat_root = root / "catalog"
+    if cat_root.exists():
+        # only ever delete a catalog this generator wrote: stale items would stay linked-less
+        # on disk and confuse anyone globbing the folder
+        if not (cat_root / "catalog.json").is_file():
+            raise ConfigError(
+                f"{cat_root} exists but is not a demo catalog; choose another out_dir or remove it"
+            )
+        shutil.rmtree(cat_root)
     world = build_world(spec)
     (_, wshape), canvases = make_canvases(world)
-    cat_root = root / "catalog"
     _STATE.update(
         world=world,
         canvases=canvases,
@@ -304,6 +332,7 @@ def generate_demo(
         duplicates = sorted(_STATE["duplicates"], key=lambda x: (x[1], x[0]))
     finally:
         _STATE.clear()
+    t1 = time.perf_counter()
     items = [_item(spec, world, rec) for rec in records]
     catalog = write_static_catalog(
         cat_root,
@@ -317,8 +346,14 @@ def generate_demo(
     truth.write_text(truth_csv(world), encoding="utf-8")
     meta = root / "demo.json"
     meta.write_text(json.dumps(_meta(spec, world, records, duplicates), indent=1) + "\n")
-    log.info("demo archive: %d farms, %d items, %d truth rows", world.land.n_book,
-             len(items), len(world.plan.truth))
+    log.info(
+        "demo archive: %d farms, %d items, %d truth rows; scenes %.1f s, catalog %.1f s",
+        world.land.n_book,
+        len(items),
+        len(world.plan.truth),
+        t1 - t0,
+        time.perf_counter() - t1,
+    )
     return DemoArchive(root=root, catalog=catalog, book=book, truth=truth, meta=meta)
 
 
@@ -366,14 +401,18 @@ def _meta(
         "n_items": len(records),
         "items_by_convention": dict(sorted(by_conv.items())),
         "duplicates": [
-            {"tile_id": t, "date": d.isoformat(), "items": sorted(
-                r["item_id"] for r in records
-                if land.tiles[r["tile"]].tile_id == t and world.dates[r["d"]] == d
-            )}
+            {
+                "tile_id": t,
+                "date": d.isoformat(),
+                "items": sorted(
+                    r["item_id"]
+                    for r in records
+                    if land.tiles[r["tile"]].tile_id == t and world.dates[r["d"]] == d
+                ),
+            }
             for t, d in duplicates
         ],
         "events": hazards,
         "non_events": _non_events(spec, world),
-        "files": {"catalog": "catalog/catalog.json", "book": "book.geojson",
-                  "truth": "truth.csv"},
+        "files": {"catalog": "catalog/catalog.json", "book": "book.geojson", "truth": "truth.csv"},
     }

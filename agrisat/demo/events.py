@@ -70,8 +70,10 @@ def plan_events(
     col = cal.column(year)
     nb = land.n_book
     centers = np.column_stack(
-        [shapely.get_x(shapely.centroid(land.parcels_world)),
-         shapely.get_y(shapely.centroid(land.parcels_world))]
+        [
+            shapely.get_x(shapely.centroid(land.parcels_world)),
+            shapely.get_y(shapely.centroid(land.parcels_world)),
+        ]
     )
     crop = land.parcel_crop
     has_wheat = np.isin(crop, ["wheat_maize", "winter_wheat"])
@@ -88,6 +90,8 @@ def plan_events(
 
     def add(hazard: str, farms: np.ndarray, start: dt.date, end: dt.date, note: str) -> None:
         event_id = f"E{len({r.event_id for r in truth}) + 1:03d}"
+        # the truth speaks about the monitored season only
+        start, end = max(start, spec.season_start), min(end, spec.season_end)
         for p in sorted(farms.tolist()):
             used[p] = True
             truth.append(
@@ -126,8 +130,11 @@ def plan_events(
             in_may = i < n_may
             cand = np.flatnonzero((has_wheat if in_may else has_maize)[:nb] & ~used[:nb])
             p = int(rng.choice(cand))
-            window = (dt.date(year, 5, 8), dt.date(year, 5, 22)) if in_may else (
-                dt.date(year, 7, 30), dt.date(year, 8, 12))
+            window = (
+                (dt.date(year, 5, 8), dt.date(year, 5, 22))
+                if in_may
+                else (dt.date(year, 7, 30), dt.date(year, 8, 12))
+            )
             inside = [d for d in dates if window[0] <= d <= window[1]]
             # strictly between two acquisitions: the drop shows within one revisit interval
             base = inside[int(rng.integers(len(inside)))] if inside else window[0]

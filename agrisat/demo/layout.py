@@ -15,7 +15,6 @@ import shapely
 from affine import Affine
 from pyproj import Transformer
 from shapely.geometry import LineString, Point, Polygon, box
-from shapely.ops import transform as shp_transform
 from shapely.ops import unary_union
 
 from .spec import DemoSpec
@@ -112,7 +111,7 @@ def tile_polygon(grid: TileGrid, world_epsg: int) -> Polygon:
     if grid.epsg == world_epsg:
         return poly
     tr = Transformer.from_crs(grid.epsg, world_epsg, always_xy=True)
-    return shp_transform(tr.transform, poly)
+    return shapely.transform(poly, lambda xy: np.column_stack(tr.transform(*xy.T)))  # type: ignore[no-any-return]
 
 
 def _blob(rng: np.random.Generator, center: tuple[float, float], radius: float) -> Polygon:

@@ -141,7 +141,9 @@ def draw_calendar(
     }
     is_double = (crops == "wheat_maize")[:, None]
     wheat_harvest = base["harvest"] + jitter(3, 6)
-    maize_sow = np.where(is_double, wheat_harvest + 6 + jitter(1.5, 3), base["m_alone"] + jitter(4, 8))
+    maize_sow = np.where(
+        is_double, wheat_harvest + 6 + jitter(1.5, 3), base["m_alone"] + jitter(4, 8)
+    )
     maize_harvest = base["m_harvest"] + jitter(4, 8)
     wheat_sow = base["sow"] + jitter(4, 8)
     # the wheat of year y is sown after the maize of year y-1 is off the field

@@ -15,7 +15,6 @@ from affine import Affine
 from pyproj import Transformer
 from rasterio.features import rasterize
 from scipy.ndimage import gaussian_filter, zoom
-from shapely.ops import transform as shp_transform
 
 from .layout import BG_TREES, BG_VILLAGE, BG_WATER, TileGrid
 from .phenology import canopy_cover, mix_bands
@@ -75,7 +74,7 @@ def make_canvases(world: DemoWorld) -> tuple[tuple[Affine, tuple[int, int]], lis
     n_parcels = len(land.parcels_world)
     wt, wshape = _world_grid(world)
     rng = np.random.default_rng([world.spec.seed, 4])
-    texture_world = gaussian_filter(rng.standard_normal(wshape), 0.7)
+    texture_world = gaussian_filter(rng.standard_normal(wshape), 1.0)
     texture_world = (texture_world / texture_world.std()).astype(np.float32)
     canvases = []
     for i, grid in enumerate(land.tiles):
@@ -88,7 +87,9 @@ def make_canvases(world: DemoWorld) -> tuple[tuple[Affine, tuple[int, int]], lis
         for code in (BG_TREES, BG_VILLAGE, BG_WATER):
             geom = land.background[code]
             if grid.epsg != land.world_epsg:
-                geom = shp_transform(bg_to_tile.transform, geom)
+                geom = shapely.transform(
+                    geom, lambda xy, t=bg_to_tile: np.column_stack(t.transform(*xy.T))
+                )
             shapes.append((geom, n_parcels + code))
         shapes += [(g, k) for k, g in enumerate(parcels)]
         labels = rasterize(
@@ -102,9 +103,7 @@ def make_canvases(world: DemoWorld) -> tuple[tuple[Affine, tuple[int, int]], lis
         wr = np.clip(np.floor(wr).astype(np.int64), 0, wshape[0] - 1)
         wc = np.clip(np.floor(wc).astype(np.int64), 0, wshape[1] - 1)
         flat = (wr * wshape[1] + wc).reshape(grid.shape)
-        canvases.append(
-            TileCanvas(grid, i, labels, texture_world.ravel()[flat], flat)
-        )
+        canvases.append(TileCanvas(grid, i, labels, texture_world.ravel()[flat], flat))
     return (wt, wshape), canvases
 
 
@@ -115,9 +114,7 @@ def _field(rng: np.random.Generator, shape: tuple[int, int], cell: int, sigma: f
     return ((fine - fine.mean()) / (fine.std() + 1e-9)).astype(np.float32)
 
 
-def draw_atmosphere(
-    seed: int, date: dt.date, cover: float, wshape: tuple[int, int]
-) -> Atmosphere:
+def draw_atmosphere(seed: int, date: dt.date, cover: float, wshape: tuple[int, int]) -> Atmosphere:
     """Clouds covering about ``cover`` (0..1) of the world grid, their shadows and cirrus."""
     rng = np.random.default_rng([seed, 5, date.toordinal()])
     n = wshape[0] * wshape[1]
@@ -145,9 +142,7 @@ def draw_atmosphere(
     return Atmosphere(float(cover), alpha, shadow, cirrus)
 
 
-def nodata_mask(
-    rng: np.random.Generator, canvas: TileCanvas, share: float
-) -> np.ndarray | None:
+def nodata_mask(rng: np.random.Generator, canvas: TileCanvas, share: float) -> np.ndarray | None:
     """A slanted nodata strip along the tile's outer edge (swath edge), or None."""
     if rng.random() >= share:
         return None
@@ -172,14 +167,14 @@ def render(
     labels = canvas.labels
     tex = canvas.texture
     cover = canopy_cover(world.ndvi[:, d]).astype(np.float32)
-    fc = np.clip(cover[labels] * (1.0 + 0.07 * tex), 0.0, 1.0)
+    fc = np.clip(cover[labels] * (1.0 + 0.05 * tex), 0.0, 1.0)
     wf = np.clip(world.water[:, d].astype(np.float32)[labels] * (1.0 + 0.25 * tex), 0.0, 1.0)
     sb = world.soil_brightness.astype(np.float32)[labels] * (1.0 + 0.03 * tex)
     ms = world.moisture[:, d].astype(np.float32)[labels]
-    refl = np.stack(
-        mix_bands(fc, soil_brightness=sb, moisture_stress=ms, water=wf)
-    ).astype(np.float32, copy=False)
-    refl += rng.standard_normal(refl.shape, dtype=np.float32) * (0.003 + 0.015 * refl)
+    refl = np.stack(mix_bands(fc, soil_brightness=sb, moisture_stress=ms, water=wf)).astype(
+        np.float32, copy=False
+    )
+    refl += rng.standard_normal(refl.shape, dtype=np.float32) * (0.002 + 0.008 * refl)
 
     flat = canvas.world_flat
     alpha = atmos.alpha[flat]

@@ -125,9 +125,7 @@ def build_world(spec: DemoSpec) -> DemoWorld:
     land = lay_out(spec)
     rng = np.random.default_rng([spec.seed, 2])
     n_parcels = len(land.parcels_world)
-    cal = draw_calendar(
-        land.parcel_crop, spec.history_start.year, spec.season_end.year + 1, rng
-    )
+    cal = draw_calendar(land.parcel_crop, spec.history_start.year, spec.season_end.year + 1, rng)
     dates = spec.dates
     plan = plan_events(spec, land, cal, dates, np.random.default_rng([spec.seed, 3]))
     t = np.array([d.toordinal() for d in dates], dtype=float)

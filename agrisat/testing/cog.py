@@ -41,6 +41,8 @@ def write_cog(
     blocksize: int = 256,
     compress: str = "DEFLATE",
     overview_resampling: str = "average",
+    predictor: int | None = None,
+    level: int | None = None,
 ) -> Path:
     """Write ``array`` as a Cloud-Optimized GeoTIFF with internal tiling and overviews.
 
@@ -63,6 +65,9 @@ def write_cog(
     overview_resampling
         Resampling used to build overviews; use ``"nearest"`` (or ``"mode"``) for class maps
         such as SCL so that overviews hold real classes.
+    predictor, level
+        GDAL ``PREDICTOR`` (2: horizontal differencing, good for smooth integer images) and
+        compression ``LEVEL``; None leaves GDAL's default.
 
     Returns
     -------
@@ -82,10 +87,16 @@ def write_cog(
     out.parent.mkdir(parents=True, exist_ok=True)
     crs_obj = CRS.from_epsg(crs) if isinstance(crs, int) else CRS.from_user_input(crs)
     count, height, width = arr.shape
+    options: dict[str, int] = {}
+    if predictor is not None:
+        options["predictor"] = predictor
+    if level is not None:
+        options["level"] = level
     # The COG driver only supports CreateCopy: build the raster in memory, then copy it, which
     # lays out the IFDs, overviews and tiles in the order COG readers expect.
-    with MemoryFile() as mem:
-        with mem.open(
+    with (
+        MemoryFile() as mem,
+        mem.open(
             driver="MEM",
             width=width,
             height=height,
@@ -94,14 +105,16 @@ def write_cog(
             crs=crs_obj,
             transform=as_affine(transform),
             nodata=nodata,
-        ) as src:
-            src.write(arr)
-            rasterio.shutil.copy(
-                src,
-                str(out),
-                driver="COG",
-                blocksize=blocksize,
-                compress=compress,
-                overview_resampling=overview_resampling,
-            )
+        ) as src,
+    ):
+        src.write(arr)
+        rasterio.shutil.copy(
+            src,
+            str(out),
+            driver="COG",
+            blocksize=blocksize,
+            compress=compress,
+            overview_resampling=overview_resampling,
+            **options,
+        )
     return out

@@ -32,17 +32,17 @@ from typing import Any, Literal
 
 import numpy as np
 import pystac
+import shapely
 from affine import Affine
 from pyproj import Transformer
 from shapely.geometry import Polygon, box, mapping
-from shapely.ops import transform as shp_transform
 
 from .cog import as_affine
 
 __all__ = [
     "BANDS",
-    "CONVENTIONS",
     "COG_MEDIA_TYPE",
+    "CONVENTIONS",
     "Convention",
     "asset_key",
     "footprint_from_grid",
@@ -165,7 +165,7 @@ def footprint_from_grid(
         max(abs(x1 - x0), abs(y1 - y0)) / 8
     )
     to_ll = Transformer.from_crs(epsg, 4326, always_xy=True)
-    poly = shp_transform(to_ll.transform, extent)
+    poly = shapely.transform(extent, lambda xy: np.column_stack(to_ll.transform(*xy.T)))
     return Polygon([(round(x, 7), round(y, 7)) for x, y in poly.exterior.coords])
 
 
