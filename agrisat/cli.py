@@ -50,8 +50,19 @@ def _progress() -> Progress:
     )
 
 
-def _run_pipeline(book: str, catalog: str, workdir: Path, settings: Settings) -> int:
+def _run_pipeline(
+    book: str,
+    catalog: str,
+    workdir: Path,
+    settings: Settings,
+    *,
+    crs: str | None = None,
+    layer: str | None = None,
+) -> int:
+    from .book import load_book
     from .pipeline import run
+
+    farms = load_book(book, crs=crs, layer=layer, settings=settings.book)
 
     with _progress() as bar:
         task = bar.add_task("scenes", total=None)
@@ -59,7 +70,7 @@ def _run_pipeline(book: str, catalog: str, workdir: Path, settings: Settings) ->
         def tick(done: int, total: int, desc: str) -> None:
             bar.update(task, completed=done, total=total, description=f"scenes ({desc})")
 
-        result = run(book, catalog, workdir, settings=settings, progress=tick)
+        result = run(farms, catalog, workdir, settings=settings, progress=tick)
     out.print(
         f"farms {result.farms} (rejected {result.rejected}, unseen {result.farms_unseen}); "
         f"scenes found {result.items_found}, new {result.items_new}, ingested "
@@ -102,6 +113,10 @@ def run(
         str | None, typer.Option(help="Address of a dask distributed scheduler.")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Settings TOML file.")] = None,
+    crs: Annotated[
+        str | None, typer.Option(help="CRS of a book that declares none, e.g. EPSG:4490.")
+    ] = None,
+    layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer book file.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Ingest new scenes over the book's farms into WORKDIR."""
@@ -115,7 +130,7 @@ def run(
         indices=resolve_indices(indices) if indices else None,
         scheduler=scheduler,
     )
-    raise typer.Exit(_run_pipeline(book, catalog, workdir, settings))
+    raise typer.Exit(_run_pipeline(book, catalog, workdir, settings, crs=crs, layer=layer))
 
 
 def _check_date(value: str | None, name: str) -> str | None:

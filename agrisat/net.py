@@ -44,6 +44,8 @@ __all__ = [
     "RetryingSession",
     "RetryingStacApiIO",
     "RetryingStacIO",
+    "clear_gdal_http_cache",
+    "fetch_json",
     "gdal_http_options",
     "install_log_redaction",
     "parse_retry_after",
@@ -442,6 +444,7 @@ class RedactingFilter(logging.Filter):
 _URL_LOGGERS: tuple[str, ...] = (
     "odc.loader._rio",  # "Failed to load <uri>:<band> due to rasterio error ..."
     "rasterio._env",  # GDAL's CPLE messages name the /vsicurl/ URL
+    "rasterio._err",
     "rasterio._base",
     "rasterio._io",
     "rasterio.env",
@@ -460,3 +463,44 @@ def install_log_redaction(names: Iterable[str] = _URL_LOGGERS) -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) for f in logger.filters):
             logger.addFilter(RedactingFilter())
+
+
+def clear_gdal_http_cache() -> bool:
+    """Forget what GDAL's ``/vsicurl/`` remembers of remote files (in this process only).
+
+    GDAL caches, per process and for its whole life, each URL's size and existence and the
+    byte ranges it downloaded, failures included: after a 404 or a transfer cut short, reading
+    the same URL again in the same process fails again *without a request*. Call this at the
+    start of a run (on every dask worker: long-lived workers would otherwise never retry a
+    scene) and before re-reading a failed scene. rasterio does not expose
+    ``VSICurlClearCache``, so it is called through ctypes on the GDAL library already loaded
+    by rasterio (found in ``/proc/self/maps``); returns False where that is not possible.
+    """
+    import ctypes
+
+    import rasterio  # noqa: F401  (loads GDAL, so its library is mapped)
+
+    path = _loaded_gdal_library()
+    if path is None:
+        log.debug("GDAL library not found among the loaded ones; /vsicurl/ cache not cleared")
+        return False
+    try:
+        ctypes.CDLL(path).VSICurlClearCache()
+    except (OSError, AttributeError) as exc:
+        log.debug("cannot clear GDAL's /vsicurl/ cache: %s", exc)
+        return False
+    return True
+
+
+def _loaded_gdal_library() -> str | None:
+    # the very library rasterio uses (a wheel bundles its own copy); loading another GDAL into
+    # the process would clear nothing and could do harm
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as fh:
+            for line in fh:
+                path = line.rsplit(" ", 1)[-1].strip()
+                if re.search(r"/libgdal[^/]*\.so", path):
+                    return path
+    except OSError:
+        return None
+    return None
