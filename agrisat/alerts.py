@@ -207,10 +207,18 @@ def update_alerts(
     looks = anomalies[anomalies["state"] != "stale"]
     last_seen = looks.groupby("farm_id")["date"].max()
     out: dict[str, dict[str, Any]] = {}
-    for farm_id, rows in anomalies.groupby("farm_id", sort=True):
+    open_all = hist[hist["status"].isin(OPEN)]
+    # Only farms with something to say: an anomalous/stale row or an open alert to follow.
+    busy = set(anomalies.loc[anomalies["state"].isin(["anomalous", "stale"]), "farm_id"]) | set(open_all["farm_id"])
+    subset = anomalies[anomalies["farm_id"].isin(busy)]
+    open_by_farm = dict(tuple(open_all.groupby("farm_id", sort=False)))
+    for farm_id, rows in subset.groupby("farm_id", sort=True):
         look_rows = rows[rows["state"] != "stale"].sort_values("date", kind="stable")
-        eps = _episodes(look_rows, s) + _stale_episodes(rows)
-        open_hist = hist[(hist["farm_id"] == farm_id) & hist["status"].isin(OPEN)]
+        anom = (look_rows["state"] == "anomalous").to_numpy()
+        # Looks before the first anomalous one cannot open or close anything.
+        eps = _episodes(look_rows.iloc[int(anom.argmax()):] if anom.any() else look_rows.iloc[0:0], s)
+        eps += _stale_episodes(rows)
+        open_hist = open_by_farm.get(farm_id, open_all.iloc[0:0])
         for ep in eps:
             ep["id"] = _alert_id(str(farm_id), ep["family"], pd.Timestamp(ep["onset"]))
             if ep["family"] == "stale_data":

@@ -30,7 +30,11 @@ TMP = Path(__file__).resolve().parent / "out" / "tmp"
 SCALE, OFFSET = np.float32(1e-4), np.float32(-0.1)  # Earth Search v1 declared numbers
 NOT_CLEAR = np.array([0, 1, 3, 8, 9, 10, 11], dtype=np.uint8)
 # the same GDAL settings as agrisat.pipeline.gdal_options for local files
-GDAL_ENV = {"GDAL_CACHEMAX": 256, "GDAL_NUM_THREADS": 1, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+GDAL_ENV = {
+    "GDAL_CACHEMAX": 256,
+    "GDAL_NUM_THREADS": 1,
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+}
 
 
 def _ndvi_block(red: np.ndarray, nir: np.ndarray, scl20: np.ndarray) -> np.ndarray:
@@ -82,7 +86,9 @@ def floor(cogs: tuple[dict[str, Path], ...], *, threads: int = 1) -> dict[str, A
                 out.append(src.read(1, window=w))
             else:
                 w10 = Window(w.col_off * 2, w.row_off * 2, w.width * 2, w.height * 2)
-                out.append(src.read(1, window=w10.intersection(Window(0, 0, src.width, src.height))))
+                out.append(
+                    src.read(1, window=w10.intersection(Window(0, 0, src.width, src.height)))
+                )
         red, nir, scl = out
         return float(np.isfinite(_ndvi_block(red, nir, scl)).sum())
 

@@ -60,7 +60,8 @@ def main() -> None:
     recs = json.loads(a.results.read_text())["records"]
     speedups = [
         r2["median_s"] and r1["median_s"] / r2["median_s"]
-        for r1 in recs if r1["approach"] == "agrisat_cli_dask1"
+        for r1 in recs
+        if r1["approach"] == "agrisat_cli_dask1"
         for r2 in recs
         if r2["approach"] == "agrisat_cli_dask2"
         and (r2["tile"], r2["plots"], r2["dates"]) == (r1["tile"], r1["plots"], r1["dates"])
@@ -72,12 +73,19 @@ def main() -> None:
         if r["approach"].startswith("agrisat_cli_dask"):
             continue
         by[(r["tile"], r["approach"])].append((r["plots"], r["median_s"] / r["dates"]))
-    print(f"Province night: {a.tiles} tiles × 10980², {a.plots:,} plots ({per_plot:,.0f}/tile), "
-          f"1 date each, {a.cores} cores, parallel efficiency {eff:.2f}"
-          + (f" (from measured 1→2 worker speed-up {np.median(speedups):.2f})" if speedups
-             else " (assumed)"))
-    print(f"\n  {'approach':16s} {'bench tile':>10s} {'a s/date':>9s} {'b ms/plot':>10s} "
-          f"{'core-s/tile':>12s} {'night wall':>11s}")
+    print(
+        f"Province night: {a.tiles} tiles × 10980², {a.plots:,} plots ({per_plot:,.0f}/tile), "
+        f"1 date each, {a.cores} cores, parallel efficiency {eff:.2f}"
+        + (
+            f" (from measured 1→2 worker speed-up {np.median(speedups):.2f})"
+            if speedups
+            else " (assumed)"
+        )
+    )
+    print(
+        f"\n  {'approach':16s} {'bench tile':>10s} {'a s/date':>9s} {'b ms/plot':>10s} "
+        f"{'core-s/tile':>12s} {'night wall':>11s}"
+    )
     for (tile, name), pts in sorted(by.items()):
         fl = [q for q in by.get((tile, "floor1"), [])]
         floor_pd = float(np.median([q[1] for q in fl])) if fl else None
@@ -86,11 +94,15 @@ def main() -> None:
         pixel_scale = (10980 / tile) ** 2
         core_s = (a0 * pixel_scale + b * per_plot) * cores_used
         wall = core_s * a.tiles / (a.cores * eff)
-        print(f"  {name:16s} {tile:>10d} {a0:9.2f} {b * 1e3:10.3f} {core_s:12.1f} "
-              f"{wall / 60:8.1f} min")
-    print("\nAssumptions: see this script's docstring. 'a' is the per-date pixel cost on the bench "
-          "tile (scaled ×(10980/tile)² for a real tile), 'b' the per-plot cost per date; "
-          "extrapolated rows (rasterstats, mask) inherit their own extrapolation.")
+        print(
+            f"  {name:16s} {tile:>10d} {a0:9.2f} {b * 1e3:10.3f} {core_s:12.1f} "
+            f"{wall / 60:8.1f} min"
+        )
+    print(
+        "\nAssumptions: see this script's docstring. 'a' is the per-date pixel cost on the bench "
+        "tile (scaled ×(10980/tile)² for a real tile), 'b' the per-plot cost per date; "
+        "extrapolated rows (rasterstats, mask) inherit their own extrapolation."
+    )
 
 
 if __name__ == "__main__":

@@ -116,8 +116,9 @@ class FaultServer:
 
     def url(self, path: str | Path) -> str:
         """URL of ``path`` (absolute under ``root``, or relative to it)."""
-        rel = Path(path).resolve().relative_to(self.root) if Path(path).is_absolute() else path
-        return f"{self.base}/{Path(rel).as_posix()}"
+        if Path(path).is_absolute():
+            return f"{self.base}/{Path(path).resolve().relative_to(self.root).as_posix()}"
+        return f"{self.base}/{str(path).lstrip('/')}"
 
     def path_of(self, path: str | Path) -> str:
         """The request path the server sees for ``path`` (as :meth:`url`, without the host)."""

@@ -15,9 +15,7 @@ Layout of ``out_dir``::
 from __future__ import annotations
 
 import concurrent.futures as cf
-import csv
 import datetime as dt
-import io
 import json
 import logging
 import multiprocessing as mp
@@ -28,14 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import shapely
 
-from .. import __version__
 from ..errors import ConfigError
 from ..testing.cog import write_cog
 from ..testing.stac import item_dir, make_s2_item, reflectance_to_dn, write_static_catalog
-from .events import TRUTH_COLUMNS
-from .layout import Landscape, tile_polygon
+from .outputs import book_geojson, meta_json, truth_csv
 from .phenology import BANDS
 from .scene import TileCanvas, draw_atmosphere, make_canvases, nodata_mask, render, to_20m
 from .spec import DemoArchive, DemoSpec
@@ -187,96 +182,6 @@ def _item(spec: DemoSpec, world: DemoWorld, rec: dict[str, Any]) -> Any:
     )
 
 
-def book_geojson(land: Landscape) -> str:
-    """The loan book as GeoJSON text (EPSG:4326), one feature per line, stable bytes."""
-    lines = []
-    for i in range(land.n_book):
-        geom = shapely.geometry.mapping(land.parcels_ll[i])
-        props = {
-            "farm_id": land.farm_id[i],
-            "loan_id": land.loan_id[i],
-            "borrower_id": land.borrower_id[i],
-            "crop": str(land.parcel_crop[i]),
-            "exposure": float(land.exposure[i]),
-            "region": land.region_names[int(land.parcel_region[i])],
-        }
-        feature = {"type": "Feature", "properties": props, "geometry": geom}
-        lines.append(json.dumps(feature, separators=(",", ":")))
-    head = '{"type":"FeatureCollection","name":"shandong_demo_book","features":[\n'
-    return head + ",\n".join(lines) + "\n]}\n"
-
-
-def truth_csv(world: DemoWorld) -> str:
-    """``truth.csv`` text: one row per (event, farm), dates YYYY-MM-DD."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(TRUTH_COLUMNS)
-    for r in world.plan.truth:
-        writer.writerow(
-            [
-                r.event_id,
-                r.farm_id,
-                r.hazard,
-                r.start.isoformat(),
-                r.end.isoformat(),
-                r.crop,
-                r.note,
-            ]
-        )
-    return buf.getvalue()
-
-
-def _non_events(spec: DemoSpec, world: DemoWorld) -> list[dict[str, Any]]:
-    land, plan = world.land, world.plan
-    out: list[dict[str, Any]] = []
-    if plan.regional_stress is not None:
-        region, frac, start, end = plan.regional_stress
-        farms = [land.farm_id[i] for i in range(land.n_book) if land.parcel_region[i] == region]
-        out.append(
-            {
-                "kind": "regional_stress",
-                "region": land.region_names[region],
-                "ndvi_deficit": frac,
-                "start": start.isoformat(),
-                "end": end.isoformat(),
-                "farms": farms,
-            }
-        )
-    out.append(
-        {
-            "kind": "early_harvest",
-            "shift_days": -10,
-            "crop": "winter_wheat",
-            "farms": [land.farm_id[p] for p in plan.early_harvest],
-        }
-    )
-    lo, hi = spec.cloudy_weeks
-    out.append({"kind": "cloudy_weeks", "start": lo.isoformat(), "end": hi.isoformat()})
-    for prev, cur in zip(spec.conventions, spec.conventions[1:], strict=False):
-        out.append(
-            {
-                "kind": "baseline_change",
-                "date": cur[0].isoformat(),
-                "from": {"convention": prev[1], "baseline": prev[2]},
-                "to": {"convention": cur[1], "baseline": cur[2]},
-                "in_season": spec.season_start <= cur[0] <= spec.season_end,
-            }
-        )
-    y = spec.crop_year
-    out.append(
-        {
-            "kind": "normal_harvest",
-            "crop": "winter_wheat",
-            "start": f"{y}-05-25",
-            "end": f"{y}-06-20",
-        }
-    )
-    out.append(
-        {"kind": "normal_harvest", "crop": "maize", "start": f"{y}-09-18", "end": f"{y}-10-12"}
-    )
-    return out
-
-
 def generate_demo(
     out_dir: str | Path, *, spec: DemoSpec | None = None, workers: int | None = None
 ) -> DemoArchive:
@@ -295,6 +200,19 @@ def generate_demo(
     Returns
     -------
     DemoArchive
+        Paths of the root ``catalog.json``, ``book.geojson`` (columns ``farm_id``,
+        ``loan_id``, ``borrower_id``, ``crop``, ``exposure`` (CNY), ``region``),
+        ``truth.csv`` (``event_id, farm_id, hazard, start, end, crop, note``; one row per
+        event and farm, dates inside the monitored season) and ``demo.json`` (keys
+        ``spec``, ``crop_year``, ``season``, ``tiles``, ``n_farms``, ``n_parcels``,
+        ``farms_in_both_tiles``, ``n_dates``, ``n_items``, ``items_by_convention``,
+        ``duplicates``, ``events``, ``non_events``, ``files``).
+
+    Notes
+    -----
+    Which offset convention each item uses is fixed by ``spec.conventions`` (see
+    :mod:`agrisat.demo.spec`); reprocessed ``_1`` items are ``earthsearch_v1`` at 05.11.
+    Rendering uses forked worker processes where the platform has ``fork``.
     """
     spec = spec or DemoSpec()
     t0 = time.perf_counter()
@@ -345,7 +263,7 @@ def generate_demo(
     truth = root / "truth.csv"
     truth.write_text(truth_csv(world), encoding="utf-8")
     meta = root / "demo.json"
-    meta.write_text(json.dumps(_meta(spec, world, records, duplicates), indent=1) + "\n")
+    meta.write_text(json.dumps(meta_json(spec, world, records, duplicates), indent=1) + "\n")
     log.info(
         "demo archive: %d farms, %d items, %d truth rows; scenes %.1f s, catalog %.1f s",
         world.land.n_book,
@@ -355,64 +273,3 @@ def generate_demo(
         time.perf_counter() - t1,
     )
     return DemoArchive(root=root, catalog=catalog, book=book, truth=truth, meta=meta)
-
-
-def _meta(
-    spec: DemoSpec,
-    world: DemoWorld,
-    records: list[dict[str, Any]],
-    duplicates: list[tuple[str, dt.date]],
-) -> dict[str, Any]:
-    land = world.land
-    by_conv: dict[str, int] = {}
-    for rec in records:
-        by_conv[rec["convention"]] = by_conv.get(rec["convention"], 0) + 1
-    hazards: dict[str, int] = {}
-    for r in world.plan.truth:
-        hazards[r.hazard] = hazards.get(r.hazard, 0) + 1
-    tile_polys = [tile_polygon(g, land.world_epsg) for g in land.tiles]
-    book = land.parcels_world[: land.n_book]
-    in_tile = [shapely.within(book, t) for t in tile_polys]
-    tiles = []
-    for g in land.tiles:
-        x0, y0, x1, y1 = g.bounds()
-        tiles.append(
-            {
-                "tile_id": g.tile_id,
-                "epsg": g.epsg,
-                "transform_10m": list(tuple(g.transform)[:6]),
-                "shape_10m": list(g.shape),
-                "transform_20m": list(tuple(g.transform20)[:6]),
-                "shape_20m": list(g.shape20),
-                "bounds": [x0, y0, x1, y1],
-            }
-        )
-    return {
-        "generator": "agrisat.demo",
-        "agrisat_version": __version__,
-        "spec": spec.to_json(),
-        "crop_year": spec.crop_year,
-        "season": {"start": spec.season_start.isoformat(), "end": spec.season_end.isoformat()},
-        "tiles": tiles,
-        "n_farms": land.n_book,
-        "n_parcels": len(land.parcels_world),
-        "farms_in_both_tiles": int((in_tile[0] & in_tile[1]).sum()),
-        "n_dates": len(world.dates),
-        "n_items": len(records),
-        "items_by_convention": dict(sorted(by_conv.items())),
-        "duplicates": [
-            {
-                "tile_id": t,
-                "date": d.isoformat(),
-                "items": sorted(
-                    r["item_id"]
-                    for r in records
-                    if land.tiles[r["tile"]].tile_id == t and world.dates[r["d"]] == d
-                ),
-            }
-            for t, d in duplicates
-        ],
-        "events": hazards,
-        "non_events": _non_events(spec, world),
-        "files": {"catalog": "catalog/catalog.json", "book": "book.geojson", "truth": "truth.csv"},
-    }

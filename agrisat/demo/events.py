@@ -106,8 +106,8 @@ def plan_events(
         radius = float(np.hypot(*(centers[farms] - centers[seed]).T).max()) + 1.0
         area = np.flatnonzero(has_wheat & (np.hypot(*(centers - centers[seed]).T) <= radius))
         area = np.union1d(area[area >= nb], farms)  # other book farms keep out of it
-        for p in area:
-            plan["drought"][int(p)] = (start, end, float(rng.uniform(0.25, 0.40)))
+        for q in area:
+            plan["drought"][int(q)] = (start, end, float(rng.uniform(0.25, 0.40)))
         add("drought", farms, start, end, "spring drought: wheat NDVI 25-40% below normal")
 
     if "flood" in spec.events and spec.n_flood:
@@ -120,8 +120,8 @@ def plan_events(
         radius = float(np.hypot(*(centers[farms] - centers[seed]).T).max()) + 1.0
         area = np.flatnonzero(has_maize & (np.hypot(*(centers - centers[seed]).T) <= radius))
         area = np.union1d(area[area >= nb], farms)
-        for p in area:
-            plan["flood"][int(p)] = (start, end)
+        for q in area:
+            plan["flood"][int(q)] = (start, end)
         add("flood", farms, start, end, "standing water after storm, maize damaged")
 
     if "abrupt_loss" in spec.events and spec.n_abrupt_loss:
@@ -139,8 +139,8 @@ def plan_events(
             # strictly between two acquisitions: the drop shows within one revisit interval
             base = inside[int(rng.integers(len(inside)))] if inside else window[0]
             when = base + dt.timedelta(days=max(1, spec.revisit_days // 2))
-            harvest = cal.wheat_harvest if in_may else cal.maize_harvest
-            end = _d(harvest[p, col])
+            harvests = cal.wheat_harvest if in_may else cal.maize_harvest
+            end = _d(harvests[p, col])
             plan["abrupt_loss"][p] = (when, end)
             kind = "hail on wheat" if in_may else "hail/lodging on maize"
             add("abrupt_loss", np.array([p]), when, end, f"{kind}, no recovery of that crop")

@@ -96,7 +96,7 @@ def make_canvases(world: DemoWorld) -> tuple[tuple[Affine, tuple[int, int]], lis
             shapes, out_shape=grid.shape, transform=grid.transform, fill=n_parcels, dtype="int32"
         )
         rows, cols = np.indices(grid.shape)
-        x, y = grid.transform * (cols.ravel() + 0.5, rows.ravel() + 0.5)
+        x, y = grid.transform * (cols.ravel() + 0.5, rows.ravel() + 0.5)  # type: ignore[operator]
         if grid.epsg != land.world_epsg:
             x, y = Transformer.from_crs(grid.epsg, land.world_epsg, always_xy=True).transform(x, y)
         wc, wr = ~wt * (np.asarray(x), np.asarray(y))
@@ -138,7 +138,7 @@ def draw_atmosphere(seed: int, date: dt.date, cover: float, wshape: tuple[int, i
     cirrus = zeros
     if cover < 0.7 and rng.random() < 0.15:
         g = _field(rng, wshape, 24, 1.5)
-        cirrus = (np.clip(g - 0.3, 0, 1) * 0.06).ravel()
+        cirrus = (np.clip(g - 0.3, 0, 1) * 0.06).astype(np.float32).ravel()
     return Atmosphere(float(cover), alpha, shadow, cirrus)
 
 

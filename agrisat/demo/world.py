@@ -101,10 +101,10 @@ def _apply_events(
     if plan.regional_stress is not None:
         region, frac, start, end = plan.regional_stress
         r = _ramp(t, start, end, 7.0, 7.0)
-        for p in np.flatnonzero(land.parcel_region == region):
-            v = world_ndvi[p]
-            world_ndvi[p] = np.where(v > s, np.maximum(s, v * (1.0 - frac * r)), v)
-            moist[p] = np.maximum(moist[p], 0.25 * r)
+        for q in np.flatnonzero(land.parcel_region == region):
+            v = world_ndvi[q]
+            world_ndvi[q] = np.where(v > s, np.maximum(s, v * (1.0 - frac * r)), v)
+            moist[q] = np.maximum(moist[q], 0.25 * r)
     for p, (start, end) in plan.flood.items():
         water[p] = np.maximum(water[p], 0.9 * _ramp(t, start, end, 1.0, 3.0))
         damaged = (t >= start.toordinal()) & (t < cal.maize_harvest[p, col])

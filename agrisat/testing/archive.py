@@ -220,7 +220,7 @@ def make_archive(
                 lut = np.array(
                     [background[band]] + [f.values(date).get(band, background[band]) for f in farms]
                 )
-                arr = reflectance_to_dn(lut[labels[res]], conv, valid=~invalid)
+                arr = reflectance_to_dn(lut[labels[res]], conv, valid=np.logical_not(invalid))
                 resampling = "average"
             path = write_cog(
                 folder / f"{asset_key(band, style)}.tif",
