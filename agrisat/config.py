@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .net.policy import RetryPolicy
 
 __all__ = [
     "BookSettings",
@@ -85,6 +86,7 @@ class Settings:
     cube: CubeSettings = field(default_factory=CubeSettings)
     zonal: ZonalSettings = field(default_factory=ZonalSettings)
     run: RunSettings = field(default_factory=RunSettings)
+    net: RetryPolicy = field(default_factory=RetryPolicy)
 
     def replace(self, section: str, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied to one section (None values are ignored)."""

@@ -30,7 +30,7 @@ from .config import Settings
 from .cube import grid_for, item_epsg, load_cube
 from .errors import AgrisatError, CatalogError, ConfigError
 from .indices import bands_for, compute_index, resolve_indices
-from .net import DEFAULT_POLICY, gdal_http_options
+from .net import clear_gdal_http_cache, gdal_http_options, install_log_redaction, redact_text
 from .observations import observation_columns
 from .store import Store
 from .zonal import ZoneWeights, assign_zones, coverage_weights, resolve_same_day, zonal_stats
@@ -72,7 +72,7 @@ def gdal_options(settings: Settings) -> dict[str, Any]:
     (``settings.net`` when present, else :data:`agrisat.net.DEFAULT_POLICY`), so catalog JSON
     and COG pixels are retried alike; see :func:`agrisat.net.gdal_http_options`.
     """
-    policy = getattr(settings, "net", None) or DEFAULT_POLICY
+    policy = settings.net
     return {
         # COGs have no side-car files: do not list remote folders on open
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -195,6 +195,7 @@ def run(
     result = RunResult(run_id=uuid.uuid4().hex[:12], workdir=Path(workdir))
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.UTC)
+    install_log_redaction()
     with store.lock():
         t0 = time.perf_counter()
         farms = load_book(book, settings=settings.book)
@@ -213,6 +214,7 @@ def run(
             start=settings_run.start,
             end=settings_run.end,
             collection=settings_run.collection,
+            policy=settings.net,
         )
         items = list(found)
         result.items_found = len(items)
@@ -289,6 +291,7 @@ def _scheduler(address: str | None, gdal: dict[str, Any]) -> Iterator[None]:
     import odc.stac
 
     if not address:
+        clear_gdal_http_cache()  # GDAL remembers failed URLs for the life of the process
         odc.stac.configure_rio(**gdal)
         with dask.config.set(scheduler="threads"):
             yield
@@ -302,6 +305,8 @@ def _scheduler(address: str | None, gdal: dict[str, Any]) -> Iterator[None]:
             f"cannot reach the dask scheduler at {address}: {exc}; check --scheduler"
         ) from None
     try:
+        client.run(clear_gdal_http_cache)
+        client.run(install_log_redaction)
         client.run(odc.stac.configure_rio, **gdal)
         with dask.config.set(scheduler=client.get):
             yield
@@ -319,7 +324,11 @@ def _observe_batch(
     """Observe a batch; when it fails, isolate the failing scenes one by one."""
     try:
         return _observe(batch, epsg, weights, indices, settings), set()
-    except (AgrisatError, OSError, RuntimeError, ValueError) as exc:
+    except (
+        Exception
+    ) as exc:  # any failure of a scene's read (GDAL, odc-geo asserts on a cut header...)
+        # must not stop the night: isolate it, report it, retry it next run
+        clear_gdal_http_cache()
         if len(batch) == 1:
             log.error("scene %s failed: %s", batch[0].id, _short(exc))
             return pd.DataFrame(columns=observation_columns(indices)), {batch[0].id}
@@ -341,8 +350,8 @@ def _observe_batch(
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return redact_url(text)[:300]
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {redact_text(text)[:300]}"
 
 
 def _merge_with_store(store: Store, obs: pd.DataFrame) -> pd.DataFrame:

@@ -308,12 +308,6 @@ def test_cog_404_fails_that_scene_only_and_the_rerun_fills_it(  # type: ignore[n
     pd.testing.assert_frame_equal(read_observations(workdir), clean)
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="a COG whose header is cut opens without a CRS; odc-geo then raises AssertionError, "
-    "which pipeline._observe_batch does not catch, so the whole run stops (lead to widen it)",
-)
 def test_cog_body_cut_at_60_percent_is_not_read_as_zeros(  # type: ignore[no-untyped-def]
     archive, server, clean, tmp_path
 ) -> None:
