@@ -20,6 +20,7 @@ import pandas as pd
 
 __all__ = [
     "ALERT_COLUMNS",
+    "DEFAULT_ALERT_SETTINGS",
     "SEVERITY_RULES",
     "AlertSettings",
     "SeverityRule",
@@ -85,7 +86,12 @@ class AlertSettings:
     severity_rules: tuple[SeverityRule, ...] = field(default=SEVERITY_RULES)
 
 
-def severity_of(hazard: str, magnitude: float, days: int, rules: tuple[SeverityRule, ...] = SEVERITY_RULES) -> str:
+DEFAULT_ALERT_SETTINGS = AlertSettings()
+
+
+def severity_of(
+    hazard: str, magnitude: float, days: int, rules: tuple[SeverityRule, ...] = SEVERITY_RULES
+) -> str:
     """Severity from the rules table (see :class:`SeverityRule`)."""
     best = 0
     for r in rules:
@@ -113,23 +119,32 @@ def _evidence(ep: dict[str, Any]) -> str:
         peers = f"; peers at {r['peer_median']:.2f} (n={int(r.get('peer_n') or 0)})"
     if hz == "drought":
         z = f", robust z {r['own_z']:.1f}" if pd.notna(r.get("own_z")) else ""
-        text = (f"{idx} {r['value']:.2f} on {_d(r['date'])} vs {r['expected']:.2f} expected "
-                f"({-r['score']:+.0%}{z}); below normal since {onset} over {looks}{peers}; "
-                f"{r.get('peer_state', 'unknown')}")
+        text = (
+            f"{idx} {r['value']:.2f} on {_d(r['date'])} vs {r['expected']:.2f} expected "
+            f"({-r['score']:+.0%}{z}); below normal since {onset} over {looks}{peers}; "
+            f"{r.get('peer_state', 'unknown')}"
+        )
     elif hz == "abrupt_loss":
-        text = (f"{idx} fell {r['score']:.0%} from {r['expected']:.2f} to {r['value']:.2f} "
-                f"on {_d(ep['onset'])} outside the harvest window{peers}; {looks} since, "
-                f"latest {r['value']:.2f} on {_d(r['date'])}")
+        text = (
+            f"{idx} fell {r['score']:.0%} from {r['expected']:.2f} to {r['value']:.2f} "
+            f"on {_d(ep['onset'])} outside the harvest window{peers}; {looks} since, "
+            f"latest {r['value']:.2f} on {_d(r['date'])}"
+        )
     elif hz == "flood":
-        text = (f"standing water on {r['score']:.0%} of the clear area on {_d(r['date'])} "
-                f"(usual {r['expected']:.0%}); {idx} {r['value']:.2f}; since {onset}, {looks}")
+        text = (
+            f"standing water on {r['score']:.0%} of the clear area on {_d(r['date'])} "
+            f"(usual {r['expected']:.0%}); {idx} {r['value']:.2f}; since {onset}, {looks}"
+        )
     elif hz == "no_planting":
-        text = (f"no green-up: {idx} {r['value']:.2f} on {_d(r['date'])} while peers/history "
-                f"are at {r['expected']:.2f} ({r.get('stage') or 'season'}); since {onset}, {looks}")
+        text = (
+            f"no green-up: {idx} {r['value']:.2f} on {_d(r['date'])} while peers/history "
+            f"are at {r['expected']:.2f} ({r.get('stage') or 'season'}); since {onset}, {looks}"
+        )
     else:
         stage = r.get("stage")
-        text = (f"no clear look since {onset} ({int(r['score'])} days)"
-                + (f" during the {stage} stage" if isinstance(stage, str) else ""))
+        text = f"no clear look since {onset} ({int(r['score'])} days)" + (
+            f" during the {stage} stage" if isinstance(stage, str) else ""
+        )
     if ep.get("resolved"):
         text += f"; resolved {_d(ep['resolved'])} after clear looks back in the normal range"
     return text[:1].upper() + text[1:] + "."
@@ -145,8 +160,15 @@ def _episodes(rows: pd.DataFrame, s: AlertSettings) -> list[dict[str, Any]]:
         if state == "anomalous":
             normals = 0
             if cur is None and bool(r["confirmed"]):
-                cur = {"family": "crop", "hazard": r["run_hazard"], "onset": r["onset"], "n_looks": int(r["run_looks"]) - 1,
-                       "peak": -np.inf, "row": r, "resolved": None}
+                cur = {
+                    "family": "crop",
+                    "hazard": r["run_hazard"],
+                    "onset": r["onset"],
+                    "n_looks": int(r["run_looks"]) - 1,
+                    "peak": -np.inf,
+                    "row": r,
+                    "resolved": None,
+                }
                 eps.append(cur)
             if cur is not None:
                 cur["n_looks"] += 1
@@ -166,8 +188,18 @@ def _episodes(rows: pd.DataFrame, s: AlertSettings) -> list[dict[str, Any]]:
 
 def _stale_episodes(farm_rows: pd.DataFrame) -> list[dict[str, Any]]:
     stale = farm_rows[farm_rows["state"] == "stale"]
-    return [{"family": "stale_data", "hazard": "stale_data", "onset": r["onset"], "n_looks": 0,
-             "peak": float(r["score"]), "row": r, "resolved": None} for r in stale.to_dict("records")]
+    return [
+        {
+            "family": "stale_data",
+            "hazard": "stale_data",
+            "onset": r["onset"],
+            "n_looks": 0,
+            "peak": float(r["score"]),
+            "row": r,
+            "resolved": None,
+        }
+        for r in stale.to_dict("records")
+    ]
 
 
 def update_alerts(
@@ -176,7 +208,7 @@ def update_alerts(
     farms: pd.DataFrame,
     *,
     run_date: str | pd.Timestamp,
-    settings: AlertSettings = AlertSettings(),
+    settings: AlertSettings = DEFAULT_ALERT_SETTINGS,
 ) -> pd.DataFrame:
     """The alerts after a run.
 
@@ -209,14 +241,18 @@ def update_alerts(
     out: dict[str, dict[str, Any]] = {}
     open_all = hist[hist["status"].isin(OPEN)]
     # Only farms with something to say: an anomalous/stale row or an open alert to follow.
-    busy = set(anomalies.loc[anomalies["state"].isin(["anomalous", "stale"]), "farm_id"]) | set(open_all["farm_id"])
+    busy = set(anomalies.loc[anomalies["state"].isin(["anomalous", "stale"]), "farm_id"]) | set(
+        open_all["farm_id"]
+    )
     subset = anomalies[anomalies["farm_id"].isin(busy)]
     open_by_farm = dict(tuple(open_all.groupby("farm_id", sort=False)))
     for farm_id, rows in subset.groupby("farm_id", sort=True):
         look_rows = rows[rows["state"] != "stale"].sort_values("date", kind="stable")
         anom = (look_rows["state"] == "anomalous").to_numpy()
         # Looks before the first anomalous one cannot open or close anything.
-        eps = _episodes(look_rows.iloc[int(anom.argmax()):] if anom.any() else look_rows.iloc[0:0], s)
+        eps = _episodes(
+            look_rows.iloc[int(anom.argmax()) :] if anom.any() else look_rows.iloc[0:0], s
+        )
         eps += _stale_episodes(rows)
         open_hist = open_by_farm.get(farm_id, open_all.iloc[0:0])
         for ep in eps:
@@ -232,9 +268,24 @@ def update_alerts(
         for aid, h in open_hist[open_hist["hazard"] == "stale_data"].iterrows():
             later = look_rows[look_rows["date"] > h["onset_date"]]
             if len(later) and not any(e["id"] == aid for e in eps):
-                eps.append({"family": "stale_data", "hazard": "stale_data", "onset": h["onset_date"], "n_looks": 0,
-                            "peak": float(h["score"]), "row": dict(h, date=later["date"].iloc[0], index=h["index"], state="stale",
-                                                                 stage=None), "resolved": later["date"].iloc[0], "id": aid})
+                eps.append(
+                    {
+                        "family": "stale_data",
+                        "hazard": "stale_data",
+                        "onset": h["onset_date"],
+                        "n_looks": 0,
+                        "peak": float(h["score"]),
+                        "row": dict(
+                            h,
+                            date=later["date"].iloc[0],
+                            index=h["index"],
+                            state="stale",
+                            stage=None,
+                        ),
+                        "resolved": later["date"].iloc[0],
+                        "id": aid,
+                    }
+                )
         for ep in eps:
             rec = _record(ep, hist, day, last_seen.get(farm_id, pd.NaT), s)
             if rec is not None:
@@ -245,12 +296,21 @@ def update_alerts(
     frames = [f for f in (carried.reset_index(drop=True), new) if len(f)]
     result = pd.concat(frames, ignore_index=True) if frames else _empty()
     result = _attach_book(result, farms)
-    log.info("alerts on %s: %d open, %d new, %d resolved", day.date(), int(result["status"].isin(OPEN).sum()),
-             int((result["status"] == "new").sum()), int((result["status"] == "resolved").sum()))
-    return result.sort_values(["farm_id", "onset_date", "alert_id"], kind="stable").reset_index(drop=True)
+    log.info(
+        "alerts on %s: %d open, %d new, %d resolved",
+        day.date(),
+        int(result["status"].isin(OPEN).sum()),
+        int((result["status"] == "new").sum()),
+        int((result["status"] == "resolved").sum()),
+    )
+    return result.sort_values(["farm_id", "onset_date", "alert_id"], kind="stable").reset_index(
+        drop=True
+    )
 
 
-def _record(ep: dict[str, Any], hist: pd.DataFrame, day: pd.Timestamp, last_seen: Any, s: AlertSettings) -> dict[str, Any] | None:
+def _record(
+    ep: dict[str, Any], hist: pd.DataFrame, day: pd.Timestamp, last_seen: Any, s: AlertSettings
+) -> dict[str, Any] | None:
     aid = ep["id"]
     known = aid in hist.index
     resolved = ep["resolved"]
@@ -272,7 +332,9 @@ def _record(ep: dict[str, Any], hist: pd.DataFrame, day: pd.Timestamp, last_seen
         "severity": severity_of(ep["hazard"], magnitude, int((end - onset).days), s.severity_rules),
         "status": status,
         "onset_date": onset,
-        "last_observed": pd.Timestamp(last_seen) if pd.notna(last_seen) else (hist.loc[aid, "last_observed"] if known else pd.NaT),
+        "last_observed": pd.Timestamp(last_seen)
+        if pd.notna(last_seen)
+        else (hist.loc[aid, "last_observed"] if known else pd.NaT),
         "evidence": _evidence(ep),
         "peer_state": r.get("peer_state") if ep["hazard"] == "drought" else None,
         "score": magnitude,
@@ -291,15 +353,25 @@ def _empty() -> pd.DataFrame:
 
 
 def _attach_book(alerts: pd.DataFrame, farms: pd.DataFrame) -> pd.DataFrame:
-    book = pd.DataFrame({
-        "farm_id": farms["farm_id"].astype(str).to_numpy(),
-        "loan_id": farms["loan_id"].astype(str).to_numpy(),
-        "borrower_id": farms["borrower_id"].astype(str).to_numpy(),
-        "region": farms["region"].fillna("").astype(str).to_numpy() if "region" in farms.columns else "",
-        "crop": farms["crop"].astype(str).to_numpy(),
-        "exposure": farms["exposure"].astype(float).to_numpy(),
-    })
-    a = alerts.drop(columns=[c for c in ("loan_id", "borrower_id", "region", "crop", "exposure") if c in alerts.columns])
+    book = pd.DataFrame(
+        {
+            "farm_id": farms["farm_id"].astype(str).to_numpy(),
+            "loan_id": farms["loan_id"].astype(str).to_numpy(),
+            "borrower_id": farms["borrower_id"].astype(str).to_numpy(),
+            "region": farms["region"].fillna("").astype(str).to_numpy()
+            if "region" in farms.columns
+            else "",
+            "crop": farms["crop"].astype(str).to_numpy(),
+            "exposure": farms["exposure"].astype(float).to_numpy(),
+        }
+    )
+    a = alerts.drop(
+        columns=[
+            c
+            for c in ("loan_id", "borrower_id", "region", "crop", "exposure")
+            if c in alerts.columns
+        ]
+    )
     a = a.merge(book, on="farm_id", how="left")
     for col in ("onset_date", "last_observed", "first_raised", "last_updated", "resolved_date"):
         a[col] = pd.to_datetime(a[col])
@@ -318,13 +390,17 @@ def rollup(alerts: pd.DataFrame, farms: pd.DataFrame, *, open_only: bool = True)
     highest severity). ``open_only`` keeps alerts with status new/ongoing.
     """
     a = alerts[alerts["status"].isin(OPEN)] if open_only else alerts
-    book = pd.DataFrame({
-        "farm_id": farms["farm_id"].astype(str).to_numpy(),
-        "loan": farms["loan_id"].astype(str).to_numpy(),
-        "borrower": farms["borrower_id"].astype(str).to_numpy(),
-        "region": farms["region"].fillna("").astype(str).to_numpy() if "region" in farms.columns else "",
-        "exposure": farms["exposure"].astype(float).to_numpy(),
-    })
+    book = pd.DataFrame(
+        {
+            "farm_id": farms["farm_id"].astype(str).to_numpy(),
+            "loan": farms["loan_id"].astype(str).to_numpy(),
+            "borrower": farms["borrower_id"].astype(str).to_numpy(),
+            "region": farms["region"].fillna("").astype(str).to_numpy()
+            if "region" in farms.columns
+            else "",
+            "exposure": farms["exposure"].astype(float).to_numpy(),
+        }
+    )
     rank = a["severity"].map({s: i for i, s in enumerate(SEVERITIES)})
     worst = a.assign(rank=rank).sort_values("rank").groupby("farm_id")["severity"].last()
     hazards = sorted(a["hazard"].dropna().unique())
@@ -340,16 +416,20 @@ def rollup(alerts: pd.DataFrame, farms: pd.DataFrame, *, open_only: bool = True)
     parts = []
     for level in ("loan", "borrower", "region"):
         g = book.groupby(level, sort=True)
-        part = pd.DataFrame({
-            "n_farms": g.size(),
-            "exposure": g["exposure"].sum(),
-            "farms_alerted": g["alerted"].sum().astype(int),
-            "exposure_at_risk": g["at_risk"].sum(),
-        })
+        part = pd.DataFrame(
+            {
+                "n_farms": g.size(),
+                "exposure": g["exposure"].sum(),
+                "farms_alerted": g["alerted"].sum().astype(int),
+                "exposure_at_risk": g["at_risk"].sum(),
+            }
+        )
         part = part.join(g[value_cols].sum())
         part.insert(0, "key", part.index.astype(str))
         part.insert(0, "level", level)
         parts.append(part.reset_index(drop=True))
     out = pd.concat(parts, ignore_index=True)
-    out["share_at_risk"] = np.where(out["exposure"] > 0, out["exposure_at_risk"] / out["exposure"], 0.0)
+    out["share_at_risk"] = np.where(
+        out["exposure"] > 0, out["exposure_at_risk"] / out["exposure"], 0.0
+    )
     return out

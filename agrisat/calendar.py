@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 
@@ -34,7 +34,7 @@ __all__ = [
     "stage_table",
 ]
 
-DateLike = str | dt.date | pd.Timestamp
+DateLike: TypeAlias = str | dt.date | pd.Timestamp
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,18 @@ def _season(name: str, raw: Mapping[str, Any]) -> Season:
     where = f"[seasons.{name}]"
     missing = {"start", "end", "harvest", "stages"} - set(raw)
     if missing:
-        raise ConfigError(f"calendar {where} lacks {sorted(missing)}; see agrisat/data/calendars.toml")
+        raise ConfigError(
+            f"calendar {where} lacks {sorted(missing)}; see agrisat/data/calendars.toml"
+        )
     harvest = raw["harvest"]
     if not isinstance(harvest, list) or len(harvest) != 2:
         raise ConfigError(f"calendar {where}: harvest must be [first, last] month-days")
     stages = []
     for item in raw["stages"]:
         if not isinstance(item, list) or len(item) != 2:
-            raise ConfigError(f"calendar {where}: each stage must be [name, month-day], got {item!r}")
+            raise ConfigError(
+                f"calendar {where}: each stage must be [name, month-day], got {item!r}"
+            )
         stages.append((str(item[0]), _md(item[1], where)))
     if not stages:
         raise ConfigError(f"calendar {where}: needs at least one stage")
@@ -162,7 +166,9 @@ def load_calendars(path: str | Path | None = None) -> dict[str, Calendar]:
         raise ConfigError(f"calendar file {p} is not valid TOML: {exc}") from None
     unknown = set(extra) - {"seasons", "crops"}
     if unknown:
-        raise ConfigError(f"calendar file {p}: unknown section(s) {sorted(unknown)}; use seasons/crops")
+        raise ConfigError(
+            f"calendar file {p}: unknown section(s) {sorted(unknown)}; use seasons/crops"
+        )
     return _build(_merge(_default_raw(), extra))
 
 
@@ -202,13 +208,17 @@ def season_span(
     return max(spans, key=lambda s: s.start) if spans else None
 
 
-def stage_of(crop: str, date: DateLike, *, calendars: Mapping[str, Calendar] | None = None) -> str | None:
+def stage_of(
+    crop: str, date: DateLike, *, calendars: Mapping[str, Calendar] | None = None
+) -> str | None:
     """Stage name of ``crop`` on ``date`` (e.g. ``"peak"``), or None outside seasons/unknown crop."""
     span = season_span(crop, date, calendars=calendars)
     return None if span is None else span.stage
 
 
-def season_id(crop: str, date: DateLike, *, calendars: Mapping[str, Calendar] | None = None) -> str | None:
+def season_id(
+    crop: str, date: DateLike, *, calendars: Mapping[str, Calendar] | None = None
+) -> str | None:
     """Season id like ``"2026-wheat"`` (year of the season's end), or None."""
     span = season_span(crop, date, calendars=calendars)
     return None if span is None else span.season_id
@@ -242,7 +252,9 @@ def stage_table(
     (crop, date) pair is computed once.
     """
     cals = default_calendars() if calendars is None else calendars
-    keys = pd.DataFrame({"crop": crops.astype(str).to_numpy(), "date": pd.to_datetime(dates).to_numpy()})
+    keys = pd.DataFrame(
+        {"crop": crops.astype(str).to_numpy(), "date": pd.to_datetime(dates).to_numpy()}
+    )
     uniq = keys.drop_duplicates().reset_index(drop=True)
     rows = []
     for crop, date in zip(uniq["crop"], uniq["date"], strict=True):

@@ -19,7 +19,13 @@ from .errors import ConfigError
 
 __all__ = ["FORMATS", "SEVERITY_FILLS", "export_alerts"]
 
-FORMATS: dict[str, str] = {".csv": "csv", ".parquet": "parquet", ".geojson": "geojson", ".json": "geojson", ".xlsx": "xlsx"}
+FORMATS: dict[str, str] = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".geojson": "geojson",
+    ".json": "geojson",
+    ".xlsx": "xlsx",
+}
 #: XLSX row fills by severity (ARGB without alpha)
 SEVERITY_FILLS: dict[str, str] = {"watch": "FFF2CC", "warning": "F8CBAD", "critical": "FF7C80"}
 _DATES = ("onset_date", "last_observed", "first_raised", "last_updated", "resolved_date")
@@ -77,7 +83,9 @@ def _xlsx(alerts: pd.DataFrame, roll: pd.DataFrame, path: Path) -> None:
     wb.save(path)
 
 
-def export_alerts(alerts: pd.DataFrame, farms: gpd.GeoDataFrame, path: str | Path, *, fmt: str | None = None) -> Path:
+def export_alerts(
+    alerts: pd.DataFrame, farms: gpd.GeoDataFrame, path: str | Path, *, fmt: str | None = None
+) -> Path:
     """Write ``alerts`` to ``path`` atomically.
 
     Parameters
@@ -99,17 +107,25 @@ def export_alerts(alerts: pd.DataFrame, farms: gpd.GeoDataFrame, path: str | Pat
     p = Path(path)
     kind = fmt or FORMATS.get(p.suffix.lower())
     if kind not in set(FORMATS.values()):
-        raise ConfigError(f"cannot tell the alerts format of {p}: use a .csv, .parquet, .geojson or .xlsx file or --format")
+        raise ConfigError(
+            f"cannot tell the alerts format of {p}: use a .csv, .parquet, .geojson or .xlsx file or --format"
+        )
     missing = [c for c in ALERT_COLUMNS if c not in alerts.columns]
     if missing:
-        raise ConfigError(f"alerts table lacks columns {missing}; build it with agrisat.alerts.update_alerts")
+        raise ConfigError(
+            f"alerts table lacks columns {missing}; build it with agrisat.alerts.update_alerts"
+        )
     if kind == "csv":
         _atomic(p, lambda t: _as_text_dates(alerts).to_csv(t, index=False))
     elif kind == "parquet":
         _atomic(p, lambda t: alerts.to_parquet(t, index=False))
     elif kind == "geojson":
         geo = farms[["farm_id", "geometry"]].assign(farm_id=farms["farm_id"].astype(str))
-        gdf = gpd.GeoDataFrame(_as_text_dates(alerts).merge(geo, on="farm_id", how="left"), geometry="geometry", crs=farms.crs)
+        gdf = gpd.GeoDataFrame(
+            _as_text_dates(alerts).merge(geo, on="farm_id", how="left"),
+            geometry="geometry",
+            crs=farms.crs,
+        )
         gdf = gdf.to_crs("EPSG:4326") if gdf.crs is not None else gdf
         _atomic(p, lambda t: gdf.to_file(t, driver="GeoJSON"))
     else:

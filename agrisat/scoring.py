@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .alerts import OPEN, AlertSettings, update_alerts
-from .anomaly import DetectSettings, assemble, classify_looks, look_features
+from .alerts import DEFAULT_ALERT_SETTINGS, OPEN, AlertSettings, update_alerts
+from .anomaly import DEFAULT_SETTINGS, DetectSettings, assemble, classify_looks, look_features
 from .calendar import Calendar
 
 __all__ = ["nightly_replay", "score_alerts"]
@@ -75,17 +75,40 @@ def score_alerts(
     events = []
     for ev in truth.to_dict("records"):
         start, end = pd.Timestamp(ev["start"]), pd.Timestamp(ev["end"])
-        cand = crop[(crop["farm_id"].astype(str) == str(ev["farm_id"]))
-                    & (crop["onset_date"] >= start - tol) & (crop["onset_date"] <= end + tol)]
+        cand = crop[
+            (crop["farm_id"].astype(str) == str(ev["farm_id"]))
+            & (crop["onset_date"] >= start - tol)
+            & (crop["onset_date"] <= end + tol)
+        ]
         matched.update(cand["alert_id"])
         delay = float(max((cand["run_date"].min() - start).days, 0)) if len(cand) else np.nan
-        events.append({
-            "event_id": ev["event_id"], "farm_id": str(ev["farm_id"]), "hazard": ev["hazard"],
-            "start": start, "detected": bool(len(cand)), "hazard_correct": bool((cand["hazard"] == ev["hazard"]).any()),
-            "delay_days": delay, "alert_ids": sorted(cand["alert_id"]), "alert_hazards": sorted(set(cand["hazard"])),
-        })
-    ev_df = pd.DataFrame(events, columns=["event_id", "farm_id", "hazard", "start", "detected", "hazard_correct",
-                                          "delay_days", "alert_ids", "alert_hazards"])
+        events.append(
+            {
+                "event_id": ev["event_id"],
+                "farm_id": str(ev["farm_id"]),
+                "hazard": ev["hazard"],
+                "start": start,
+                "detected": bool(len(cand)),
+                "hazard_correct": bool((cand["hazard"] == ev["hazard"]).any()),
+                "delay_days": delay,
+                "alert_ids": sorted(cand["alert_id"]),
+                "alert_hazards": sorted(set(cand["hazard"])),
+            }
+        )
+    ev_df = pd.DataFrame(
+        events,
+        columns=[
+            "event_id",
+            "farm_id",
+            "hazard",
+            "start",
+            "detected",
+            "hazard_correct",
+            "delay_days",
+            "alert_ids",
+            "alert_hazards",
+        ],
+    )
     n_years = max(1.0, round((s1 - s0).days / 365.0))
     farm_seasons = len(farms) * (seasons_per_farm if seasons_per_farm is not None else n_years)
     false = crop[~crop["alert_id"].isin(matched)]
@@ -99,9 +122,13 @@ def score_alerts(
         "hazard_recall": float(ev_df["hazard_correct"].mean()) if n else float("nan"),
         "false_alerts": len(false),
         "false_alert_ids": sorted(false["alert_id"]),
-        "false_per_100_farm_seasons": 100.0 * len(false) / farm_seasons if farm_seasons else float("nan"),
+        "false_per_100_farm_seasons": 100.0 * len(false) / farm_seasons
+        if farm_seasons
+        else float("nan"),
         "stale_alerts": len(stale),
-        "stale_per_100_farm_seasons": 100.0 * len(stale) / farm_seasons if farm_seasons else float("nan"),
+        "stale_per_100_farm_seasons": 100.0 * len(stale) / farm_seasons
+        if farm_seasons
+        else float("nan"),
         "median_delay_days": float(np.median(delays)) if len(delays) else float("nan"),
         "p90_delay_days": float(np.percentile(delays, 90)) if len(delays) else float("nan"),
         "ids_per_event": dict(zip(ev_df["event_id"], ev_df["alert_ids"], strict=True)),
@@ -118,8 +145,8 @@ def nightly_replay(
     start: str | pd.Timestamp,
     end: str | pd.Timestamp,
     step_days: int = 1,
-    settings: DetectSettings = DetectSettings(),
-    alert_settings: AlertSettings = AlertSettings(),
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    alert_settings: AlertSettings = DEFAULT_ALERT_SETTINGS,
     calendars: Mapping[str, Calendar] | None = None,
 ) -> pd.DataFrame:
     """Replay nightly runs from ``start`` to ``end``: each night sees observations up to it.
@@ -141,8 +168,12 @@ def nightly_replay(
     frames = []
     for night in pd.date_range(start, end, freq=f"{step_days}D"):
         anomalies = assemble(
-            classified[classified["date"] <= night], farms, obs[obs["date"] <= night],
-            asof=night, settings=settings, calendars=calendars,
+            classified[classified["date"] <= night],
+            farms,
+            obs[obs["date"] <= night],
+            asof=night,
+            settings=settings,
+            calendars=calendars,
         )
         history = update_alerts(history, anomalies, farms, run_date=night, settings=alert_settings)
         if len(history):

@@ -10,6 +10,7 @@ display, reports and history baselines.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 
 import numpy as np
@@ -175,14 +176,17 @@ def _long_gaps(finite: np.ndarray, max_gap: int) -> np.ndarray:
         return ~out
     out[: idx[0]] = True
     out[idx[-1] + 1 :] = True
-    for a, b in zip(idx[:-1], idx[1:], strict=True):
+    for a, b in itertools.pairwise(idx):
         if b - a - 1 > max_gap:
             out[a + 1 : b] = True
     return out
 
 
 def day_of_season(
-    crop: str, dates: pd.Series | pd.DatetimeIndex, *, calendars: Mapping[str, Calendar] | None = None
+    crop: str,
+    dates: pd.Series | pd.DatetimeIndex,
+    *,
+    calendars: Mapping[str, Calendar] | None = None,
 ) -> pd.Series:
     """Days since the start of ``crop``'s season containing each date (NaN outside seasons)."""
     values = pd.to_datetime(pd.Series(dates)).dt.normalize()

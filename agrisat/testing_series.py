@@ -19,10 +19,30 @@ from shapely.geometry import box
 __all__ = ["Event", "make_farms", "make_observations"]
 
 # (day offset from 1 Oct, NDVI) anchors of one crop year starting 1 October.
-_WHEAT = [(0, 0.16), (25, 0.18), (50, 0.42), (75, 0.38), (150, 0.33), (170, 0.45),
-          (200, 0.78), (225, 0.82), (232, 0.80), (242, 0.60), (250, 0.32), (254, 0.16)]
-_MAIZE = [(256, 0.16), (275, 0.20), (300, 0.70), (315, 0.85), (340, 0.82),
-          (358, 0.45), (362, 0.18), (366, 0.16)]
+_WHEAT = [
+    (0, 0.16),
+    (25, 0.18),
+    (50, 0.42),
+    (75, 0.38),
+    (150, 0.33),
+    (170, 0.45),
+    (200, 0.78),
+    (225, 0.82),
+    (232, 0.80),
+    (242, 0.60),
+    (250, 0.32),
+    (254, 0.16),
+]
+_MAIZE = [
+    (256, 0.16),
+    (275, 0.20),
+    (300, 0.70),
+    (315, 0.85),
+    (340, 0.82),
+    (358, 0.45),
+    (362, 0.18),
+    (366, 0.16),
+]
 _ANCHORS = {
     "wheat_maize": _WHEAT + _MAIZE,
     "winter_wheat": [*_WHEAT, (366, 0.16)],
@@ -53,12 +73,24 @@ class Event:
 
 
 def make_farms(
-    n: int, *, crop: str = "wheat_maize", region: str = "county-a", prefix: str = "F", exposure: float = 1000.0
+    n: int,
+    *,
+    crop: str = "wheat_maize",
+    region: str = "county-a",
+    prefix: str = "F",
+    exposure: float = 1000.0,
 ) -> gpd.GeoDataFrame:
     """``n`` small square farms in Shandong with the loan-book columns."""
     ids = [f"{prefix}{i:04d}" for i in range(n)]
-    geoms = [box(117.0 + 0.01 * (i % 20), 36.0 + 0.01 * (i // 20), 117.0 + 0.01 * (i % 20) + 0.002,
-                 36.0 + 0.01 * (i // 20) + 0.002) for i in range(n)]
+    geoms = [
+        box(
+            117.0 + 0.01 * (i % 20),
+            36.0 + 0.01 * (i // 20),
+            117.0 + 0.01 * (i % 20) + 0.002,
+            36.0 + 0.01 * (i // 20) + 0.002,
+        )
+        for i in range(n)
+    ]
     return gpd.GeoDataFrame(
         {
             "farm_id": ids,
@@ -74,12 +106,16 @@ def make_farms(
     )
 
 
-def _curve(crop: str, days: np.ndarray, jitter: float, amp: float, wheat_shift: float = 0.0) -> np.ndarray:
+def _curve(
+    crop: str, days: np.ndarray, jitter: float, amp: float, wheat_shift: float = 0.0
+) -> np.ndarray:
     anchors = _ANCHORS.get(crop, _ANCHORS["other"])
     x = np.array([a for a, _ in anchors], dtype=float)
     y = np.array([b for _, b in anchors], dtype=float)
     # Shift only the wheat ripening/harvest part when asked (early harvest).
-    x = np.where((x >= 225) & (x <= 256) & (crop in ("wheat_maize", "winter_wheat")), x + wheat_shift, x)
+    x = np.where(
+        (x >= 225) & (x <= 256) & (crop in ("wheat_maize", "winter_wheat")), x + wheat_shift, x
+    )
     base = np.interp((days - jitter) % 366, x, y)
     return 0.16 + (base - 0.16) * amp
 
@@ -113,9 +149,13 @@ def make_observations(
     """
     rng = np.random.default_rng(seed)
     dates = pd.date_range(start, end, freq=f"{revisit_days}D")
-    days = np.asarray((dates - pd.Timestamp("2000-10-01")).days, dtype=float)
-    crop_day = np.array([(d - pd.Timestamp(year=d.year if d.month >= 10 else d.year - 1, month=10, day=1)).days
-                         for d in dates], dtype=float)
+    crop_day = np.array(
+        [
+            (d - pd.Timestamp(year=d.year if d.month >= 10 else d.year - 1, month=10, day=1)).days
+            for d in dates
+        ],
+        dtype=float,
+    )
     events = list(events)
     frames = []
     for _, farm in farms.iterrows():

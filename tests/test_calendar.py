@@ -37,14 +37,18 @@ def test_unknown_crop_has_no_calendar() -> None:
     assert stage_of("other", "2026-04-20") is None
     assert season_id("cotton", "2026-04-20") is None
     assert not in_harvest_window("other", "2026-06-08")
-    t = stage_table(pd.Series(["other", "maize"]), pd.Series(pd.to_datetime(["2026-08-10", "2026-08-10"])))
+    t = stage_table(
+        pd.Series(["other", "maize"]), pd.Series(pd.to_datetime(["2026-08-10", "2026-08-10"]))
+    )
     assert list(t["has_calendar"]) == [False, True]
     assert list(t["watch"]) == [False, True]
 
 
 def test_user_file_overrides_and_extends(tmp_path) -> None:
     p = tmp_path / "cal.toml"
-    p.write_text('[seasons.wheat]\nharvest = ["06-10", "06-20"]\n[crops.barley]\nseasons = ["wheat"]\n')
+    p.write_text(
+        '[seasons.wheat]\nharvest = ["06-10", "06-20"]\n[crops.barley]\nseasons = ["wheat"]\n'
+    )
     cals = load_calendars(p)
     assert not in_harvest_window("winter_wheat", "2026-06-01", calendars=cals)
     assert stage_of("barley", "2026-04-20", calendars=cals) == "peak"

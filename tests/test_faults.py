@@ -67,14 +67,8 @@ def fast_policy(**changes: object) -> RetryPolicy:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-@dataclasses.dataclass(frozen=True)
-class FaultSettings(Settings):
-    """Settings with the ``net`` section the pipeline's ``gdal_options`` reads (short fuses)."""
-
-    net: RetryPolicy = dataclasses.field(default_factory=fast_policy)
-
-
-SETTINGS = FaultSettings().replace("run", indices=("ndvi",))
+# short fuses: the run's retry policy is one of its settings
+SETTINGS = dataclasses.replace(Settings(), net=fast_policy()).replace("run", indices=("ndvi",))
 
 
 @pytest.fixture(scope="module")

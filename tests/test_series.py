@@ -21,7 +21,9 @@ def _obs() -> pd.DataFrame:
     status[8] = "no_data"
     ndvi = np.where(np.array(status) == "ok", truth, np.nan)
     ndvi[4] = 0.1  # a cloudy row may carry stats from a small clear part: must be ignored
-    return pd.DataFrame({"farm_id": "F1", "date": dates, "status": status, "clear_fraction": 1.0, "ndvi_mean": ndvi})
+    return pd.DataFrame(
+        {"farm_id": "F1", "date": dates, "status": status, "clear_fraction": 1.0, "ndvi_mean": ndvi}
+    )
 
 
 def test_clear_looks_keeps_only_ok_finite() -> None:
@@ -76,9 +78,20 @@ def test_smoothing_on_real_eolearn_ndvi() -> None:
     # a 10x10 px block as one "farm": mean over valid pixels; a date is clear if most are valid
     blk_v, blk_m = ndvi[:, 40:50, 40:50], valid[:, 40:50, 40:50]
     frac = blk_m.mean(axis=(1, 2))
-    mean = np.where(blk_m.sum(axis=(1, 2)) > 0, (blk_v * blk_m).sum(axis=(1, 2)) / np.maximum(blk_m.sum(axis=(1, 2)), 1), np.nan)
-    obs = pd.DataFrame({"farm_id": "blk", "date": dates, "status": np.where(frac >= 0.5, "ok", "cloudy"),
-                        "clear_fraction": frac, "ndvi_mean": mean}).drop_duplicates(["farm_id", "date"])
+    mean = np.where(
+        blk_m.sum(axis=(1, 2)) > 0,
+        (blk_v * blk_m).sum(axis=(1, 2)) / np.maximum(blk_m.sum(axis=(1, 2)), 1),
+        np.nan,
+    )
+    obs = pd.DataFrame(
+        {
+            "farm_id": "blk",
+            "date": dates,
+            "status": np.where(frac >= 0.5, "ok", "cloudy"),
+            "clear_fraction": frac,
+            "ndvi_mean": mean,
+        }
+    ).drop_duplicates(["farm_id", "date"])
     ds = to_regular(obs, step_days=5, max_gap_days=60)
     o, s = ds["observed"].to_numpy()[0], ds["smoothed"].to_numpy()[0]
     both = np.isfinite(o) & np.isfinite(s)

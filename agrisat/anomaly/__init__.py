@@ -14,10 +14,11 @@ from .detectors import (
     peer_state,
 )
 from .features import look_features, own_history, peer_stats
-from .settings import HAZARD_PRIORITY, DetectSettings
+from .settings import DEFAULT_SETTINGS, HAZARD_PRIORITY, DetectSettings
 
 __all__ = [
     "ANOMALY_COLUMNS",
+    "DEFAULT_SETTINGS",
     "HAZARD_PRIORITY",
     "DetectSettings",
     "assemble",
@@ -31,6 +32,6 @@ __all__ = [
     "look_features",
     "normal_looks",
     "own_history",
-    "peer_stats",
     "peer_state",
+    "peer_stats",
 ]

@@ -19,7 +19,7 @@ from .detectors import (
     peer_state,
 )
 from .features import look_features
-from .settings import HAZARD_PRIORITY, DetectSettings
+from .settings import DEFAULT_SETTINGS, HAZARD_PRIORITY, DetectSettings
 
 __all__ = ["ANOMALY_COLUMNS", "assemble", "classify_looks", "detect"]
 
@@ -41,7 +41,9 @@ _DETECTORS = {
 }
 
 
-def classify_looks(features: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
+def classify_looks(
+    features: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
+) -> pd.DataFrame:
     """Label each clear look and group anomalous looks into confirmation runs.
 
     Adds ``hazard`` (most specific detector that fired, else ``"none"``), ``score``,
@@ -64,7 +66,9 @@ def classify_looks(features: pd.DataFrame, settings: DetectSettings = DetectSett
         f.loc[free, "score"] = rows.loc[free, "score"]
         f.loc[free, "expected_h"] = rows.loc[free, "expected"]
     anom = f["hazard"] != "none"
-    f["state"] = np.where(anom, "anomalous", np.where(normal_looks(features, s), "normal", "borderline"))
+    f["state"] = np.where(
+        anom, "anomalous", np.where(normal_looks(features, s), "normal", "borderline")
+    )
     f["peer_state"] = peer_state(features)
     farm = f["farm_id"]
     run_id = (~anom).astype(int).groupby(farm, sort=False).cumsum()
@@ -74,8 +78,12 @@ def classify_looks(features: pd.DataFrame, settings: DetectSettings = DetectSett
     rank = {h: len(HAZARD_PRIORITY) - i for i, h in enumerate(HAZARD_PRIORITY)}
     code = f["hazard"].map(rank).fillna(0).astype(int)
     run_code = code.groupby(keys, sort=False).cummax()
-    f["run_hazard"] = run_code.map({v: k for k, v in rank.items()}).fillna("none").where(anom, "none")
-    needed = f["run_hazard"].map({h: s.confirm_looks(h) for h in HAZARD_PRIORITY}).fillna(1).astype(int)
+    f["run_hazard"] = (
+        run_code.map({v: k for k, v in rank.items()}).fillna("none").where(anom, "none")
+    )
+    needed = (
+        f["run_hazard"].map({h: s.confirm_looks(h) for h in HAZARD_PRIORITY}).fillna(1).astype(int)
+    )
     needed = np.where(f["clear_fraction"] < s.single_look_min_clear, np.maximum(needed, 2), needed)
     f["confirmed"] = anom & (f["run_looks"] >= needed)
     return f
@@ -87,7 +95,7 @@ def assemble(
     observations: pd.DataFrame,
     *,
     asof: pd.Timestamp,
-    settings: DetectSettings = DetectSettings(),
+    settings: DetectSettings = DEFAULT_SETTINGS,
     calendars: Mapping[str, Calendar] | None = None,
 ) -> pd.DataFrame:
     """The rows handed to the alert lifecycle for a run on ``asof``.
@@ -121,7 +129,11 @@ def assemble(
     for col in ANOMALY_COLUMNS:
         if col not in out.columns:
             out[col] = np.nan
-    out = out[list(ANOMALY_COLUMNS)].sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
+    out = (
+        out[list(ANOMALY_COLUMNS)]
+        .sort_values(["farm_id", "date"], kind="stable")
+        .reset_index(drop=True)
+    )
     return out
 
 
@@ -130,7 +142,7 @@ def detect(
     farms: pd.DataFrame,
     *,
     asof: str | pd.Timestamp,
-    settings: DetectSettings = DetectSettings(),
+    settings: DetectSettings = DEFAULT_SETTINGS,
     calendars: Mapping[str, Calendar] | None = None,
 ) -> pd.DataFrame:
     """Run every detector over observations up to ``asof`` (inclusive).
@@ -170,7 +182,13 @@ def detect(
         classified = classify_looks(feats, settings)
     out = assemble(classified, farms, obs, asof=day, settings=settings, calendars=calendars)
     n_anom = int((out["state"] == "anomalous").sum())
-    log.info("detect asof %s: %d clear looks, %d anomalous rows, %d farms", day.date(), len(feats), n_anom, out["farm_id"].nunique())
+    log.info(
+        "detect asof %s: %d clear looks, %d anomalous rows, %d farms",
+        day.date(),
+        len(feats),
+        n_anom,
+        out["farm_id"].nunique(),
+    )
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .settings import DetectSettings
+from .settings import DEFAULT_SETTINGS, DetectSettings
 
 __all__ = [
     "detect_abrupt_loss",
@@ -24,7 +24,14 @@ __all__ = [
 _BASE = ["farm_id", "date", "hazard", "score", "value", "expected"]
 
 
-def _rows(f: pd.DataFrame, mask: pd.Series, hazard: str, score: pd.Series, expected: pd.Series, extra: list[str]) -> pd.DataFrame:
+def _rows(
+    f: pd.DataFrame,
+    mask: pd.Series,
+    hazard: str,
+    score: pd.Series,
+    expected: pd.Series,
+    extra: list[str],
+) -> pd.DataFrame:
     out = f.loc[mask, ["farm_id", "date", "value", *extra]].copy()
     out["hazard"] = hazard
     out["score"] = score[mask].astype(float)
@@ -47,18 +54,29 @@ def peer_state(f: pd.DataFrame) -> pd.Series:
 
 
 def drought_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
-    """Looks with a drought-type deficit (without looking at the calendar's watch stages)."""
+    """Looks with a drought-type deficit (without looking at the calendar's watch stages).
+
+    Two routes: (1) well below the peers (robust z and ``drought_deficit``) and below the
+    farm's own same-date median by ``drought_peer_deficit`` -- fast on steep green-up slopes,
+    where the lag-tolerant own baseline is slack; (2) below the lag-tolerant own baseline
+    (robust z and ``drought_deficit``) and either somewhat below the peers (idiosyncratic) or
+    by at least ``systemic_deficit`` (a deficit the peers share must be large), or no peers.
+    """
     has_own = f["expected"].notna() & (f["expected"] >= s.green_min)
     own = has_own & (f["own_deficit"] >= s.drought_deficit) & (f["own_z"] <= -s.drought_z)
     has_peers = f["peer_median"].notna() & (f["peer_median"] >= s.green_min)
-    idio = has_peers & (f["peer_z"] <= -s.drought_peer_z) & (f["peer_deficit"] >= s.drought_peer_deficit)
+    below_peers = has_peers & (f["peer_z"] <= -s.drought_peer_z)
+    with np.errstate(all="ignore"):
+        own_mid_def = (f["expected_mid"] - f["value"]) / f["expected_mid"]
+    mid_ok = f["expected_mid"].isna() | (own_mid_def >= s.drought_peer_deficit)
+    by_peers = below_peers & (f["peer_deficit"] >= s.drought_deficit) & mid_ok
+    idio = below_peers & (f["peer_deficit"] >= s.drought_peer_deficit)
     systemic = own & (f["own_deficit"] >= s.systemic_deficit)
-    with_history = own & (idio | systemic | f["peer_median"].isna())
-    without_history = ~has_own & f["expected"].isna() & idio & (f["peer_deficit"] >= s.drought_deficit)
-    return with_history | without_history
+    by_own = own & (idio | systemic | f["peer_median"].isna())
+    return by_peers | by_own
 
 
-def detect_drought(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
+def detect_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
     """Sustained-deficit looks: below own history (robust z and relative deficit) in a watch
     stage (any time for crops without a calendar), and either below the peers too
     (idiosyncratic) or so far below that a shared deficit is still a drought (systemic).
@@ -75,7 +93,9 @@ def detect_drought(f: pd.DataFrame, settings: DetectSettings = DetectSettings())
     return out
 
 
-def detect_abrupt_loss(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
+def detect_abrupt_loss(
+    f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
+) -> pd.DataFrame:
     """A large drop between consecutive clear looks, outside any harvest window, that the
     peers did not share. Crops without a calendar need peers (their drop is the harvest test).
 
@@ -97,7 +117,14 @@ def detect_abrupt_loss(f: pd.DataFrame, settings: DetectSettings = DetectSetting
         # below its own history too, when known (an early harvest is within the tolerance)
         & _nan_or(f["own_deficit"] >= s.drought_deficit, f["own_deficit"])
     )
-    out = _rows(f, mask.fillna(False), "abrupt_loss", drop / f["prev_value"], f["prev_value"], ["prev_date", "peer_z", "peer_median"])
+    out = _rows(
+        f,
+        mask.fillna(False),
+        "abrupt_loss",
+        drop / f["prev_value"],
+        f["prev_value"],
+        ["prev_date", "peer_z", "peer_median"],
+    )
     return out
 
 
@@ -116,7 +143,7 @@ def _water_excess(f: pd.DataFrame, s: DetectSettings) -> tuple[pd.Series, pd.Ser
     return by_wf | by_ndwi, wf.fillna(f["ndwi"])
 
 
-def detect_flood(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
+def detect_flood(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
     """Standing water where the crop should be: SCL-water share of the clear area above
     ``flood_water`` and above both the peers' and the farm's own usual share by
     ``flood_margin`` (so paddy rice or a pond in the parcel is not a flood). NDWI is the
@@ -126,10 +153,14 @@ def detect_flood(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -
     excess, score = _water_excess(f, s)
     mask = excess & (f["green"] | ~f["has_calendar"])
     expected = f["peer_water"].fillna(f["hist_water"]).fillna(0.0)
-    return _rows(f, mask.fillna(False), "flood", score, expected, ["water_fraction", "ndwi", "peer_median"])
+    return _rows(
+        f, mask.fillna(False), "flood", score, expected, ["water_fraction", "ndwi", "peer_median"]
+    )
 
 
-def detect_no_planting(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
+def detect_no_planting(
+    f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
+) -> pd.DataFrame:
     """No green-up while the peers have greened: in a green stage, the peers' median is above
     ``no_planting_peer_green`` and the farm's highest value this season stays
     ``no_planting_gap`` below it and under ``no_planting_max`` (a crop that greened and then
@@ -146,16 +177,29 @@ def detect_no_planting(f: pd.DataFrame, settings: DetectSettings = DetectSetting
         & (f["season_max"] <= s.no_planting_max)
         & zok
     )
-    return _rows(f, mask.fillna(False), "no_planting", ref - f["value"], ref, ["season_max", "peer_z", "peer_median"])
+    return _rows(
+        f,
+        mask.fillna(False),
+        "no_planting",
+        ref - f["value"],
+        ref,
+        ["season_max", "peer_z", "peer_median"],
+    )
 
 
-def normal_looks(f: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.Series:
+def normal_looks(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.Series:
     """Looks that are clearly back in the normal range (what recovery is counted on):
     deficit against own history under ``recover_deficit`` (or the field is bare in history
     too), not far below peers, and no standing water."""
     s = settings
-    own_ok = f["expected"].isna() | (f["expected"] < s.green_min) | (f["own_deficit"] < s.recover_deficit)
-    peer_ok = f["peer_z"].isna() | (f["peer_z"] > -s.recover_peer_z) | (f["peer_median"] < s.green_min)
+    own_ok = (
+        f["expected"].isna()
+        | (f["expected"] < s.green_min)
+        | (f["own_deficit"] < s.recover_deficit)
+    )
+    peer_ok = (
+        f["peer_z"].isna() | (f["peer_z"] > -s.recover_peer_z) | (f["peer_median"] < s.green_min)
+    )
     wf = f["water_fraction"]
     dry = wf.isna() | (wf < s.flood_water / 2)
     return own_ok & peer_ok & dry
@@ -167,7 +211,7 @@ def detect_stale(
     observations: pd.DataFrame,
     *,
     asof: pd.Timestamp,
-    settings: DetectSettings = DetectSettings(),
+    settings: DetectSettings = DEFAULT_SETTINGS,
     calendars: object = None,
 ) -> pd.DataFrame:
     """Farms without a clear look for ``stale_days`` while the crop should stand (or any time
@@ -180,7 +224,12 @@ def detect_stale(
     seen = observations.assign(farm_id=observations["farm_id"].astype(str))
     first_seen = pd.to_datetime(seen.groupby("farm_id")["date"].min()).dt.normalize()
     last_clear = f.groupby("farm_id")["date"].max() if len(f) else pd.Series(dtype="datetime64[ns]")
-    book = pd.DataFrame({"farm_id": farms["farm_id"].astype(str).to_numpy(), "crop": farms["crop"].astype(str).to_numpy()})
+    book = pd.DataFrame(
+        {
+            "farm_id": farms["farm_id"].astype(str).to_numpy(),
+            "crop": farms["crop"].astype(str).to_numpy(),
+        }
+    )
     book = book[book["farm_id"].isin(first_seen.index)].reset_index(drop=True)
     book["last_clear"] = book["farm_id"].map(last_clear)
     book["since"] = book["last_clear"].fillna(book["farm_id"].map(first_seen))

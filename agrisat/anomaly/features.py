@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..calendar import Calendar, stage_table
 from ..series import clear_looks
-from .settings import DetectSettings
+from .settings import DEFAULT_SETTINGS, DetectSettings
 
 __all__ = ["look_features", "own_history", "peer_stats"]
 
@@ -43,7 +43,10 @@ def _own_block(
 ) -> dict[str, np.ndarray]:
     """Own-history statistics of one farm's looks (rows in ``eval_mask``) against its history."""
     ti = t[eval_mask]
-    out = {k: np.full(ti.size, np.nan) for k in ("expected", "expected_mid", "own_scale", "own_n", "vci", "hist_water")}
+    out = {
+        k: np.full(ti.size, np.nan)
+        for k in ("expected", "expected_mid", "own_scale", "own_n", "vci", "hist_water")
+    }
     if ti.size == 0 or t.size == 0:
         return out
     hist = t[None, :] <= ti[:, None] - s.history_min_gap_days
@@ -82,19 +85,30 @@ def _own_block(
     return out
 
 
-def _own_chunk(chunk: pd.DataFrame, eval_from: pd.Timestamp | None, s: DetectSettings) -> pd.DataFrame:
+def _own_chunk(
+    chunk: pd.DataFrame, eval_from: pd.Timestamp | None, s: DetectSettings
+) -> pd.DataFrame:
     parts = []
     for _, g in chunk.groupby("farm_id", sort=False):
         t = (g["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype=float)
-        em = np.ones(len(g), dtype=bool) if eval_from is None else (g["date"] >= eval_from).to_numpy()
-        res = _own_block(t, g["value"].to_numpy(dtype=float), g["water_fraction"].to_numpy(dtype=float), em, s)
+        em = (
+            np.ones(len(g), dtype=bool)
+            if eval_from is None
+            else (g["date"] >= eval_from).to_numpy()
+        )
+        res = _own_block(
+            t, g["value"].to_numpy(dtype=float), g["water_fraction"].to_numpy(dtype=float), em, s
+        )
         parts.append(pd.DataFrame(res, index=g.index[em]))
     cols = ["expected", "expected_mid", "own_scale", "own_n", "vci", "hist_water"]
     return pd.concat(parts) if parts else pd.DataFrame(columns=cols, dtype=float)
 
 
 def own_history(
-    looks: pd.DataFrame, settings: DetectSettings = DetectSettings(), *, eval_from: pd.Timestamp | None = None
+    looks: pd.DataFrame,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    *,
+    eval_from: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Own-history baseline of each clear look: robust expected value, scale and VCI.
 
@@ -111,12 +125,17 @@ def own_history(
         return _own_chunk(looks, eval_from, settings)
     codes = pd.Series(np.arange(len(farms)) // settings.chunk_farms, index=farms)
     chunk_of = looks["farm_id"].map(codes).to_numpy()
-    tasks = [dask.delayed(_own_chunk)(looks[chunk_of == c], eval_from, settings) for c in np.unique(chunk_of)]
+    tasks = [
+        dask.delayed(_own_chunk)(looks[chunk_of == c], eval_from, settings)
+        for c in np.unique(chunk_of)
+    ]
     log.debug("own history over %d farms in %d dask tasks", len(farms), len(tasks))
     return pd.concat(dask.compute(*tasks))
 
 
-def _robust_group(df: pd.DataFrame, keys: list[str], col: str) -> tuple[pd.Series, pd.Series, pd.Series]:
+def _robust_group(
+    df: pd.DataFrame, keys: list[str], col: str
+) -> tuple[pd.Series, pd.Series, pd.Series]:
     g = df.groupby(keys, sort=False)[col]
     med = g.transform("median")
     n = g.transform("count")
@@ -124,7 +143,7 @@ def _robust_group(df: pd.DataFrame, keys: list[str], col: str) -> tuple[pd.Serie
     return med, mad, n
 
 
-def peer_stats(looks: pd.DataFrame, settings: DetectSettings = DetectSettings()) -> pd.DataFrame:
+def peer_stats(looks: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
     """Peers of each clear look: same crop and region on the same date, else same crop.
 
     The region group is used when it has ``min_peers`` clear looks that date, otherwise the crop
@@ -146,7 +165,11 @@ def peer_stats(looks: pd.DataFrame, settings: DetectSettings = DetectSettings())
     out.loc[~(use1 | use2), "peer_scale"] = np.nan
     out["peer_n"] = np.where(use1, n1, np.where(use2, n2, 0)).astype(float)
     extra = [c for c in ("water_fraction", "ndwi", "own_deficit") if c in looks.columns]
-    names = {"water_fraction": "peer_water", "ndwi": "peer_ndwi", "own_deficit": "peer_deficit_median"}
+    names = {
+        "water_fraction": "peer_water",
+        "ndwi": "peer_ndwi",
+        "own_deficit": "peer_deficit_median",
+    }
     for col in extra:
         a = looks.groupby(["crop", "region", "date"], sort=False)[col].transform("median")
         b = looks.groupby(["crop", "date"], sort=False)[col].transform("median")
@@ -158,7 +181,7 @@ def look_features(
     observations: pd.DataFrame,
     farms: pd.DataFrame,
     *,
-    settings: DetectSettings = DetectSettings(),
+    settings: DetectSettings = DEFAULT_SETTINGS,
     calendars: Mapping[str, Calendar] | None = None,
     eval_from: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
@@ -173,10 +196,16 @@ def look_features(
         {
             "farm_id": farms["farm_id"].astype(str).to_numpy(),
             "crop": farms["crop"].astype(str).to_numpy(),
-            "region": (farms["region"].fillna("").astype(str).to_numpy() if "region" in farms.columns else ""),
+            "region": (
+                farms["region"].fillna("").astype(str).to_numpy()
+                if "region" in farms.columns
+                else ""
+            ),
         }
     )
-    looks = looks.assign(farm_id=looks["farm_id"].astype(str)).merge(attrs, on="farm_id", how="inner")
+    looks = looks.assign(farm_id=looks["farm_id"].astype(str)).merge(
+        attrs, on="farm_id", how="inner"
+    )
     looks = looks.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
     cols = {
         "farm_id": looks["farm_id"],
@@ -184,8 +213,12 @@ def look_features(
         "crop": looks["crop"],
         "region": looks["region"],
         "value": looks[f"{s.index}_mean"].astype(float),
-        "clear_fraction": looks.get("clear_fraction", pd.Series(1.0, index=looks.index)).astype(float),
-        "water_fraction": looks.get("water_fraction", pd.Series(np.nan, index=looks.index)).astype(float),
+        "clear_fraction": looks.get("clear_fraction", pd.Series(1.0, index=looks.index)).astype(
+            float
+        ),
+        "water_fraction": looks.get("water_fraction", pd.Series(np.nan, index=looks.index)).astype(
+            float
+        ),
         "ndwi": looks.get("ndwi_mean", pd.Series(np.nan, index=looks.index)).astype(float),
     }
     f = pd.DataFrame(cols)
@@ -204,7 +237,9 @@ def look_features(
     f["prev_value"] = g["value"].shift(1)
     f["prev_date"] = g["date"].shift(1)
     # Peers' median on the previous look's date, same peer level as now.
-    key = f[["crop", "region", "date", "peer_level", "peer_median"]].drop_duplicates(["crop", "region", "date", "peer_level"])
+    key = f[["crop", "region", "date", "peer_level", "peer_median"]].drop_duplicates(
+        ["crop", "region", "date", "peer_level"]
+    )
     prev = f[["crop", "region", "prev_date", "peer_level"]].merge(
         key.rename(columns={"date": "prev_date", "peer_median": "prev_peer_median"}),
         on=["crop", "region", "prev_date", "peer_level"],

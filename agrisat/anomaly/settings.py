@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HAZARD_PRIORITY", "DetectSettings"]
+__all__ = ["DEFAULT_SETTINGS", "HAZARD_PRIORITY", "DetectSettings"]
 
 #: When one clear look matches several hazards, the most specific one names it.
 HAZARD_PRIORITY: tuple[str, ...] = ("flood", "abrupt_loss", "no_planting", "drought")
@@ -104,3 +104,7 @@ class DetectSettings:
     def confirm_looks(self, hazard: str) -> int:
         """Consecutive anomalous clear looks needed to confirm ``hazard``."""
         return int(getattr(self, f"confirm_{hazard}", 1))
+
+
+#: The defaults (settings are immutable, so one shared instance is safe).
+DEFAULT_SETTINGS = DetectSettings()
