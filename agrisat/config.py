@@ -76,6 +76,9 @@ class RunSettings:
     start: str | None = None
     end: str | None = None
     scheduler: str | None = None
+    #: on a run after the first, scenes are searched from the previous run's end minus this
+    #: many days: late-arriving and re-published scenes in that window are picked up
+    lookback_days: int = 30
 
 
 @dataclass(frozen=True)

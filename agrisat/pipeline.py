@@ -208,10 +208,11 @@ def run(
         result.seconds["book"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        ledger = store.read("ledger")
         found = find_scenes(
             catalog,
             bbox=farms.bounds,
-            start=settings_run.start,
+            start=_search_start(store, settings_run),
             end=settings_run.end,
             collection=settings_run.collection,
             policy=settings.net,
@@ -220,12 +221,9 @@ def run(
         result.items_found = len(items)
         result.seconds["catalog"] = time.perf_counter() - t0
         log.info("catalog %s: %d scenes over the book", redact_url(catalog), len(items))
-
-        ledger = store.read("ledger")
-        done = set(ledger.loc[ledger["status"] == "ingested", "item_id"]) if len(ledger) else set()
-        stored_days = set(ledger["day"]) if len(ledger) else set()
-        new = [i for i in items if i.id not in done]
+        new, superseded = _new_items(items, ledger)
         result.items_new = len(new)
+        stored_days = set(ledger["day"]) if len(ledger) else set()
 
         with store.transaction() as txn:
             farms_table = farms.gdf
@@ -264,13 +262,16 @@ def run(
                     obs, failed = _observe_batch(batch, code, weights, indices, settings)
                     if stored_days & {_day(i) for i in batch}:
                         # a day already stored (a late tile, a reprocessing): resolve against it
-                        obs = _merge_with_store(store, obs)
+                        obs = _merge_with_store(store, obs, replaced=superseded)
                     else:
                         obs = resolve_same_day(obs)
                     ok_items = [i for i in batch if i.id not in failed]
+                    gone = sorted({superseded[i.id] for i in ok_items if i.id in superseded})
                     with store.transaction() as txn:
                         txn.append("observations", obs[observation_columns(indices)])
                         txn.append("ledger", _ledger_rows(ok_items, code, result.run_id))
+                        if gone:
+                            txn.append("ledger", _superseded_rows(ledger, gone, result.run_id))
                     t_obs += time.perf_counter() - t0
                     result.items_ingested += len(ok_items)
                     result.items_failed += sorted(failed)
@@ -354,14 +355,70 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {redact_text(text)[:300]}"
 
 
-def _merge_with_store(store: Store, obs: pd.DataFrame) -> pd.DataFrame:
-    """Resolve new rows against stored rows of the same farm and day (a late second tile)."""
+def _search_start(store: Store, run_settings: Any) -> str | None:
+    """First day to search: ``--start`` on a first run; later, the last end minus the look-back."""
+    runs = store.read("runs")
+    ends = [e for e in runs.get("end", pd.Series(dtype=str)).astype(str) if e]
+    if not ends:
+        return run_settings.start
+    back = dt.date.fromisoformat(max(ends)) - dt.timedelta(days=int(run_settings.lookback_days))
+    start = back.isoformat()
+    return max(start, run_settings.start) if run_settings.start else start
+
+
+def _new_items(
+    items: Sequence[pystac.Item], ledger: pd.DataFrame
+) -> tuple[list[pystac.Item], dict[str, str]]:
+    """Items to ingest and, for each that re-publishes a stored scene, the id it replaces.
+
+    An item is new when its id is not ingested, or when it was ingested with another
+    ``updated`` stamp (re-published in place). An item of a tile and day already ingested
+    under another id (e.g. ``..._1_L2A`` after ``..._0_L2A``) is a reprocessing: the catalog
+    kept it over the old one, so its rows replace the old item's.
+    """
+    if ledger.empty:
+        return list(items), {}
+    ingested = ledger[ledger["status"] == "ingested"]
+    stamp = dict(zip(ingested["item_id"], ingested["updated"].astype(str), strict=True))
+    by_scene = {
+        (t, d): i
+        for i, t, d in zip(ingested["item_id"], ingested["tile"], ingested["day"], strict=True)
+    }
+    new, replaced = [], {}
+    for item in items:
+        updated = str(item.properties.get("updated", ""))
+        if item.id in stamp and stamp[item.id] == updated:
+            continue
+        new.append(item)
+        old = by_scene.get((str(item.properties.get("agrisat:tile", "")), _day(item)))
+        if old is not None and old != item.id and str(item.properties.get("agrisat:tile", "")):
+            replaced[item.id] = old
+    return new, replaced
+
+
+def _superseded_rows(ledger: pd.DataFrame, ids: Sequence[str], run_id: str) -> pd.DataFrame:
+    rows = ledger[ledger["item_id"].isin(ids)].drop_duplicates("item_id", keep="last").copy()
+    rows["status"] = "superseded"
+    rows["run_id"] = run_id
+    return rows
+
+
+def _merge_with_store(
+    store: Store, obs: pd.DataFrame, *, replaced: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Resolve new rows against stored rows of the same farm and day (a late second tile).
+
+    Stored rows of an item that a new item ``replaced`` (a reprocessing) take no part: the
+    new rows win whatever their quality.
+    """
     obs = resolve_same_day(obs)
     if obs.empty:
         return obs
     stored = store.read("observations")
     if stored.empty:
         return obs
+    gone = set((replaced or {}).values()) | set(obs["item_id"])
+    stored = stored[~stored["item_id"].isin(gone)]
     keys = pd.MultiIndex.from_frame(obs[["farm_id", "date"]])
     old = stored[pd.MultiIndex.from_frame(stored[["farm_id", "date"]]).isin(keys)]
     if old.empty:

@@ -288,3 +288,59 @@ def test_cli_user_errors_are_one_line_exit_2(archive, tmp_path: Path) -> None:  
         "observations", "--workdir", str(tmp_path / "nothing"), "--out", str(tmp_path / "o.csv")
     )
     assert res.returncode == 2 and "no agrisat store" in res.stderr
+
+
+def _add_item(catalog_path: Path, item: pystac.Item) -> None:
+    cat = pystac.Catalog.from_file(str(catalog_path))
+    for asset in item.assets.values():
+        asset.href = asset.get_absolute_href()
+    next(iter(cat.get_children())).add_item(item)
+    cat.normalize_hrefs(str(catalog_path.parent))
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+
+
+def test_reprocessed_scene_replaces_the_stored_one(tmp_path: Path) -> None:
+    f1 = box(X0 + 40, Y0 - 140, X0 + 140, Y0 - 40)
+    arc = make_archive(tmp_path / "a", [SyntheticFarm("F1", f1, A)], dates=DATES[:2])
+    redo = make_archive(tmp_path / "b", [SyntheticFarm("F1", f1, B)], dates=DATES[:1])
+    w = tmp_path / "w"
+    run(arc.book, str(arc.catalog), w, settings=Settings().replace("run", end=DATES[1]))
+    obs = read_observations(w).set_index("date")
+    assert obs.loc[DATES[0], "ndvi_mean"] == pytest.approx(_ndvi(A), abs=1e-4)
+
+    # the scene of DATES[0] is re-published as a reprocessing with other pixels
+    item = next(pystac.Catalog.from_file(str(redo.catalog)).get_items(recursive=True))
+    item.id = item.id.replace("_0_L2A", "_1_L2A")
+    item.properties["updated"] = "2026-06-01T00:00:00Z"
+    _add_item(arc.catalog, item)
+    again = run(arc.book, str(arc.catalog), w, settings=Settings().replace("run", end=DATES[1]))
+    assert again.items_new == 1
+    obs = read_observations(w).set_index("date")
+    assert obs.loc[DATES[0], "item_id"] == item.id
+    assert obs.loc[DATES[0], "ndvi_mean"] == pytest.approx(_ndvi(B), abs=1e-4)
+    assert obs.loc[DATES[1], "ndvi_mean"] == pytest.approx(_ndvi(A), abs=1e-4)
+    ledger = Store(w).read("ledger").set_index("item_id")
+    assert ledger.loc[item.id.replace("_1_L2A", "_0_L2A"), "status"] == "superseded"
+    # a third run changes nothing
+    assert (
+        run(
+            arc.book, str(arc.catalog), w, settings=Settings().replace("run", end=DATES[1])
+        ).items_new
+        == 0
+    )
+
+
+def test_late_scene_within_lookback_is_picked_up(tmp_path: Path) -> None:
+    f1 = box(X0 + 40, Y0 - 140, X0 + 140, Y0 - 40)
+    arc = make_archive(tmp_path / "a", [SyntheticFarm("F1", f1, A)], dates=[DATES[0], DATES[2]])
+    late = make_archive(tmp_path / "b", [SyntheticFarm("F1", f1, A)], dates=[DATES[1]])
+    w = tmp_path / "w"
+    run(arc.book, str(arc.catalog), w, settings=Settings().replace("run", end=DATES[2]))
+    assert list(read_observations(w).date) == [DATES[0], DATES[2]]
+    # DATES[1]'s scene is published after the night of DATES[2]: the next night reads it
+    _add_item(
+        arc.catalog, next(pystac.Catalog.from_file(str(late.catalog)).get_items(recursive=True))
+    )
+    nxt = run(arc.book, str(arc.catalog), w, settings=Settings().replace("run", end=DATES[3]))
+    assert nxt.items_new == 1
+    assert list(read_observations(w).date) == DATES[:3]
