@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .config import Settings, load_settings
 from .errors import AgrisatError, ConfigError
 from .indices import resolve_indices
+from .net import RedactingFilter, redact_text
 
 app = typer.Typer(
     add_completion=False,
@@ -28,13 +29,42 @@ out = Console()
 WorkdirOpt = Annotated[
     Path, typer.Option("--workdir", "-w", help="Working folder holding the store.")
 ]
+LogFormatOpt = Annotated[
+    str, typer.Option("--log-format", help="text (default) or json (one object per line).")
+]
 
 
-def _setup_logging(verbose: bool) -> None:
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers. Messages carry ids and counts only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        doc = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact_text(record.getMessage()),
+        }
+        if record.exc_info:
+            doc["error"] = redact_text(str(record.exc_info[1]))
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def _setup_logging(verbose: bool, log_format: str = "text") -> None:
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"--log-format {log_format!r}: use text or json")
+    handler: logging.Handler
+    if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler = RichHandler(console=console, show_path=False, show_time=False)
+    handler.addFilter(RedactingFilter())
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        handlers=[handler],
         force=True,
     )
 
@@ -118,9 +148,10 @@ def run(
     ] = None,
     layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer book file.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Ingest new scenes over the book's farms into WORKDIR."""
-    _setup_logging(verbose)
+    _setup_logging(verbose, log_format)
     settings = load_settings(config)
     settings = settings.replace(
         "run",
