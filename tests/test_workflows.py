@@ -55,6 +55,7 @@ def test_wrapper_maps_run_status(tmp_path: Path, run_status: int, expected: int,
 
 def test_wrapper_fails_when_exports_fail(tmp_path: Path) -> None:
     code, calls, err = _night(tmp_path, 0, export_status=1)
+    assert calls[0] == "run"
     assert code == 1
     assert "exports" in err
 
