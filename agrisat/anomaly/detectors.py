@@ -231,8 +231,14 @@ def detect_stale(
         }
     )
     book = book[book["farm_id"].isin(first_seen.index)].reset_index(drop=True)
-    book["last_clear"] = book["farm_id"].map(last_clear)
-    book["since"] = book["last_clear"].fillna(book["farm_id"].map(first_seen))
+    if book.empty:
+        cols = ["farm_id", "date", "hazard", "score", "value", "expected", "onset", "stage"]
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    ids = book["farm_id"].to_numpy()
+    book["last_clear"] = pd.to_datetime(last_clear.reindex(ids).to_numpy())
+    book["since"] = book["last_clear"].fillna(
+        pd.Series(pd.to_datetime(first_seen.reindex(ids).to_numpy()))
+    )
     book["days"] = (asof - book["since"]).dt.days
     cal = stage_table(book["crop"], pd.Series(asof, index=book.index), calendars=calendars)  # type: ignore[arg-type]
     in_season = cal["green"] | ~cal["has_calendar"]

@@ -1,0 +1,223 @@
+"""Alert lifecycle over successive runs, severity rules, evidence and rollup."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from agrisat.alerts import ALERT_COLUMNS, AlertSettings, rollup, severity_of, update_alerts
+from agrisat.testing_series import make_farms
+
+FARMS = make_farms(4)
+
+
+def _look(
+    farm: str,
+    date: str,
+    state: str,
+    *,
+    hazard: str = "drought",
+    onset: str | None = None,
+    run_looks: int = 0,
+    confirmed: bool = False,
+    score: float = 0.3,
+) -> dict:
+    anomalous = state == "anomalous"
+    return {
+        "farm_id": farm,
+        "date": pd.Timestamp(date),
+        "hazard": hazard if anomalous else "none",
+        "state": state,
+        "score": score if anomalous else float("nan"),
+        "value": 0.5 if anomalous else 0.8,
+        "expected": 0.8,
+        "index": "ndvi",
+        "own_z": -4.0,
+        "own_deficit": 0.3,
+        "vci": 0.1,
+        "peer_median": 0.8,
+        "peer_z": -4.0,
+        "peer_n": 20,
+        "peer_level": "region",
+        "peer_state": "idiosyncratic",
+        "water_fraction": 0.0,
+        "clear_fraction": 1.0,
+        "crop": "wheat_maize",
+        "region": "county-a",
+        "stage": "peak",
+        "onset": pd.Timestamp(onset) if onset else pd.NaT,
+        "run_looks": run_looks,
+        "run_hazard": hazard if anomalous else "none",
+        "confirmed": confirmed,
+    }
+
+
+RUN1 = [
+    _look("F0000", "2026-04-01", "normal"),
+    _look("F0000", "2026-04-06", "anomalous", onset="2026-04-06", run_looks=1),
+    _look("F0000", "2026-04-11", "anomalous", onset="2026-04-06", run_looks=2, confirmed=True),
+    _look("F0001", "2026-04-11", "normal"),
+]
+RUN2 = [
+    *RUN1,
+    _look(
+        "F0000",
+        "2026-04-16",
+        "anomalous",
+        onset="2026-04-06",
+        run_looks=3,
+        confirmed=True,
+        score=0.45,
+    ),
+]
+# run 3: the dates after 04-16 were cloudy -> no new look rows at all
+RUN4 = [*RUN2, _look("F0000", "2026-04-26", "normal")]
+RUN5 = [*RUN4, _look("F0000", "2026-05-01", "normal"), _look("F0000", "2026-05-06", "normal")]
+
+
+def test_lifecycle_new_ongoing_cloudy_resolved() -> None:
+    a1 = update_alerts(None, pd.DataFrame(RUN1), FARMS, run_date="2026-04-11")
+    assert list(a1.columns) == list(ALERT_COLUMNS)
+    assert len(a1) == 1
+    r = a1.iloc[0]
+    assert (r["status"], r["hazard"], r["farm_id"]) == ("new", "drought", "F0000")
+    assert r["onset_date"] == pd.Timestamp("2026-04-06") and r["n_looks"] == 2
+    assert r["loan_id"] == "L0000" and r["exposure"] == 1000.0
+
+    a2 = update_alerts(a1, pd.DataFrame(RUN2), FARMS, run_date="2026-04-16")
+    assert len(a2) == 1 and a2.iloc[0]["status"] == "ongoing"
+    assert a2.iloc[0]["alert_id"] == r["alert_id"]
+    assert a2.iloc[0]["first_raised"] == pd.Timestamp("2026-04-11")
+    assert a2.iloc[0]["severity"] == "critical"  # 45 % deficit
+
+    a3 = update_alerts(a2, pd.DataFrame(RUN2), FARMS, run_date="2026-04-24")  # cloudy: no new looks
+    assert a3.iloc[0]["status"] == "ongoing"
+
+    a4 = update_alerts(a3, pd.DataFrame(RUN4), FARMS, run_date="2026-04-26")  # one normal look
+    assert a4.iloc[0]["status"] == "ongoing"
+
+    a5 = update_alerts(a4, pd.DataFrame(RUN5), FARMS, run_date="2026-05-06")
+    assert len(a5) == 1
+    assert a5.iloc[0]["status"] == "resolved" and a5.iloc[0]["alert_id"] == r["alert_id"]
+    assert a5.iloc[0]["resolved_date"] == pd.Timestamp("2026-05-01")
+    assert "resolved" in a5.iloc[0]["evidence"]
+
+
+def test_rerun_is_idempotent() -> None:
+    a1 = update_alerts(None, pd.DataFrame(RUN1), FARMS, run_date="2026-04-11")
+    again = update_alerts(a1, pd.DataFrame(RUN1), FARMS, run_date="2026-04-11")
+    pd.testing.assert_frame_equal(a1, again)
+    fresh = update_alerts(None, pd.DataFrame(RUN1), FARMS, run_date="2026-04-11")
+    assert fresh["alert_id"].tolist() == a1["alert_id"].tolist()
+
+
+def test_unconfirmed_look_raises_nothing_and_one_alert_per_event() -> None:
+    rows = [_look("F0001", "2026-04-06", "anomalous", onset="2026-04-06", run_looks=1)]
+    assert update_alerts(None, pd.DataFrame(rows), FARMS, run_date="2026-04-06").empty
+    # an abrupt loss followed by drought-type deficit looks is one alert, named abrupt_loss
+    rows = [
+        _look(
+            "F0001",
+            "2026-04-06",
+            "anomalous",
+            hazard="abrupt_loss",
+            onset="2026-04-06",
+            run_looks=1,
+            confirmed=True,
+            score=0.6,
+        ),
+        _look(
+            "F0001",
+            "2026-04-11",
+            "anomalous",
+            hazard="drought",
+            onset="2026-04-06",
+            run_looks=2,
+            confirmed=True,
+        ),
+    ]
+    rows[1]["run_hazard"] = "abrupt_loss"
+    a = update_alerts(None, pd.DataFrame(rows), FARMS, run_date="2026-04-11")
+    assert len(a) == 1 and a.iloc[0]["hazard"] == "abrupt_loss" and a.iloc[0]["n_looks"] == 2
+    assert a.iloc[0]["severity"] == "critical"
+
+
+def test_evidence_sentence_is_specific() -> None:
+    a = update_alerts(None, pd.DataFrame(RUN1), FARMS, run_date="2026-04-11")
+    text = a.iloc[0]["evidence"]
+    for part in (
+        "NDVI 0.50",
+        "0.80 expected",
+        "-30%",
+        "since 2026-04-06",
+        "2 clear looks",
+        "peers at 0.80",
+        "idiosyncratic",
+    ):
+        assert part in text
+
+
+def test_stale_alert_resolves_only_on_a_clear_look() -> None:
+    stale = {
+        **_look("F0002", "2026-05-10", "stale"),
+        "hazard": "stale_data",
+        "state": "stale",
+        "score": 40.0,
+        "onset": pd.Timestamp("2026-03-31"),
+        "run_hazard": "stale_data",
+        "confirmed": True,
+    }
+    a1 = update_alerts(None, pd.DataFrame([stale]), FARMS, run_date="2026-05-10")
+    assert a1.iloc[0]["hazard"] == "stale_data" and a1.iloc[0]["status"] == "new"
+    assert a1.iloc[0]["severity"] == "watch"
+    old = _look("F0002", "2026-03-31", "normal")
+    a2 = update_alerts(a1, pd.DataFrame([old]), FARMS, run_date="2026-05-11")  # nothing new seen
+    assert a2.iloc[0]["status"] == "ongoing"
+    a3 = update_alerts(
+        a2,
+        pd.DataFrame([old, _look("F0002", "2026-05-12", "normal")]),
+        FARMS,
+        run_date="2026-05-12",
+    )
+    assert a3.iloc[0]["status"] == "resolved"
+
+
+@pytest.mark.parametrize(
+    ("hazard", "magnitude", "days", "expected"),
+    [
+        ("drought", 0.16, 5, "watch"),
+        ("drought", 0.16, 31, "warning"),
+        ("drought", 0.41, 0, "critical"),
+        ("flood", 0.3, 2, "warning"),
+        ("flood", 0.3, 21, "critical"),
+        ("stale_data", 50, 50, "warning"),
+    ],
+)
+def test_severity_table(hazard: str, magnitude: float, days: int, expected: str) -> None:
+    assert severity_of(hazard, magnitude, days) == expected
+
+
+def test_rollup_exposure_at_risk() -> None:
+    rows = [
+        *RUN1,
+        _look(
+            "F0002",
+            "2026-04-06",
+            "anomalous",
+            hazard="flood",
+            onset="2026-04-06",
+            run_looks=1,
+            confirmed=True,
+        ),
+    ]
+    a = update_alerts(
+        None, pd.DataFrame(rows), FARMS, run_date="2026-04-11", settings=AlertSettings()
+    )
+    r = rollup(a, FARMS).set_index(["level", "key"])
+    # make_farms: loan = i // 2, borrower = i // 4, exposure 1000 each
+    assert r.loc[("loan", "L0000"), "farms_alerted"] == 1
+    assert r.loc[("loan", "L0000"), "exposure_at_risk"] == 1000.0
+    assert r.loc[("loan", "L0001"), "exposure_flood"] == 1000.0
+    assert r.loc[("borrower", "B0000"), "exposure_at_risk"] == 2000.0
+    assert r.loc[("borrower", "B0000"), "share_at_risk"] == 0.5
+    assert r.loc[("region", "county-a"), "exposure_drought"] == 1000.0

@@ -1,0 +1,215 @@
+"""Detectors on constructed series: each fires on its event, none fires on the non-events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agrisat.anomaly import (
+    ANOMALY_COLUMNS,
+    DetectSettings,
+    assemble,
+    classify_looks,
+    detect,
+    detect_abrupt_loss,
+    detect_drought,
+    detect_flood,
+    detect_no_planting,
+    look_features,
+    own_history,
+)
+from agrisat.testing_series import Event, make_farms, make_observations
+
+ASOF = "2026-09-30"
+
+
+@pytest.fixture(scope="module")
+def farms():
+    f = make_farms(30)
+    f.loc[f.index >= 25, "crop"] = "other"  # crops without a calendar still get peers/flood/abrupt
+    f.loc[f.index >= 25, "region"] = ""
+    return f
+
+
+def _alerted(out: pd.DataFrame) -> dict[str, set[str]]:
+    conf = out[out["confirmed"].astype(bool)]
+    return {f: set(g["run_hazard"]) for f, g in conf.groupby("farm_id")}
+
+
+EVENTS = [
+    Event("F0001", "drought", "2026-04-05", "2026-05-15", depth=0.4),
+    Event("F0002", "abrupt_loss", "2026-04-22", "2026-06-10"),
+    Event("F0003", "flood", "2026-07-20", "2026-08-05", depth=0.5),
+    Event("F0004", "no_planting", "2025-10-01", "2026-06-10"),
+    Event("F0005", "drought", "2026-07-15", "2026-08-30", depth=0.45),
+]
+
+
+@pytest.fixture(scope="module")
+def scenario(farms):
+    non_events = [Event("F0010", "early_harvest", "2026-04-01", "2026-06-30", shift=-10)]
+    # region-wide mild stress (10 % for a month) on every farm without an event
+    stressed = [f for f in farms["farm_id"] if f not in {e.farm_id for e in EVENTS}]
+    non_events += [
+        Event(f, "stress", "2026-04-10", "2026-05-10", depth=0.10, ramp_days=5) for f in stressed
+    ]
+    obs = make_observations(
+        farms,
+        events=EVENTS + non_events,
+        seed=3,
+        cloudy=[
+            ("2026-04-28", "2026-05-12"),
+            ("2026-08-10", "2026-08-24"),
+        ],  # two cloudy fortnights
+        baseline_shift=("2026-01-25", -0.01),  # processing-baseline change
+    )
+    return obs, detect(obs, farms, asof=ASOF)
+
+
+def test_output_contract(scenario) -> None:
+    _, out = scenario
+    assert list(out.columns) == list(ANOMALY_COLUMNS)
+    assert set(out["state"]) <= {"anomalous", "normal", "borderline", "stale"}
+
+
+def test_each_detector_fires_on_its_event_and_nothing_else(scenario) -> None:
+    _, out = scenario
+    alerted = _alerted(out)
+    assert alerted.get("F0001") == {"drought"}
+    assert "abrupt_loss" in alerted.get("F0002", set())
+    assert alerted.get("F0003") == {"flood"}
+    assert alerted.get("F0004") == {"no_planting"}
+    assert alerted.get("F0005") == {"drought"}
+    # normal and early harvests, cloudy fortnights, the baseline change, the regional stress
+    # and the 'other' crops raise nothing
+    assert set(alerted) == {"F0001", "F0002", "F0003", "F0004", "F0005"}
+
+
+def test_onsets_follow_event_starts(scenario) -> None:
+    _, out = scenario
+    conf = out[out["confirmed"].astype(bool)].groupby("farm_id")["onset"].min()
+    starts = {e.farm_id: pd.Timestamp(e.start) for e in EVENTS if e.kind != "no_planting"}
+    for farm, start in starts.items():
+        assert start - pd.Timedelta(days=5) <= conf[farm] <= start + pd.Timedelta(days=25), farm
+
+
+def test_drought_peer_state(scenario) -> None:
+    _, out = scenario
+    d = out[(out["farm_id"] == "F0001") & (out["hazard"] == "drought")]
+    assert (d["peer_state"] == "idiosyncratic").all()
+
+
+def test_systemic_drought_needs_a_large_shared_deficit(farms) -> None:
+    ev = [
+        Event(f, "stress", "2026-04-01", "2026-05-15", depth=0.45, ramp_days=5)
+        for f in farms["farm_id"][:25]
+    ]
+    obs = make_observations(farms, events=ev, seed=4)
+    f = look_features(obs[obs["date"] <= "2026-05-10"], farms)
+    rows = detect_drought(f)
+    assert rows["farm_id"].nunique() >= 20  # a regional drought is reported...
+    assert (rows["peer_state"] == "systemic").mean() > 0.9  # ...as systemic
+
+
+def test_abrupt_loss_not_in_harvest_window(farms) -> None:
+    obs = make_observations(farms, seed=5)
+    f = look_features(obs, farms)
+    assert detect_abrupt_loss(f).empty  # every farm is harvested twice a year
+    g = f.copy()
+    g["in_harvest"] = False
+    g["peer_median"] = np.nan  # without the window and peers, harvests would look like losses
+    g["prev_peer_median"] = np.nan
+    g["peer_z"] = np.nan
+    g["own_deficit"] = np.nan
+    assert not detect_abrupt_loss(g).empty
+
+
+def test_flood_ignores_usual_water(farms) -> None:
+    obs = make_observations(farms, seed=6)
+    # a farm with a pond: 30 % water every time is its normal, not a flood
+    obs.loc[obs["farm_id"] == "F0007", "water_fraction"] = 0.3
+    f = look_features(obs, farms)
+    f = f[f["date"] >= "2024-10-01"]  # once the farm has a history
+    assert "F0007" not in set(detect_flood(f)["farm_id"])
+    f2 = f.copy()
+    f2["hist_water"] = np.nan  # with no history and no peers, the same water would be a flood
+    f2["peer_water"] = np.nan
+    assert "F0007" in set(detect_flood(f2)["farm_id"])
+
+
+def test_no_planting_needs_greened_peers(scenario, farms) -> None:
+    obs, _ = scenario
+    f = look_features(obs, farms)
+    rows = detect_no_planting(f)
+    assert set(rows["farm_id"]) == {"F0004"}
+    assert rows["date"].min() < pd.Timestamp("2026-01-01")  # seen before winter, peers emerged
+
+
+def test_stale_data_after_long_cloud_but_not_fortnight(farms) -> None:
+    obs = make_observations(farms, seed=7, cloudy=[("2026-03-20", "2026-05-10")])
+    fortnight = detect(obs, farms, asof="2026-04-03")
+    assert not (fortnight["hazard"] == "stale_data").any()
+    long = detect(obs, farms, asof="2026-05-05")
+    stale = long[long["hazard"] == "stale_data"]
+    assert stale["farm_id"].nunique() == 30 and (stale["score"] >= 30).all()
+
+
+def test_confirmation_delays_single_look_hazards(farms) -> None:
+    obs = make_observations(farms, events=[EVENTS[1]], seed=8)
+    first = {}
+    for confirm in (1, 2):
+        s = DetectSettings(confirm_abrupt_loss=confirm)
+        c = classify_looks(look_features(obs, farms, settings=s), s)
+        hit = c[(c["farm_id"] == "F0002") & c["confirmed"]]
+        first[confirm] = hit["date"].min()
+    assert first[2] - first[1] == pd.Timedelta(days=5)  # one revisit
+
+
+def test_detect_ignores_the_future_and_is_causal(scenario, farms) -> None:
+    obs, _ = scenario
+    night = pd.Timestamp("2026-05-20")
+    a = detect(obs, farms, asof=night)
+    assert a["date"].max() <= night
+    c = classify_looks(look_features(obs, farms))  # features on all data, cut afterwards
+    b = assemble(c[c["date"] <= night], farms, obs[obs["date"] <= night], asof=night)
+    cols = ["farm_id", "date", "hazard", "state", "onset", "confirmed"]
+    pd.testing.assert_frame_equal(
+        a[cols].reset_index(drop=True), b[cols].reset_index(drop=True), check_dtype=False
+    )
+
+
+def test_own_history_robust_baseline() -> None:
+    dates = pd.date_range("2023-04-01", "2026-04-30", freq="5D")
+    value = np.where(dates.month == 4, 0.8, 0.3)
+    value[(dates.year == 2024) & (dates.month == 4)] = 0.2  # one bad year must not drag the median
+    looks = pd.DataFrame({"farm_id": "F", "date": dates, "value": value, "water_fraction": 0.0})
+    res = own_history(looks)
+    last = res.loc[
+        looks.index[
+            (dates.year == 2026) & (dates.day >= 10) & (dates.day <= 20) & (dates.month == 4)
+        ]
+    ]
+    assert np.allclose(last["expected_mid"], 0.8)
+    assert (last["own_scale"] >= DetectSettings().scale_floor).all()
+
+
+def test_dask_path_matches_serial(farms) -> None:
+    obs = make_observations(farms, seed=9, start="2024-10-01")
+    looks = look_features(obs, farms)[["farm_id", "date", "value", "water_fraction"]]
+    serial = own_history(looks)
+    par = own_history(looks, DetectSettings(parallel_min_farms=2, chunk_farms=7))
+    pd.testing.assert_frame_equal(serial.sort_index(), par.sort_index())
+
+
+def test_empty_and_all_cloudy_inputs() -> None:
+    farms = make_farms(5).drop(columns="region")  # region is optional
+    obs = make_observations(make_farms(5), start="2026-01-01", end="2026-04-01")
+    empty = detect(obs.iloc[0:0], farms, asof="2026-04-01")
+    assert empty.empty and list(empty.columns) == list(ANOMALY_COLUMNS)
+    obs["status"] = "cloudy"
+    out = detect(obs, farms, asof="2026-04-01")
+    assert set(out["hazard"]) == {"stale_data"} and len(out) == 5
+    assert (
+        out["onset"] == pd.Timestamp("2026-01-01")
+    ).all()  # never seen clearly: since first seen

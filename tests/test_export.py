@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import geopandas as gpd
+import openpyxl
+import pandas as pd
+import pytest
+
+from agrisat.alerts import update_alerts
+from agrisat.errors import ConfigError
+from agrisat.export import export_alerts
+from agrisat.testing_series import make_farms
+
+CONTRACT = [
+    "alert_id",
+    "farm_id",
+    "loan_id",
+    "borrower_id",
+    "hazard",
+    "severity",
+    "status",
+    "onset_date",
+    "last_observed",
+    "exposure",
+    "evidence",
+]
+FARMS = make_farms(3)
+
+
+def _alerts() -> pd.DataFrame:
+    def look(farm, date, hz, n, score):
+        return {
+            "farm_id": farm,
+            "date": pd.Timestamp(date),
+            "hazard": hz,
+            "state": "anomalous",
+            "score": score,
+            "value": 0.4,
+            "expected": 0.8,
+            "index": "ndvi",
+            "own_z": -5.0,
+            "peer_median": 0.8,
+            "peer_n": 10,
+            "peer_state": "idiosyncratic",
+            "stage": "peak",
+            "onset": pd.Timestamp("2026-04-06"),
+            "run_looks": n,
+            "run_hazard": hz,
+            "confirmed": True,
+        }
+
+    rows = [
+        look("F0000", "2026-04-06", "drought", 1, 0.5),
+        look("F0001", "2026-04-06", "flood", 1, 0.3),
+    ]
+    return update_alerts(None, pd.DataFrame(rows), FARMS, run_date="2026-04-08")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".geojson", ".xlsx"])
+def test_export_round_trip(tmp_path, suffix: str) -> None:
+    alerts = _alerts()
+    path = export_alerts(alerts, FARMS, tmp_path / f"alerts{suffix}")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+    if suffix == ".csv":
+        back = pd.read_csv(path)
+    elif suffix == ".parquet":
+        back = pd.read_parquet(path)
+    elif suffix == ".geojson":
+        back = gpd.read_file(path)
+        assert back.geometry.notna().all() and back.crs.to_epsg() == 4326
+    else:
+        back = pd.read_excel(path, sheet_name="alerts")
+    assert set(CONTRACT) <= set(back.columns)
+    assert len(back) == 2 and set(back["hazard"]) == {"drought", "flood"}
+    if suffix != ".parquet":
+        assert set(back["onset_date"].astype(str)) == {"2026-04-06"}  # YYYY-MM-DD
+
+
+def test_xlsx_layout(tmp_path) -> None:
+    path = export_alerts(_alerts(), FARMS, tmp_path / "a.xlsx")
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["alerts", "rollup"]
+    ws = wb["alerts"]
+    assert ws.freeze_panes == "A2"
+    assert ws.auto_filter.ref and ws.auto_filter.ref.startswith("A1:")
+    header = [c.value for c in ws[1]]
+    sev_col = header.index("severity")
+    fills = {
+        ws.cell(row=r, column=sev_col + 1).value: ws.cell(row=r, column=1).fill.start_color.rgb
+        for r in (2, 3)
+    }
+    assert fills["critical"].endswith("FF7C80") and fills["warning"].endswith("F8CBAD")
+    assert wb["rollup"].freeze_panes == "A2"
+    roll = pd.read_excel(path, sheet_name="rollup")
+    assert {"level", "key", "exposure_at_risk"} <= set(roll.columns)
+
+
+def test_unknown_format_is_a_config_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="format"):
+        export_alerts(_alerts(), FARMS, tmp_path / "alerts.txt")

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from agrisat.scoring import nightly_replay, score_alerts
+from agrisat.testing_series import Event, make_farms, make_observations
+
+FARMS = make_farms(10)
+TRUTH = pd.DataFrame(
+    [
+        {
+            "event_id": "E1",
+            "farm_id": "F0001",
+            "hazard": "drought",
+            "start": "2026-04-01",
+            "end": "2026-05-01",
+        },
+        {
+            "event_id": "E2",
+            "farm_id": "F0002",
+            "hazard": "flood",
+            "start": "2026-07-10",
+            "end": "2026-07-20",
+        },
+        {
+            "event_id": "E3",
+            "farm_id": "F0003",
+            "hazard": "abrupt_loss",
+            "start": "2026-05-01",
+            "end": "2026-06-01",
+        },
+    ]
+)
+
+
+def _run(
+    run_date: str, alert_id: str, farm: str, hazard: str, onset: str, status: str = "ongoing"
+) -> dict:
+    return {
+        "run_date": run_date,
+        "alert_id": alert_id,
+        "farm_id": farm,
+        "hazard": hazard,
+        "onset_date": onset,
+        "status": status,
+    }
+
+
+RUNS = pd.DataFrame(
+    [
+        _run("2026-04-08", "a1", "F0001", "drought", "2026-04-03", "new"),  # E1, delay 7
+        _run("2026-04-09", "a1", "F0001", "drought", "2026-04-03"),
+        _run("2026-04-20", "a1b", "F0001", "drought", "2026-04-18", "new"),  # a second id for E1
+        _run(
+            "2026-07-14", "a2", "F0002", "abrupt_loss", "2026-07-12", "new"
+        ),  # E2, wrong hazard, delay 4
+        _run("2026-03-01", "a3", "F0005", "drought", "2026-02-20", "new"),  # false alert
+        _run(
+            "2026-03-01", "a4", "F0006", "stale_data", "2026-02-01", "new"
+        ),  # stale, counted apart
+        _run(
+            "2025-08-01", "a5", "F0007", "drought", "2025-07-20", "new"
+        ),  # before the season: not scored
+    ]
+)
+
+
+def test_scores_on_hand_built_runs() -> None:
+    sc = score_alerts(RUNS, TRUTH, farms=FARMS, season_start="2025-10-01", season_end="2026-10-31")
+    assert sc["n_events"] == 3 and sc["detected"] == 2
+    assert sc["recall"] == pytest.approx(2 / 3)
+    assert sc["hazard_correct"] == 1 and sc["hazard_recall"] == pytest.approx(1 / 3)
+    assert sc["false_alerts"] == 1 and sc["false_alert_ids"] == ["a3"]
+    assert sc["farm_seasons"] == 10  # 10 farms x 1 season
+    assert sc["false_per_100_farm_seasons"] == pytest.approx(10.0)
+    assert sc["stale_alerts"] == 1
+    assert sc["median_delay_days"] == pytest.approx(5.5)  # delays 7 and 4
+    assert sc["p90_delay_days"] == pytest.approx(4 + 0.9 * 3)
+    assert sc["ids_per_event"] == {"E1": ["a1", "a1b"], "E2": ["a2"], "E3": []}
+    assert sc["max_ids_per_event"] == 2
+
+
+def test_tolerance_bounds_matching() -> None:
+    runs = pd.DataFrame([_run("2026-06-30", "x", "F0003", "abrupt_loss", "2026-06-25", "new")])
+    tight = score_alerts(
+        runs,
+        TRUTH,
+        farms=FARMS,
+        season_start="2025-10-01",
+        season_end="2026-10-31",
+        tolerance_days=10,
+    )
+    loose = score_alerts(
+        runs,
+        TRUTH,
+        farms=FARMS,
+        season_start="2025-10-01",
+        season_end="2026-10-31",
+        tolerance_days=30,
+    )
+    assert tight["detected"] == 0 and tight["false_alerts"] == 1
+    assert loose["detected"] == 1 and loose["false_alerts"] == 0
+
+
+def test_nightly_replay_raises_once_with_a_stable_id() -> None:
+    farms = make_farms(12)
+    ev = Event("F0003", "abrupt_loss", "2026-04-22", "2026-06-10")
+    obs = make_observations(farms, events=[ev], start="2024-10-01", end="2026-05-31", seed=11)
+    runs = nightly_replay(obs, farms, start="2026-04-15", end="2026-05-05")
+    assert set(runs["farm_id"]) == {"F0003"} and runs["alert_id"].nunique() == 1
+    first = runs.groupby("alert_id")["run_date"].min().iloc[0]
+    statuses = runs.sort_values("run_date")["status"].tolist()
+    assert statuses[0] == "new" and set(statuses[1:]) == {"ongoing"}
+    truth = pd.DataFrame(
+        [
+            {
+                "event_id": "E",
+                "farm_id": "F0003",
+                "hazard": "abrupt_loss",
+                "start": ev.start,
+                "end": ev.end,
+            }
+        ]
+    )
+    sc = score_alerts(runs, truth, farms=farms, season_start="2025-10-01", season_end="2026-10-31")
+    assert sc["recall"] == 1.0 and sc["hazard_recall"] == 1.0 and sc["false_alerts"] == 0
+    assert sc["median_delay_days"] == (first - pd.Timestamp(ev.start)).days <= 5
