@@ -145,6 +145,11 @@ def _evidence(ep: dict[str, Any]) -> str:
         text = f"no clear look since {onset} ({int(r['score'])} days)" + (
             f" during the {stage} stage" if isinstance(stage, str) else ""
         )
+        why = r.get("peer_state")
+        if why == "idiosyncratic":
+            text += "; most farms of its region were seen clearly meanwhile"
+        elif why == "regional":
+            text += "; the whole region is unseen (persistent cloud)"
     if ep.get("resolved"):
         text += f"; resolved {_d(ep['resolved'])} after clear looks back in the normal range"
     return text[:1].upper() + text[1:] + "."
@@ -336,7 +341,7 @@ def _record(
         if pd.notna(last_seen)
         else (hist.loc[aid, "last_observed"] if known else pd.NaT),
         "evidence": _evidence(ep),
-        "peer_state": r.get("peer_state") if ep["hazard"] == "drought" else None,
+        "peer_state": r.get("peer_state") if ep["hazard"] in ("drought", "stale_data") else None,
         "score": magnitude,
         "value": r.get("value"),
         "expected": r.get("expected"),

@@ -102,10 +102,12 @@ def _run_pipeline(
 
         result = run(farms, catalog, workdir, settings=settings, progress=tick)
     out.print(
-        f"farms {result.farms} (rejected {result.rejected}, unseen {result.farms_unseen}); "
-        f"scenes found {result.items_found}, new {result.items_new}, ingested "
-        f"{result.items_ingested}, failed {len(result.items_failed)}; "
-        f"observations added {result.observations_added} in {result.seconds.get('total', 0):.1f} s"
+        f"run {result.run_id} for {result.end}: farms {result.farms} (rejected "
+        f"{result.rejected}, unseen {result.farms_unseen}); scenes found {result.items_found}, "
+        f"new {result.items_new}, ingested {result.items_ingested}, failed "
+        f"{len(result.items_failed)}; observations added {result.observations_added}; alerts "
+        + ", ".join(f"{k} {v}" for k, v in result.alerts.items())
+        + f"; {result.seconds.get('total', 0):.1f} s"
     )
     if result.rejected:
         out.print(f"rejected rows: {workdir / 'rejects.csv'}")
@@ -181,31 +183,67 @@ def demo(
     ] = Path("demo-out"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Build the embedded demo archive and run the monitor over it."""
+    """Build the embedded demo archive, run the monitor over it and score its alerts."""
     _setup_logging(verbose)
-    from .demo import DemoSpec, generate_demo
-
-    spec = DemoSpec()
-    archive_dir = workdir / "archive"
-    t0 = time.perf_counter()
-    with console.status("writing the demo archive (COGs + static STAC catalog)…"):
-        archive = generate_demo(archive_dir, spec=spec)
-    out.print(f"demo archive: {archive.catalog} ({time.perf_counter() - t0:.1f} s)")
-    settings = Settings().replace("run", end=str(spec.season_end))
-    code = _run_pipeline(str(archive.book), str(archive.catalog), workdir, settings)
+    from .demo import DemoSpec
+    from .demo.showcase import prepare_archive, score_demo, timed
+    from .export import export_alerts
+    from .monitor import latest_alerts
     from .store import Store
 
-    obs = Store(workdir).read("observations")
-    n_ok = int((obs["status"] == "ok").sum()) if len(obs) else 0
+    spec = DemoSpec()
+    with console.status("writing the demo archive (COGs + static STAC catalog)…"):
+        (archive, generated), secs = timed(prepare_archive, workdir, spec)
     out.print(
-        f"observations: {len(obs)} farm-dates ({n_ok} clear) for "
-        f"{obs['farm_id'].nunique() if len(obs) else 0} farms × "
-        f"{obs['date'].nunique() if len(obs) else 0} dates"
+        f"demo archive: {archive.catalog} "
+        + (f"(written in {secs:.1f} s)" if generated else "(reused: same spec)")
     )
+    settings = Settings().replace("run", end=str(spec.season_end))
+    code = _run_pipeline(str(archive.book), str(archive.catalog), workdir, settings)
+    store = Store(workdir)
+    obs = store.read("observations")
     out.print(
-        f"export them: agrisat observations --workdir {workdir} --out {workdir / 'observations.csv'}"
+        f"observations: {len(obs)} farm-dates ({int((obs['status'] == 'ok').sum())} clear) "
+        f"for {obs['farm_id'].nunique()} farms × {obs['date'].nunique()} dates"
     )
+    exports = workdir / "exports"
+    alerts = latest_alerts(store, status="all")
+    farms = store.read("farms")
+    paths = [export_alerts(alerts, farms, exports / f"alerts.{ext}") for ext in ("csv", "xlsx")]
+    out.print(f"alerts of the last night ({len(alerts)}): " + ", ".join(str(p) for p in paths))
+    with console.status("replaying the season night by night to score the alerts…"):
+        (scores, events), secs = timed(score_demo, workdir, archive, spec, settings=settings)
+    _print_scores(scores, secs)
+    missed = events[~events["detected"].astype(bool)]
+    for row in missed.itertuples():
+        out.print(f"[yellow]missed: {row.event_id} {row.hazard} on {row.farm_id} from {row.start}")
+    out.print(f"scores: {workdir / 'demo-scores.json'}")
     raise typer.Exit(code)
+
+
+def _print_scores(scores: dict[str, object], seconds: float) -> None:
+    from rich.table import Table
+
+    targets = {
+        "recall": ("event recall", ">= 0.95"),
+        "hazard_recall": ("hazard-correct recall", ">= 0.85"),
+        "false_per_100_farm_seasons": ("false alerts / 100 farm-seasons", "<= 0.5"),
+        "stale_per_100_farm_seasons": ("stale-data alerts / 100 farm-seasons", "(apart)"),
+        "median_delay_days": ("median delay, days", "<= 7"),
+        "p90_delay_days": ("p90 delay, days", "<= 15"),
+        "max_ids_per_event": ("alert ids per event (max)", "1"),
+    }
+    table = Table(
+        title=f"demo detection quality ({scores.get('n_events')} events, {seconds:.0f} s replay)"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    for key, (label, target) in targets.items():
+        value = scores.get(key)
+        text = f"{value:.3g}" if isinstance(value, float) else str(value)
+        table.add_row(label, text, target)
+    out.print(table)
 
 
 @app.command()
@@ -218,6 +256,36 @@ def observations(
 
     n = export_observations(workdir, out_path)
     out.print(f"{n} observations written to {out_path}")
+
+
+@app.command()
+def alerts(
+    workdir: WorkdirOpt,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="csv, parquet, geojson or xlsx (default: from --out, else csv)."
+        ),
+    ] = None,
+    out_path: Annotated[Path | None, typer.Option("--out", help="Output file.")] = None,
+    status: Annotated[str, typer.Option(help="open (new and ongoing) or all.")] = "open",
+) -> None:
+    """Export the alerts of the latest run."""
+    from .export import export_alerts
+    from .monitor import latest_alerts
+    from .store import Store
+
+    if status not in ("open", "all"):
+        raise ConfigError(f"--status {status!r}: use open or all")
+    if fmt is not None and fmt not in ("csv", "parquet", "geojson", "xlsx"):
+        raise ConfigError(f"--format {fmt!r}: use csv, parquet, geojson or xlsx")
+    store = Store(workdir)
+    if not store.exists():
+        raise ConfigError(f"{workdir} holds no agrisat store; run `agrisat run` first")
+    table = latest_alerts(store, status=status)
+    target = out_path or workdir / "exports" / f"alerts.{fmt or 'csv'}"
+    path = export_alerts(table, store.read("farms"), target, fmt=fmt)
+    out.print(f"{len(table)} alert(s) written to {path}")
 
 
 def main() -> None:

@@ -18,12 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .alerts import AlertSettings, SeverityRule
+from .anomaly.settings import DetectSettings
 from .errors import ConfigError
 from .net.policy import RetryPolicy
 
 __all__ = [
+    "AlertSettings",
     "BookSettings",
     "CubeSettings",
+    "DetectSettings",
     "RunSettings",
     "Settings",
     "ZonalSettings",
@@ -79,6 +83,11 @@ class RunSettings:
     #: on a run after the first, scenes are searched from the previous run's end minus this
     #: many days: late-arriving and re-published scenes in that window are picked up
     lookback_days: int = 30
+    #: a TOML file of crop calendars overriding/extending the built-in ones
+    calendars: str | None = None
+    #: scenes computed and committed together (whole days are never split); smaller batches
+    #: lose less work to a crash, larger ones mean fewer commits
+    batch_items: int = 24
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,8 @@ class Settings:
     zonal: ZonalSettings = field(default_factory=ZonalSettings)
     run: RunSettings = field(default_factory=RunSettings)
     net: RetryPolicy = field(default_factory=RetryPolicy)
+    detect: DetectSettings = field(default_factory=DetectSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def replace(self, section: str, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied to one section (None values are ignored)."""
@@ -110,6 +121,8 @@ def _section(cls: type, values: dict[str, Any], name: str) -> Any:
             f"unknown setting(s) {sorted(unknown)} in [{name}]; known: {sorted(known)}"
         )
     coerced = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if "severity_rules" in coerced:  # [[alerts.severity_rules]] tables
+        coerced["severity_rules"] = tuple(SeverityRule(**r) for r in coerced["severity_rules"])
     return cls(**coerced)
 
 

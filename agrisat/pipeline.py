@@ -1,46 +1,35 @@
-"""The run: book → scenes → cubes → farm observations, committed batch by batch.
+"""The run: book → scenes → observations → anomalies → alerts, and its run record.
 
-This is the one place that computes. Everything it calls builds values or lazy dask graphs;
-here they are computed in batches of whole days of one UTM zone, and each batch is committed
-to the store with its ledger entries in one atomic transaction, so a run killed at any moment
-loses at most the batch in flight and a rerun picks up where it stopped.
+This module owns the one place that computes (through :func:`agrisat.ingest.ingest`) and the
+order of the stages; each stage is a function of plain values in its own module.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dask
 import geopandas as gpd
 import pandas as pd
-import pystac
-import shapely
 
 from .book import Farms, load_book, write_rejects
 from .catalog import find_scenes, redact_url
 from .config import Settings
-from .cube import grid_for, item_epsg, load_cube
-from .errors import AgrisatError, CatalogError, ConfigError
-from .indices import bands_for, compute_index, resolve_indices
-from .net import clear_gdal_http_cache, gdal_http_options, install_log_redaction, redact_text
-from .observations import observation_columns
+from .errors import AgrisatError
+from .indices import resolve_indices
+from .ingest import ProgressFn, gdal_options, ingest, new_items
+from .monitor import detect_and_update
+from .net import install_log_redaction
 from .store import Store
-from .zonal import ZoneWeights, assign_zones, coverage_weights, resolve_same_day, zonal_stats
 
-__all__ = ["RunResult", "gdal_options", "observation_columns", "run"]
+__all__ = ["RunResult", "gdal_options", "run"]
 
 log = logging.getLogger(__name__)
-
-#: Called after each committed batch with (done, total, description).
-ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -49,6 +38,7 @@ class RunResult:
 
     run_id: str
     workdir: Path
+    end: str = ""
     farms: int = 0
     rejected: int = 0
     items_found: int = 0
@@ -57,6 +47,8 @@ class RunResult:
     items_failed: list[str] = field(default_factory=list)
     observations_added: int = 0
     farms_unseen: int = 0
+    farms_by_status: dict[str, int] = field(default_factory=dict)
+    alerts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -65,125 +57,31 @@ class RunResult:
         return 3 if self.items_failed else 0
 
 
-def gdal_options(settings: Settings) -> dict[str, Any]:
-    """GDAL settings for every read, chosen deliberately (see the README's performance notes).
-
-    The HTTP retry and timeout options follow the run's :class:`agrisat.net.RetryPolicy`
-    (``settings.net`` when present, else :data:`agrisat.net.DEFAULT_POLICY`), so catalog JSON
-    and COG pixels are retried alike; see :func:`agrisat.net.gdal_http_options`.
-    """
-    policy = settings.net
-    return {
-        # COGs have no side-car files: do not list remote folders on open
-        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.jp2,.JP2",
-        "GDAL_CACHEMAX": int(settings.cube.gdal_cache_mb),
-        # GDAL_HTTP_MAX_RETRY / _RETRY_DELAY / _RETRY_CODES / _TIMEOUT / _CONNECTTIMEOUT:
-        # bounded retries of 408/425/429/502/503/504 and of curl time-outs and resets, with
-        # exponential backoff; a stalled range request is cut after the read timeout
-        **gdal_http_options(policy),
-        "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-        "GDAL_HTTP_MULTIPLEX": "YES",
-        "VSI_CACHE": "TRUE",
-        # one decode thread per dask thread: dask already uses the cores
-        "GDAL_NUM_THREADS": 1,
-    }
-
-
-def _footprint(item: pystac.Item) -> shapely.Geometry:
-    if item.geometry:
-        return shapely.geometry.shape(item.geometry)
-    if item.bbox:
-        return shapely.box(*item.bbox[:2], *item.bbox[-2:])
-    raise CatalogError(f"item {item.id} has neither geometry nor bbox; it cannot be placed")
-
-
-def _day(item: pystac.Item) -> str:
-    day = item.properties.get("agrisat:day")
-    if day:
-        return str(day)
-    assert item.datetime is not None
-    return item.datetime.strftime("%Y-%m-%d")
-
-
-def _batches(items: Sequence[pystac.Item], size: int) -> Iterator[list[pystac.Item]]:
-    """Batches of about ``size`` items that never split a day (same-day looks resolve together)."""
-    batch: list[pystac.Item] = []
-    for day, group in pd.Series(list(items)).groupby([_day(i) for i in items], sort=True):
-        del day
-        batch.extend(group.tolist())
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _zone_grid(farms: gpd.GeoDataFrame, epsg: int, settings: Settings) -> tuple[Any, ZoneWeights]:
-    local = farms.to_crs(epsg=epsg)
-    x0, y0, x1, y1 = local.total_bounds
-    pad = 2 * settings.cube.resolution
-    grid = grid_for(
-        (x0 - pad, y0 - pad, x1 + pad, y1 + pad), epsg, resolution=settings.cube.resolution
-    )
-    return grid, coverage_weights(farms, grid, block=settings.cube.chunk_size)
-
-
-def _with_indices(cube: Any, indices: Sequence[str]) -> Any:
-    bands = {b: cube[b] for b in cube.data_vars if b not in ("valid", "clear", "water")}
-    for name in indices:
-        cube[name] = compute_index(name, bands).astype("float32")
-    return cube
-
-
-def _observe(
-    items: list[pystac.Item],
-    epsg: int,
-    weights: ZoneWeights,
-    indices: Sequence[str],
-    settings: Settings,
-) -> pd.DataFrame:
-    """Compute the observations of ``items`` (one zone) for the farms of ``weights``."""
-    bands = bands_for(indices)
-    cube = load_cube(items, weights.geobox, bands=bands, settings=settings.cube)
-    cube = cube.assign_coords(day=("time", [_day(i) for i in items]))
-    cube = _with_indices(cube, indices)
-    footprints = list(gpd.GeoSeries([_footprint(i) for i in items], crs=4326).to_crs(epsg).values)
-    parts = zonal_stats(
-        cube, weights, indices=indices, settings=settings.zonal, footprints=footprints
-    )
-    frames = dask.compute(*parts)
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=observation_columns(indices))
-    return pd.concat(frames, ignore_index=True)
-
-
 def run(
     book: str | Path | gpd.GeoDataFrame | Farms,
     catalog: str,
     workdir: str | Path,
     *,
     settings: Settings = Settings(),
-    batch_items: int = 24,
     progress: ProgressFn | None = None,
+    detect: bool = True,
 ) -> RunResult:
-    """Ingest every scene of ``catalog`` over the book's farms not yet in the workdir's store.
+    """Ingest the new scenes of ``catalog`` over the book's farms, then update the alerts.
 
     Parameters
     ----------
     book
-        Loan book path or GeoDataFrame (see :func:`agrisat.book.load_book`).
+        Loan book path, GeoDataFrame or :class:`agrisat.book.Farms`.
     catalog
         STAC API root URL, or a static catalog / collection path or URL.
     workdir
         Folder holding the store; created when missing.
     settings
         All settings; ``settings.run`` carries collection, indices, start, end.
-    batch_items
-        Items computed and committed together (whole days are never split).
     progress
         Optional callback after each committed batch.
+    detect
+        Run detection and the alert lifecycle after ingestion (the default).
 
     Returns
     -------
@@ -191,8 +89,9 @@ def run(
     """
     settings_run = settings.run
     indices = resolve_indices(settings_run.indices)
+    end = settings_run.end or dt.datetime.now(dt.UTC).date().isoformat()
     store = Store(workdir)
-    result = RunResult(run_id=uuid.uuid4().hex[:12], workdir=Path(workdir))
+    result = RunResult(run_id=uuid.uuid4().hex[:12], workdir=Path(workdir), end=end)
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.UTC)
     install_log_redaction()
@@ -205,260 +104,98 @@ def run(
             raise AgrisatError(
                 f"no usable farm in {farms.source}; see {Path(workdir) / 'rejects.csv'}"
             )
+        with store.transaction() as txn:
+            txn.replace("farms", farms.gdf)
         result.seconds["book"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        ledger = store.read("ledger")
-        found = find_scenes(
+        items = find_scenes(
             catalog,
             bbox=farms.bounds,
             start=_search_start(store, settings_run),
-            end=settings_run.end,
+            end=end,
             collection=settings_run.collection,
             policy=settings.net,
         )
-        items = list(found)
         result.items_found = len(items)
-        result.seconds["catalog"] = time.perf_counter() - t0
         log.info("catalog %s: %d scenes over the book", redact_url(catalog), len(items))
-        new, superseded = _new_items(items, ledger)
+        new, replaced = new_items(items, store.read("ledger"))
         result.items_new = len(new)
-        stored_days = set(ledger["day"]) if len(ledger) else set()
+        result.seconds["catalog"] = time.perf_counter() - t0
 
-        with store.transaction() as txn:
-            farms_table = farms.gdf
-            txn.replace("farms", farms_table)
+        done = ingest(
+            farms,
+            items,
+            new,
+            store,
+            indices=indices,
+            settings=settings,
+            run_id=result.run_id,
+            replaced=replaced,
+            batch_items=settings_run.batch_items,
+            progress=progress,
+        )
+        result.items_ingested = done.items_ingested
+        result.items_failed = done.items_failed
+        result.observations_added = done.observations_added
+        result.farms_unseen = done.farms_unseen
+        result.seconds.update(done.seconds)
 
-        t0 = time.perf_counter()
-        by_zone: dict[int, list[pystac.Item]] = {}
-        for it in items:
-            by_zone.setdefault(item_epsg(it), []).append(it)
-        footprints = {
-            code: shapely.union_all([_footprint(i) for i in zitems])
-            for code, zitems in by_zone.items()
-        }
-        zones = assign_zones(farms.gdf, footprints)
-        seen = sum(len(v) for v in zones.values())
-        result.farms_unseen = len(farms) - seen
-        if result.farms_unseen:
-            log.warning("%d farm(s) lie outside every scene footprint", result.farms_unseen)
-        new_by_zone = {code: [i for i in new if item_epsg(i) == code] for code in zones}
-        total = sum(len(v) for v in new_by_zone.values())
-        done_count = 0
-        result.seconds["zones"] = time.perf_counter() - t0
-        t_obs = 0.0
-        with _scheduler(settings_run.scheduler, gdal_options(settings)):
-            for code, zitems in new_by_zone.items():
-                if not zitems:
-                    continue
-                zone_farms = farms.gdf.iloc[zones[code]]
-                t0 = time.perf_counter()
-                _, weights = _zone_grid(zone_farms, code, settings)
-                result.seconds["weights"] = (
-                    result.seconds.get("weights", 0.0) + time.perf_counter() - t0
-                )
-                for batch in _batches(zitems, batch_items):
-                    t0 = time.perf_counter()
-                    obs, failed = _observe_batch(batch, code, weights, indices, settings)
-                    if stored_days & {_day(i) for i in batch}:
-                        # a day already stored (a late tile, a reprocessing): resolve against it
-                        obs = _merge_with_store(store, obs, replaced=superseded)
-                    else:
-                        obs = resolve_same_day(obs)
-                    ok_items = [i for i in batch if i.id not in failed]
-                    gone = sorted({superseded[i.id] for i in ok_items if i.id in superseded})
-                    with store.transaction() as txn:
-                        txn.append("observations", obs[observation_columns(indices)])
-                        txn.append("ledger", _ledger_rows(ok_items, code, result.run_id))
-                        if gone:
-                            txn.append("ledger", _superseded_rows(ledger, gone, result.run_id))
-                    t_obs += time.perf_counter() - t0
-                    result.items_ingested += len(ok_items)
-                    result.items_failed += sorted(failed)
-                    result.observations_added += len(obs)
-                    done_count += len(batch)
-                    if progress:
-                        progress(done_count, total, f"EPSG:{code} up to {_day(batch[-1])}")
-        result.seconds["observe"] = t_obs
+        if detect:
+            t0 = time.perf_counter()
+            summary = detect_and_update(store, farms.gdf, run_date=end, settings=settings)
+            result.alerts = summary.alerts
+            result.farms_by_status = summary.farms_by_status
+            result.seconds["detect"] = time.perf_counter() - t0
         result.seconds["total"] = time.perf_counter() - t_start
         with store.transaction() as txn:
-            txn.append("runs", _run_row(result, started, settings))
+            txn.append("runs", _run_row(result, started))
     return result
 
 
-@contextlib.contextmanager
-def _scheduler(address: str | None, gdal: dict[str, Any]) -> Iterator[None]:
-    """Run dask work on the cluster at ``address``, else on local threads; GDAL set on each."""
-    import odc.stac
-
-    if not address:
-        clear_gdal_http_cache()  # GDAL remembers failed URLs for the life of the process
-        odc.stac.configure_rio(**gdal)
-        with dask.config.set(scheduler="threads"):
-            yield
-        return
-    from distributed import Client
-
-    try:
-        client = Client(address, timeout="20s")
-    except (OSError, TimeoutError) as exc:
-        raise ConfigError(
-            f"cannot reach the dask scheduler at {address}: {exc}; check --scheduler"
-        ) from None
-    try:
-        client.run(clear_gdal_http_cache)
-        client.run(install_log_redaction)
-        client.run(odc.stac.configure_rio, **gdal)
-        with dask.config.set(scheduler=client.get):
-            yield
-    finally:
-        client.close()
-
-
-def _observe_batch(
-    batch: list[pystac.Item],
-    epsg: int,
-    weights: ZoneWeights,
-    indices: Sequence[str],
-    settings: Settings,
-) -> tuple[pd.DataFrame, set[str]]:
-    """Observe a batch; when it fails, isolate the failing scenes one by one."""
-    try:
-        return _observe(batch, epsg, weights, indices, settings), set()
-    except (
-        Exception
-    ) as exc:  # any failure of a scene's read (GDAL, odc-geo asserts on a cut header...)
-        # must not stop the night: isolate it, report it, retry it next run
-        clear_gdal_http_cache()
-        if len(batch) == 1:
-            log.error("scene %s failed: %s", batch[0].id, _short(exc))
-            return pd.DataFrame(columns=observation_columns(indices)), {batch[0].id}
-        log.warning(
-            "batch of %d scenes failed (%s); retrying scene by scene", len(batch), _short(exc)
-        )
-    frames, failed = [], set()
-    for item in batch:
-        obs, bad = _observe_batch([item], epsg, weights, indices, settings)
-        frames.append(obs)
-        failed |= bad
-    frames = [f for f in frames if len(f)]
-    df = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=observation_columns(indices))
-    )
-    return df, failed
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {redact_text(text)[:300]}"
-
-
 def _search_start(store: Store, run_settings: Any) -> str | None:
-    """First day to search: ``--start`` on a first run; later, the last end minus the look-back."""
+    """First day to search.
+
+    ``--start`` on a first run; later the last run's end minus the look-back, or earlier when a
+    scene that failed before is older (failed scenes are retried until they succeed).
+    """
     runs = store.read("runs")
     ends = [e for e in runs.get("end", pd.Series(dtype=str)).astype(str) if e]
     if not ends:
         return run_settings.start
     back = dt.date.fromisoformat(max(ends)) - dt.timedelta(days=int(run_settings.lookback_days))
     start = back.isoformat()
+    ledger = store.read("ledger")
+    if len(ledger):
+        last = ledger.drop_duplicates("item_id", keep="last")
+        failed = last.loc[last["status"] == "failed", "day"]
+        if len(failed):
+            start = min(start, str(failed.min()))
     return max(start, run_settings.start) if run_settings.start else start
 
 
-def _new_items(
-    items: Sequence[pystac.Item], ledger: pd.DataFrame
-) -> tuple[list[pystac.Item], dict[str, str]]:
-    """Items to ingest and, for each that re-publishes a stored scene, the id it replaces.
-
-    An item is new when its id is not ingested, or when it was ingested with another
-    ``updated`` stamp (re-published in place). An item of a tile and day already ingested
-    under another id (e.g. ``..._1_L2A`` after ``..._0_L2A``) is a reprocessing: the catalog
-    kept it over the old one, so its rows replace the old item's.
-    """
-    if ledger.empty:
-        return list(items), {}
-    ingested = ledger[ledger["status"] == "ingested"]
-    stamp = dict(zip(ingested["item_id"], ingested["updated"].astype(str), strict=True))
-    by_scene = {
-        (t, d): i
-        for i, t, d in zip(ingested["item_id"], ingested["tile"], ingested["day"], strict=True)
+def _run_row(result: RunResult, started: dt.datetime) -> pd.DataFrame:
+    """The run record: what was seen, ingested and raised, and where the time went."""
+    row: dict[str, Any] = {
+        "run_id": result.run_id,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "end": result.end,
+        "farms": result.farms,
+        "rejected": result.rejected,
+        "farms_unseen": result.farms_unseen,
+        "items_found": result.items_found,
+        "items_new": result.items_new,
+        "items_ingested": result.items_ingested,
+        "items_failed": len(result.items_failed),
+        "failed_items": ",".join(result.items_failed),
+        "observations_added": result.observations_added,
+        "exit_code": result.exit_code,
     }
-    new, replaced = [], {}
-    for item in items:
-        updated = str(item.properties.get("updated", ""))
-        if item.id in stamp and stamp[item.id] == updated:
-            continue
-        new.append(item)
-        old = by_scene.get((str(item.properties.get("agrisat:tile", "")), _day(item)))
-        if old is not None and old != item.id and str(item.properties.get("agrisat:tile", "")):
-            replaced[item.id] = old
-    return new, replaced
-
-
-def _superseded_rows(ledger: pd.DataFrame, ids: Sequence[str], run_id: str) -> pd.DataFrame:
-    rows = ledger[ledger["item_id"].isin(ids)].drop_duplicates("item_id", keep="last").copy()
-    rows["status"] = "superseded"
-    rows["run_id"] = run_id
-    return rows
-
-
-def _merge_with_store(
-    store: Store, obs: pd.DataFrame, *, replaced: dict[str, str] | None = None
-) -> pd.DataFrame:
-    """Resolve new rows against stored rows of the same farm and day (a late second tile).
-
-    Stored rows of an item that a new item ``replaced`` (a reprocessing) take no part: the
-    new rows win whatever their quality.
-    """
-    obs = resolve_same_day(obs)
-    if obs.empty:
-        return obs
-    stored = store.read("observations")
-    if stored.empty:
-        return obs
-    gone = set((replaced or {}).values()) | set(obs["item_id"])
-    stored = stored[~stored["item_id"].isin(gone)]
-    keys = pd.MultiIndex.from_frame(obs[["farm_id", "date"]])
-    old = stored[pd.MultiIndex.from_frame(stored[["farm_id", "date"]]).isin(keys)]
-    if old.empty:
-        return obs
-    both = resolve_same_day(pd.concat([old, obs], ignore_index=True))
-    merged = both.merge(old[["farm_id", "date", "item_id"]], how="left", indicator=True)
-    # only rows that change something are appended (an unchanged winner is already stored)
-    return merged[merged["_merge"] == "left_only"].drop(columns="_merge").reset_index(drop=True)
-
-
-def _ledger_rows(items: Sequence[pystac.Item], epsg: int, run_id: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "item_id": [i.id for i in items],
-            "day": [_day(i) for i in items],
-            "tile": [str(i.properties.get("agrisat:tile", "")) for i in items],
-            "epsg": [epsg] * len(items),
-            "updated": [str(i.properties.get("updated", "")) for i in items],
-            "status": ["ingested"] * len(items),
-            "run_id": [run_id] * len(items),
-        }
-    )
-
-
-def _run_row(result: RunResult, started: dt.datetime, settings: Settings) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "run_id": result.run_id,
-                "started": started.isoformat(timespec="seconds"),
-                "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "end": settings.run.end or "",
-                "farms": result.farms,
-                "rejected": result.rejected,
-                "items_found": result.items_found,
-                "items_new": result.items_new,
-                "items_ingested": result.items_ingested,
-                "items_failed": len(result.items_failed),
-                "observations_added": result.observations_added,
-                "seconds_total": round(result.seconds.get("total", 0.0), 3),
-            }
-        ]
-    )
+    for status in ("ok", "cloudy", "no_data", "too_small"):
+        row[f"farms_{status}"] = result.farms_by_status.get(status, 0)
+    for status in ("new", "ongoing", "resolved"):
+        row[f"alerts_{status}"] = result.alerts.get(status, 0)
+    for stage, secs in result.seconds.items():
+        row[f"seconds_{stage}"] = round(secs, 3)
+    return pd.DataFrame([row])

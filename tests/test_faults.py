@@ -290,8 +290,8 @@ def test_cog_404_fails_that_scene_only_and_the_rerun_fills_it(  # type: ignore[n
     assert DATES[1] not in set(obs.date)  # unobserved: no rows at all, not zeros
     expected = clean[clean.date != DATES[1]].reset_index(drop=True)
     pd.testing.assert_frame_equal(obs.reset_index(drop=True), expected)
-    ledger = Store(workdir).read("ledger")
-    assert item_of(DATES[1]) not in set(ledger.item_id)
+    ledger = Store(workdir).read("ledger").set_index("item_id")
+    assert ledger.loc[item_of(DATES[1]), "status"] == "failed"  # not ingested: retried next run
     assert item_of(DATES[1]) in caplog.text and SECRET not in caplog.text
 
     server.clear()  # the asset is back; a new night (a fresh process) forgets GDAL's cache

@@ -50,7 +50,8 @@ def classify_looks(
     ``expected``, ``state`` (``anomalous``/``normal``/``borderline``), ``peer_state``, and
     for anomalous looks ``onset`` (first look of the run of consecutive anomalous clear looks),
     ``run_looks``, ``run_hazard`` (most specific hazard of the run so far) and ``confirmed``
-    (the run has enough looks for its hazard; a single-look hazard on a look less clear than
+    (the run has enough looks for its hazard; a no-planting gap of ``strong_factor`` times
+    the threshold needs one look; a single-look hazard on a look less clear than
     ``single_look_min_clear`` waits for a second look). Cloudy dates are not looks, so they
     neither break nor extend a run.
     """
@@ -84,6 +85,14 @@ def classify_looks(
     needed = (
         f["run_hazard"].map({h: s.confirm_looks(h) for h in HAZARD_PRIORITY}).fillna(1).astype(int)
     )
+    # A no-planting gap to the same-date peers far beyond the threshold cannot be haze or a
+    # shadow (the peers share the atmosphere): one clear look is enough.
+    strong = (
+        (s.strong_factor > 0)
+        & (f["hazard"] == "no_planting")
+        & (f["score"] >= s.strong_factor * s.no_planting_gap)
+    )
+    needed = np.where(strong, 1, needed)
     needed = np.where(f["clear_fraction"] < s.single_look_min_clear, np.maximum(needed, 2), needed)
     f["confirmed"] = anom & (f["run_looks"] >= needed)
     return f

@@ -73,7 +73,28 @@ def drought_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     idio = below_peers & (f["peer_deficit"] >= s.drought_peer_deficit)
     systemic = own & (f["own_deficit"] >= s.systemic_deficit)
     by_own = own & (idio | systemic | f["peer_median"].isna())
-    return by_peers | by_own
+    return by_peers | by_own | change_mask(f, s)
+
+
+def change_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
+    """Route (3), the fast one: the farm lost standing against its same-date peers (vegetation
+    index down by ``drought_peer_deficit`` of the peers' level and ``drought_z`` robust z of
+    the peers' own changes) and its canopy water fell with it (moisture-index change z below
+    ``-drought_z``): green-up stalling *and* drying, which is what water stress looks like.
+    It must also be ``drought_peer_deficit`` below the peers now. A farm at or above the level
+    its peers had ``change_lag_guard_days`` ago is only late.
+    Off without the moisture index (the slower routes still run).
+    """
+    if "change_z" not in f.columns or not s.moisture_index:
+        return pd.Series(False, index=f.index)
+    green = f["peer_median"] >= s.green_min
+    veg = (f["change_rel"] <= -s.drought_peer_deficit) & (f["change_z"] <= -s.drought_z)
+    water = f["moist_change_z"] <= -s.drought_z
+    # and actually below its peers: a farm that led them at green-up and is caught up at the
+    # plateau (an early crop) loses standing without any deficit
+    below = f["peer_deficit"] >= s.drought_peer_deficit
+    not_late = _nan_or(f["value"] < f["peer_lagged"], f["peer_lagged"])
+    return (green & veg & water & below & not_late).fillna(False)
 
 
 def detect_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
@@ -96,8 +117,10 @@ def detect_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
 def detect_abrupt_loss(
     f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
 ) -> pd.DataFrame:
-    """A large drop between consecutive clear looks, outside any harvest window, that the
-    peers did not share. Crops without a calendar need peers (their drop is the harvest test).
+    """A large drop between consecutive clear looks, not a harvest, that the peers did not
+    share. A harvest is a drop inside the calendar's harvest window while the peers are
+    ripening (their median ``ripening_decline`` below its season peak; no peers: the window
+    alone). Crops without a calendar need peers (their drop is the harvest test).
 
     ``score`` is the relative drop; ``expected`` the previous look's value.
     """
@@ -105,12 +128,16 @@ def detect_abrupt_loss(
     drop = f["prev_value"] - f["value"]
     gap = (f["date"] - f["prev_date"]).dt.days
     peer_drop = f["prev_peer_median"] - f["peer_median"]
+    # Inside the harvest window a drop is a harvest only if the peers are ripening too.
+    with np.errstate(all="ignore"):
+        peer_decline = 1.0 - f["peer_median"] / f["peer_season_max"]
+    harvest = f["in_harvest"] & _nan_or(peer_decline >= s.ripening_decline, peer_decline)
     mask = (
         (gap <= s.abrupt_max_gap_days)
         & (f["prev_value"] >= s.abrupt_min_before)
         & (drop >= s.abrupt_drop)
         & (drop / f["prev_value"] >= s.abrupt_drop_rel)
-        & ~f["in_harvest"]
+        & ~harvest
         & _nan_or(peer_drop <= s.abrupt_peer_share * drop, peer_drop)
         & _nan_or(f["peer_z"] <= -s.abrupt_peer_z, f["peer_z"])
         & (f["has_calendar"] | f["peer_median"].notna())
@@ -214,13 +241,21 @@ def detect_stale(
     settings: DetectSettings = DEFAULT_SETTINGS,
     calendars: object = None,
 ) -> pd.DataFrame:
-    """Farms without a clear look for ``stale_days`` while the crop should stand (or any time
-    for crops without a calendar). One row per stale farm dated ``asof``; ``score`` is the
-    number of days without a clear look, ``value`` the date of the last clear look as onset.
+    """Farms we have lost sight of while the crop should stand (any time for crops without a
+    calendar). One row per stale farm dated ``asof``; ``score`` is the number of days without
+    a clear look, ``onset`` the last clear look (or the first scene), ``peer_state``:
+
+    - ``idiosyncratic``: unseen for ``stale_days`` while at least ``stale_peer_share`` of the
+      other farms of its region (all farms when no region is given) were seen clearly within
+      ``stale_days`` -- the gap is the farm's own (tile edge, no-data strip, local cloud, a
+      polygon that misses the field) and someone should look;
+    - ``regional``: the region shares the gap (monsoon cloud): only after
+      ``stale_regional_days``, when the team is blind on the whole area.
     """
     from ..calendar import stage_table
 
     s = settings
+    cols = ["farm_id", "date", "hazard", "score", "value", "expected", "onset", "stage"]
     seen = observations.assign(farm_id=observations["farm_id"].astype(str))
     first_seen = pd.to_datetime(seen.groupby("farm_id")["date"].min()).dt.normalize()
     last_clear = f.groupby("farm_id")["date"].max() if len(f) else pd.Series(dtype="datetime64[ns]")
@@ -228,21 +263,34 @@ def detect_stale(
         {
             "farm_id": farms["farm_id"].astype(str).to_numpy(),
             "crop": farms["crop"].astype(str).to_numpy(),
+            "region": (
+                farms["region"].fillna("").astype(str).to_numpy()
+                if "region" in farms.columns
+                else ""
+            ),
         }
     )
     book = book[book["farm_id"].isin(first_seen.index)].reset_index(drop=True)
     if book.empty:
-        cols = ["farm_id", "date", "hazard", "score", "value", "expected", "onset", "stage"]
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*cols, "peer_state"]})
     ids = book["farm_id"].to_numpy()
     book["last_clear"] = pd.to_datetime(last_clear.reindex(ids).to_numpy())
     book["since"] = book["last_clear"].fillna(
         pd.Series(pd.to_datetime(first_seen.reindex(ids).to_numpy()))
     )
     book["days"] = (asof - book["since"]).dt.days
+    # Share of the *other* farms of the region seen within stale_days.
+    recent = (book["days"] < s.stale_days).astype(float)
+    g = recent.groupby(book["region"])
+    n_other = g.transform("size") - 1
+    seen_other = g.transform("sum") - recent
+    share = (seen_other / n_other.where(n_other > 0)).fillna(0.0)
+    idio = share >= s.stale_peer_share
     cal = stage_table(book["crop"], pd.Series(asof, index=book.index), calendars=calendars)  # type: ignore[arg-type]
     in_season = cal["green"] | ~cal["has_calendar"]
-    mask = (book["days"] >= s.stale_days) & in_season
+    long_gap = (book["days"] >= s.stale_days) & idio
+    blind = book["days"] >= s.stale_regional_days
+    mask = (long_gap | blind) & in_season
     out = book.loc[mask, ["farm_id"]].copy()
     out["date"] = asof
     out["hazard"] = "stale_data"
@@ -251,4 +299,5 @@ def detect_stale(
     out["expected"] = np.nan
     out["onset"] = book.loc[mask, "since"]
     out["stage"] = cal.loc[mask, "stage"]
+    out["peer_state"] = np.where(idio[mask], "idiosyncratic", "regional")
     return out.reset_index(drop=True)

@@ -8,6 +8,7 @@ the replay compute them once.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping
 
@@ -19,7 +20,7 @@ from ..calendar import Calendar, stage_table
 from ..series import clear_looks
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
-__all__ = ["look_features", "own_history", "peer_stats"]
+__all__ = ["look_features", "own_history", "peer_stats", "standing_change"]
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +165,11 @@ def peer_stats(looks: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
     out["peer_scale"] = np.maximum(1.4826 * np.where(use1, mad1, mad2), s.scale_floor)
     out.loc[~(use1 | use2), "peer_scale"] = np.nan
     out["peer_n"] = np.where(use1, n1, np.where(use2, n2, 0)).astype(float)
-    extra = [c for c in ("water_fraction", "ndwi", "own_deficit") if c in looks.columns]
+    extra = [c for c in ("water_fraction", "ndwi", "moist", "own_deficit") if c in looks.columns]
     names = {
         "water_fraction": "peer_water",
         "ndwi": "peer_ndwi",
+        "moist": "peer_moist",
         "own_deficit": "peer_deficit_median",
     }
     for col in extra:
@@ -220,6 +222,10 @@ def look_features(
             float
         ),
         "ndwi": looks.get("ndwi_mean", pd.Series(np.nan, index=looks.index)).astype(float),
+        "moist": looks.get(
+            f"{s.moisture_index}_mean" if s.moisture_index else "",
+            pd.Series(np.nan, index=looks.index),
+        ).astype(float),
     }
     f = pd.DataFrame(cols)
     if f.empty:
@@ -248,4 +254,79 @@ def look_features(
     f["prev_peer_median"] = prev["prev_peer_median"].to_numpy()
     season = f["season_id"].fillna("none").astype(str)
     f["season_max"] = f.groupby([f["farm_id"], season], sort=False)["value"].cummax()
+    # The peers' highest median so far this season, seen from this farm (ripening test).
+    f["peer_season_max"] = f.groupby([f["farm_id"], season], sort=False)["peer_median"].cummax()
+    f = f.join(standing_change(f, s))
+    f["peer_lagged"] = _peer_lagged(f, s.change_lag_guard_days)
     return f
+
+
+def _ref_standing(t: np.ndarray, res: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Median of ``res`` over each look's earlier looks between ``lo`` and ``hi`` days back."""
+    ok = np.isfinite(res)
+    age = t[:, None] - t[None, :]
+    m = (age >= lo) & (age <= hi) & ok[None, :]
+    med, n = _masked_median(np.where(ok, res, 0.0)[None, :].repeat(t.size, 0), m)
+    return np.where(n > 0, med, np.nan)
+
+
+def standing_change(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
+    """Change of each look's standing against its peers (a difference in differences).
+
+    Standing is the index minus the peers' same-date median; its usual level is the farm's
+    median standing over its looks ``change_ref_min_days``..``change_ref_max_days`` before.
+    A farm that keeps a constant offset to its peers (soil, variety, management) has zero
+    change; weather shared by the region cancels. The change is standardised by the robust
+    spread of the same change among the peers on the same date (floored). Computed for the
+    vegetation index (``change``, ``change_rel``, ``change_z``) and the moisture index
+    (``moist_change``, ``moist_change_z``). Causal: only earlier looks and same-date peers.
+    """
+    s = settings
+    out = pd.DataFrame(index=f.index)
+    t_all = (f["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype=float)
+    codes = f["farm_id"].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
+    regional = f["peer_level"] == "region"
+    for name, col, peer in (
+        ("change", "value", "peer_median"),
+        ("moist_change", "moist", "peer_moist"),
+    ):
+        res = (f[col] - f[peer]).to_numpy(dtype=float)
+        ref = np.full(res.size, np.nan)
+        for a, b in itertools.pairwise(bounds):
+            ref[a:b] = _ref_standing(
+                t_all[a:b], res[a:b], s.change_ref_min_days, s.change_ref_max_days
+            )
+        d = pd.Series(res - ref, index=f.index)
+        tmp = f[["crop", "region", "date"]].assign(d=d)
+        med1, mad1, _ = _robust_group(tmp, ["crop", "region", "date"], "d")
+        med2, mad2, _ = _robust_group(tmp, ["crop", "date"], "d")
+        med = np.where(regional, med1, med2)
+        scale = np.maximum(1.4826 * np.where(regional, mad1, mad2), s.change_scale_floor)
+        out[name] = d
+        with np.errstate(all="ignore"):
+            out[f"{name}_z"] = np.where(f["peer_level"] != "none", (d - med) / scale, np.nan)
+    with np.errstate(all="ignore"):
+        out["change_rel"] = out["change"] / f["peer_median"]
+    return out
+
+
+def _peer_lagged(f: pd.DataFrame, lag_days: int) -> pd.Series:
+    """The peers' median (same peer level) on their latest date at least ``lag_days`` before
+    each look, within one revisit gap of it (NaN when there is none)."""
+    if lag_days <= 0:
+        return pd.Series(np.nan, index=f.index)
+    keys = ["crop", "region", "peer_level"]
+    table = (
+        f.loc[f["peer_level"] != "none", [*keys, "date", "peer_median"]]
+        .drop_duplicates([*keys, "date"])
+        .rename(columns={"date": "lag_date", "peer_median": "peer_lagged"})
+        .sort_values("lag_date", kind="stable")
+    )
+    left = f[keys].assign(lag_date=f["date"] - pd.Timedelta(days=lag_days), _row=np.arange(len(f)))
+    left = left.sort_values("lag_date", kind="stable")
+    merged = pd.merge_asof(
+        left, table, on="lag_date", by=keys, direction="backward",
+        tolerance=pd.Timedelta(days=max(lag_days, 10)),
+    )  # fmt: skip
+    return pd.Series(merged.sort_values("_row")["peer_lagged"].to_numpy(), index=f.index)

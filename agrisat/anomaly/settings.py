@@ -53,6 +53,21 @@ class DetectSettings:
     #: region-wide mild stress is not an event, a regional drought is
     systemic_deficit: float = 0.30
 
+    # --- drought, change route: the farm loses standing against its peers ----------------
+    #: the farm's usual standing (index minus peers' median) is the median over its own looks
+    #: this many days before the current one (lagged, so a developing event does not become
+    #: its own reference)
+    change_ref_min_days: int = 10
+    change_ref_max_days: int = 45
+    #: floor of the peers' robust scale of the standing change (same-date cross-section)
+    change_scale_floor: float = 0.02
+    #: canopy-water index that must corroborate a change-route drought (``<index>_mean``);
+    #: "" disables the change route
+    moisture_index: str = "ndmi"
+    #: a farm at or above the level its peers had this many days ago is merely late (a
+    #: phenology offset), not failing; 0 disables the guard
+    change_lag_guard_days: int = 8
+
     # --- abrupt loss: a large drop between consecutive clear looks ------------------------
     abrupt_drop: float = 0.15
     abrupt_drop_rel: float = 0.30
@@ -61,6 +76,10 @@ class DetectSettings:
     #: peers' median drop over the same interval must be below this share of the farm's drop
     abrupt_peer_share: float = 0.5
     abrupt_peer_z: float = 2.5
+    #: inside the calendar's harvest window a drop is excused as harvest only once the peers
+    #: are ripening: their median this many (relative) below its peak of the season. A green
+    #: crop flattened while its peers are still green is a loss, not an early harvest.
+    ripening_decline: float = 0.15
 
     # --- flood: standing water where the crop should be ---------------------------------
     flood_water: float = 0.20
@@ -78,8 +97,14 @@ class DetectSettings:
 
     # --- stale data ------------------------------------------------------------------------
     #: no clear look for this many days while the crop should stand (any time for crops
-    #: without a calendar) raises ``stale_data``
+    #: without a calendar) raises ``stale_data`` -- when the gap is the farm's own: at least
+    #: ``stale_peer_share`` of the other farms of its region (all farms without regions) had
+    #: a clear look within ``stale_days``
     stale_days: int = 30
+    stale_peer_share: float = 0.5
+    #: a gap the whole region shares (monsoon, persistent cloud) is weather, not a farm's data
+    #: problem: it raises ``stale_data`` only after this many days (then the team is blind)
+    stale_regional_days: int = 60
 
     # --- confirmation: consecutive anomalous clear looks before an alert is raised -------
     confirm_drought: int = 2
@@ -88,6 +113,10 @@ class DetectSettings:
     confirm_flood: int = 1
     #: a hazard confirmed by a single look needs a look this clear; else it waits for a second
     single_look_min_clear: float = 0.9
+    #: a no-planting look whose gap to the same-date peers is this multiple of
+    #: ``no_planting_gap`` confirms on its own (if clear enough): peers seen through the same
+    #: atmosphere on the same date rule out haze or shadow; 0 disables
+    strong_factor: float = 2.0
 
     # --- recovery: what counts as a normal look (the alert lifecycle counts them) ---------
     recover_deficit: float = 0.08
