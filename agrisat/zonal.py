@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dask
+import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -343,7 +344,7 @@ def zonal_stats(
         for b0 in range(0, len(times), time_batch):
             sel = times[b0 : b0 + time_batch]
             part = win.isel(time=sel)
-            arrays = [part[v].data for v in ("valid", "clear", "water", *indices)]
+            arrays = [_one_block(part[v].data) for v in ("valid", "clear", "water", *indices)]
             stats = dask.delayed(_group_stats, pure=True)(w_key, g.total, *arrays)
             out.append(
                 dask.delayed(_frame, pure=True)(
@@ -356,6 +357,17 @@ def zonal_stats(
                 )
             )
     return out
+
+
+def _one_block(arr: da.Array) -> Delayed:
+    """The array as one delayed block, its graph left unoptimised.
+
+    Passing a dask array straight to a delayed call optimises each argument's graph on its
+    own, which duplicates the shared upstream reads: every variable (and every farm group)
+    re-read the same COG blocks. Unoptimised, all variables and groups share the read tasks,
+    so each block is read once per date.
+    """
+    return arr.rechunk(arr.shape).to_delayed(optimize_graph=False).ravel()[0]
 
 
 def resolve_same_day(df: pd.DataFrame) -> pd.DataFrame:

@@ -16,8 +16,8 @@ Model (stated, not measured; printed with the result):
 - the night's tiles are independent: wall = Σ core-seconds / (cores × efficiency), where the
   efficiency defaults to the measured 1→2 dask worker speed-up / 2 when it exists, else 0.8;
 - reading from object storage over the network is NOT modelled (local page-cached COGs on the
-  bench); real S2 COGs are ~2× cheaper to decode per pixel than these noisy synthetic ones are
-  not assumed either.
+  bench), nor any difference in decode cost between real S2 COGs and the synthetic ones;
+- the alert/detection stage of a run (if the CLI includes it) is inside the CLI's b · N.
 
 Example::
 
