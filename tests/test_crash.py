@@ -84,6 +84,26 @@ def _outputs(workdir: Path) -> dict[str, bytes]:
     }
 
 
+def _wait_for_commits(manifest: Path, n: int, proc: subprocess.Popen, *, timeout: float) -> int:  # type: ignore[type-arg]
+    """Wait until the store's manifest has been replaced ``n`` times (or the run ends)."""
+    seen: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    if n == 0:
+        time.sleep(0.5)
+        return 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            data = manifest.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        if data and (not seen or seen[-1] != data):
+            seen.append(data)
+            if len(seen) >= n:
+                break
+        time.sleep(0.002)
+    return len(seen)
+
+
 def test_kill_minus_9_anywhere_then_rerun_matches_clean_run(archive, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     arc, cfg = archive
     clean = tmp_path / "clean"
@@ -96,20 +116,27 @@ def test_kill_minus_9_anywhere_then_rerun_matches_clean_run(archive, tmp_path: P
     assert expected["alerts"].count(b"\n") >= 2  # the stunted farm F2 raises an alert
 
     killed_mid_run = 0
+    stages = set()
     for k in range(KILL_POINTS):
         w = tmp_path / f"k{k}"
         proc = subprocess.Popen(
             _cmd(arc, cfg, w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(duration * (0.08 + 0.9 * k / KILL_POINTS))
+        # kill point k: k = 0 while starting up, else just after the k-th commit of the store
+        # (book, then scene batches, then alerts, then the run record), plus a jitter so some
+        # kills land inside a batch's computation or a commit's writes
+        commits = _wait_for_commits(w / "store" / "manifest.json", k, proc, timeout=duration * 3)
+        time.sleep(0.05 * (k % 3))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             killed_mid_run += 1
+            stages.add(commits)
         proc.wait(60)
         rerun = subprocess.run(_cmd(arc, cfg, w), capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, (k, rerun.stderr)
         assert _outputs(w) == expected, f"kill point {k} diverged"
-    assert killed_mid_run >= KILL_POINTS - 2  # the kills really landed inside runs
+    assert killed_mid_run >= KILL_POINTS - 1  # the kills really landed inside runs
+    assert len(stages) >= KILL_POINTS - 1  # ... at different points of the run
 
 
 def test_second_concurrent_run_is_refused(archive, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
