@@ -12,6 +12,7 @@ tiles stay apart and the zonal stage can keep, per farm, the look that saw it be
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,15 @@ from odc.geo.geobox import GeoBox
 from .config import CubeSettings
 from .errors import CatalogError, ConfigError
 
-__all__ = ["grid_for", "item_epsg", "load_cube", "zone_of_lon"]
+__all__ = [
+    "RawCube",
+    "grid_for",
+    "item_epsg",
+    "load_cube",
+    "load_raw",
+    "prepared_stack",
+    "zone_of_lon",
+]
 
 SCL = "scl"
 
@@ -66,6 +75,74 @@ def _by_position(index: dict[str, int]) -> Any:
     return key
 
 
+@dataclass(frozen=True)
+class RawCube:
+    """DN arrays as odc-stac loads them, with each item's scale and offset per band."""
+
+    data: xr.Dataset  # uint16 DN per band (and SCL), dims time × y × x, dask-backed
+    bands: tuple[str, ...]
+    has_scl: bool
+    scale: np.ndarray  # (n_bands, n_items) float32
+    offset: np.ndarray  # (n_bands, n_items) float32
+    item_ids: tuple[str, ...]
+
+
+def load_raw(
+    items: Sequence[pystac.Item],
+    geobox: GeoBox,
+    *,
+    bands: Sequence[str],
+    settings: CubeSettings = CubeSettings(),
+) -> RawCube:
+    """Lazy DN arrays of ``bands`` (and SCL when every item has it) on ``geobox``; no reads."""
+    import odc.stac
+
+    if not bands:
+        raise ConfigError("no band to load: choose at least one index")
+    items = list(items)
+    if not items:
+        raise CatalogError("no items to load: widen the dates or check the catalog")
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        raise CatalogError("duplicate item ids passed to load_cube; dedupe the items first")
+    has_scl = all(SCL in it.assets for it in items)
+    to_load = list(dict.fromkeys([*bands, *([SCL] if has_scl else [])]))
+    for it in items:
+        missing = [b for b in to_load if b not in it.assets]
+        if missing:
+            raise CatalogError(f"item {it.id} lacks band(s) {missing} needed for this run")
+    chunk = int(settings.chunk_size)
+    raw = odc.stac.load(
+        items,
+        bands=to_load,
+        geobox=geobox,
+        groupby=_by_position({it.id: i for i, it in enumerate(items)}),
+        chunks={"time": 1, "y": chunk, "x": chunk},
+        resampling="nearest",
+        # Declared dtype and nodata keep odc-stac from guessing (items without raster:bands would
+        # load as float32 with NaN fill). DN 0 is nodata for every band; SCL fits in uint16 too
+        # (one dtype for all: odc-stac's chunk sizing rejects a per-band dtype mapping).
+        dtype="uint16",
+        nodata=0,
+        fail_on_error=True,
+    )
+
+    def per_item(key: str, default: float) -> np.ndarray:
+        return np.array(
+            [[float(it.assets[b].extra_fields.get(key, default)) for it in items] for b in bands],
+            dtype="float32",
+        )
+
+    return RawCube(
+        data=raw,
+        bands=tuple(bands),
+        has_scl=has_scl,
+        scale=per_item("agrisat:scale", 1e-4),
+        offset=per_item("agrisat:offset", 0.0),
+        item_ids=tuple(ids),
+    )
+
+
 def load_cube(
     items: Sequence[pystac.Item],
     geobox: GeoBox,
@@ -95,80 +172,108 @@ def load_cube(
         Coordinates: ``time`` and ``item_id`` (one slice per item, in the given order).
         Items without SCL (L1C) are treated as all clear where valid.
     """
-    import odc.stac
-
-    if not bands:
-        raise ConfigError("no band to load: choose at least one index")
-    items = list(items)
-    if not items:
-        raise CatalogError("no items to load: widen the dates or check the catalog")
-    ids = [it.id for it in items]
-    if len(set(ids)) != len(ids):
-        raise CatalogError("duplicate item ids passed to load_cube; dedupe the items first")
-    has_scl = all(SCL in it.assets for it in items)
-    to_load = list(dict.fromkeys([*bands, *([SCL] if has_scl else [])]))
-    for it in items:
-        missing = [b for b in to_load if b not in it.assets]
-        if missing:
-            raise CatalogError(f"item {it.id} lacks band(s) {missing} needed for this run")
-
-    chunk = int(settings.chunk_size)
-    raw = odc.stac.load(
-        items,
-        bands=to_load,
-        geobox=geobox,
-        groupby=_by_position({it.id: i for i, it in enumerate(items)}),
-        chunks={"time": 1, "y": chunk, "x": chunk},
-        resampling="nearest",
-        # Declared dtype and nodata keep odc-stac from guessing (items without raster:bands would
-        # load as float32 with NaN fill). DN 0 is nodata for every band; SCL fits in uint16 too
-        # (one dtype for all: odc-stac's chunk sizing rejects a per-band dtype mapping).
-        dtype="uint16",
-        nodata=0,
-        fail_on_error=True,
-    )
-    item_ids = np.array(ids, dtype=object)
-    scale = {
-        b: xr.DataArray(
-            np.array(
-                [float(it.assets[b].extra_fields.get("agrisat:scale", 1e-4)) for it in items],
-                dtype="float32",
-            ),
-            dims="time",
-        )
-        for b in bands
-    }
-    offset = {
-        b: xr.DataArray(
-            np.array(
-                [float(it.assets[b].extra_fields.get("agrisat:offset", 0.0)) for it in items],
-                dtype="float32",
-            ),
-            dims="time",
-        )
-        for b in bands
-    }
+    rc = load_raw(items, geobox, bands=bands, settings=settings)
+    raw = rc.data
     out = xr.Dataset(coords={"time": raw.time, "y": raw.y, "x": raw.x})
     valid: xr.DataArray | None = None
-    for b in bands:
+    for k, b in enumerate(rc.bands):
         dn = raw[b]
         has = dn.notnull() & (dn != 0)
         valid = has if valid is None else (valid & has)
-        refl = dn.astype("float32") * scale[b] + offset[b]
-        out[b] = refl.where(has)
-    if valid is None:  # unreachable: bands is not empty
+        scale = xr.DataArray(rc.scale[k], dims="time")
+        offset = xr.DataArray(rc.offset[k], dims="time")
+        out[b] = (dn.astype("float32") * scale + offset).where(has)
+    if valid is None:  # unreachable: load_raw refuses an empty band list
         raise ConfigError("no band to load")
-    if has_scl:
+    if rc.has_scl:
         scl = raw[SCL]
-        not_clear = scl.isin(list(settings.scl_not_clear))
         out["valid"] = valid & (scl != 0)
-        out["clear"] = out["valid"] & ~not_clear
+        out["clear"] = out["valid"] & ~scl.isin(list(settings.scl_not_clear))
         out["water"] = out["clear"] & (scl == settings.scl_water)
     else:
         out["valid"] = valid
         out["clear"] = valid
         out["water"] = xr.zeros_like(valid)
-    out = out.assign_coords(item_id=("time", item_ids))
+    out = out.assign_coords(item_id=("time", np.array(rc.item_ids, dtype=object)))
     out.attrs["crs"] = str(geobox.crs)
-    out.attrs["has_scl"] = int(has_scl)
+    out.attrs["has_scl"] = int(rc.has_scl)
     return out
+
+
+def _prepare_block(
+    *dn: np.ndarray,
+    scale: np.ndarray,
+    offset: np.ndarray,
+    bands: tuple[str, ...],
+    has_scl: bool,
+    indices: tuple[str, ...],
+    not_clear: tuple[int, ...],
+    water_class: int,
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray:
+    """One chunk: DN → reflectance → masks and indices, stacked as (var, t, y, x) float32."""
+    from .indices import compute_index
+
+    t0, t1 = block_info[0]["array-location"][0] if block_info else (0, dn[0].shape[0])
+    refl = {}
+    valid = np.ones(dn[0].shape, dtype=bool)
+    for k, b in enumerate(bands):
+        arr = dn[k]
+        has = arr != 0
+        valid &= has
+        sc = scale[k, t0:t1, None, None]
+        off = offset[k, t0:t1, None, None]
+        refl[b] = np.where(has, arr.astype(np.float32) * sc + off, np.float32(np.nan))
+    if has_scl:
+        scl = dn[len(bands)]
+        valid &= scl != 0
+        clear = valid & ~np.isin(scl, not_clear)
+        water = clear & (scl == water_class)
+    else:
+        clear = valid
+        water = np.zeros_like(valid)
+    out = np.empty((3 + len(indices), *dn[0].shape), dtype=np.float32)
+    out[0], out[1], out[2] = valid, clear, water
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for j, name in enumerate(indices):
+            out[3 + j] = compute_index(name, refl)
+    return out
+
+
+def prepared_stack(
+    items: Sequence[pystac.Item],
+    geobox: GeoBox,
+    *,
+    indices: Sequence[str],
+    settings: CubeSettings = CubeSettings(),
+) -> tuple[Any, tuple[str, ...]]:
+    """The zonal stage's input: one fused task per chunk from DN to masks and indices.
+
+    Returns a dask array (variable, time, y, x) of float32 — ``valid``, ``clear``, ``water``
+    (0/1) then one layer per index — and the variable names. Each chunk's reads, scaling,
+    masking and index arithmetic run in a single task, so a block is decoded once and no
+    intermediate arrays are kept.
+    """
+    import dask.array as da
+
+    from .indices import bands_for
+
+    rc = load_raw(items, geobox, bands=bands_for(indices), settings=settings)
+    arrays = [rc.data[b].data for b in rc.bands] + ([rc.data[SCL].data] if rc.has_scl else [])
+    names = ("valid", "clear", "water", *indices)
+    stack = da.map_blocks(
+        _prepare_block,
+        *arrays,
+        dtype=np.float32,
+        new_axis=0,
+        chunks=((len(names),), *arrays[0].chunks),
+        scale=rc.scale,
+        offset=rc.offset,
+        bands=rc.bands,
+        has_scl=rc.has_scl,
+        indices=tuple(indices),
+        not_clear=tuple(settings.scl_not_clear),
+        water_class=int(settings.scl_water),
+        meta=np.empty((0, 0, 0, 0), dtype=np.float32),
+    )
+    return stack, names

@@ -23,13 +23,18 @@ import shapely
 
 from .book import Farms
 from .config import Settings
-from .cube import grid_for, item_epsg, load_cube
+from .cube import grid_for, item_epsg, prepared_stack
 from .errors import CatalogError, ConfigError
-from .indices import bands_for, compute_index
 from .net import clear_gdal_http_cache, gdal_http_options, install_log_redaction, redact_text
 from .observations import observation_columns
 from .store import Store
-from .zonal import ZoneWeights, assign_zones, coverage_weights, resolve_same_day, zonal_stats
+from .zonal import (
+    ZoneWeights,
+    assign_zones,
+    coverage_weights,
+    resolve_same_day,
+    zonal_stats_stack,
+)
 
 __all__ = ["IngestResult", "gdal_options", "ingest", "new_items", "scene_day"]
 
@@ -209,13 +214,6 @@ def _zone_grid(farms: gpd.GeoDataFrame, epsg: int, settings: Settings) -> tuple[
     return grid, coverage_weights(farms, grid, block=settings.cube.chunk_size)
 
 
-def _with_indices(cube: Any, indices: Sequence[str]) -> Any:
-    bands = {b: cube[b] for b in cube.data_vars if b not in ("valid", "clear", "water")}
-    for name in indices:
-        cube[name] = compute_index(name, bands).astype("float32")
-    return cube
-
-
 def _observe(
     items: list[pystac.Item],
     epsg: int,
@@ -224,16 +222,18 @@ def _observe(
     settings: Settings,
 ) -> pd.DataFrame:
     """Compute the observations of ``items`` (one zone) for the farms of ``weights``."""
-    bands = bands_for(indices)
-    cube = load_cube(items, weights.geobox, bands=bands, settings=settings.cube)
-    cube = cube.assign_coords(day=("time", [scene_day(i) for i in items]))
-    cube = _with_indices(cube, indices)
+    stack, _ = prepared_stack(items, weights.geobox, indices=indices, settings=settings.cube)
     footprints = list(gpd.GeoSeries([_footprint(i) for i in items], crs=4326).to_crs(epsg).values)
-    parts = zonal_stats(
-        cube, weights, indices=indices, settings=settings.zonal, footprints=footprints
+    parts = zonal_stats_stack(
+        stack,
+        weights,
+        indices=indices,
+        item_ids=[i.id for i in items],
+        days=[scene_day(i) for i in items],
+        settings=settings.zonal,
+        footprints=footprints,
     )
-    frames = dask.compute(*parts)
-    frames = [f for f in frames if len(f)]
+    frames = [f for f in dask.compute(*parts) if len(f)]
     if not frames:
         return pd.DataFrame(columns=observation_columns(indices))
     return pd.concat(frames, ignore_index=True)

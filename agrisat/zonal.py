@@ -46,6 +46,7 @@ __all__ = [
     "coverage_weights",
     "resolve_same_day",
     "zonal_stats",
+    "zonal_stats_stack",
 ]
 
 #: Preference when one farm has several looks on one day (best first).
@@ -323,15 +324,51 @@ def zonal_stats(
         Each computes to a DataFrame with one row per (farm, item) of one group and time batch;
         columns as in the observations export (``date`` as YYYY-MM-DD).
     """
+    names = ("valid", "clear", "water", *indices)
+    layers = [cube[v].data.astype(np.float32) for v in names]
+    stack = da.stack(layers, axis=0).rechunk({0: len(names)})
     item_ids = [str(i) for i in cube["item_id"].values]
-    days = (
-        [str(d) for d in cube["day"].values]
-        if "day" in cube.coords
-        else [str(np.datetime_as_string(t, unit="D")) for t in cube["time"].values]
+    if "day" in cube.coords:
+        days = [str(d) for d in cube["day"].values]
+    else:
+        days = [str(np.datetime_as_string(t, unit="D")) for t in cube["time"].values]
+    return zonal_stats_stack(
+        stack,
+        weights,
+        indices=indices,
+        item_ids=item_ids,
+        days=days,
+        settings=settings,
+        time_batch=time_batch,
+        footprints=footprints,
     )
-    out = []
-    nt = cube.sizes["time"]
+
+
+def zonal_stats_stack(
+    stack: da.Array,
+    weights: ZoneWeights,
+    *,
+    indices: Sequence[str],
+    item_ids: Sequence[str],
+    days: Sequence[str],
+    settings: ZonalSettings = ZonalSettings(),
+    time_batch: int = 8,
+    footprints: Sequence[shapely.Geometry] | None = None,
+) -> list[Delayed]:
+    """:func:`zonal_stats` on a stacked array (variable, time, y, x).
+
+    The layers are ``valid``, ``clear``, ``water`` (0/1) then one per index, as made by
+    :func:`agrisat.cube.prepared_stack`. The array is turned into one delayed object per chunk
+    (its graph optimised as a whole, so reads are shared), and each farm group's task gets
+    just the chunks under its window: every chunk is read once per date for all its farms.
+    """
+    if stack.numblocks[0] != 1:
+        stack = stack.rechunk({0: stack.shape[0]})
+    blocks = stack.to_delayed()
+    tb, yb, xb = (np.cumsum((0, *c)) for c in stack.chunks[1:])
+    nt = stack.shape[1]
     a = weights.geobox.affine
+    out = []
     for gi, g in enumerate(weights.groups):
         r0, r1, c0, c1 = g.window
         # one graph key per group's weights: shipped to a worker once, not once per task
@@ -340,12 +377,20 @@ def zonal_stats(
         if footprints is not None:
             box = shapely.box(a.c + c0 * a.a, a.f - r1 * a.a, a.c + c1 * a.a, a.f - r0 * a.a)
             times = np.flatnonzero(shapely.intersects(np.asarray(footprints, dtype=object), box))
-        win = cube.isel(y=slice(r0, r1), x=slice(c0, c1))
+        iys = range(int(np.searchsorted(yb, r0, "right")) - 1, int(np.searchsorted(yb, r1, "left")))
+        ixs = range(int(np.searchsorted(xb, c0, "right")) - 1, int(np.searchsorted(xb, c1, "left")))
         for b0 in range(0, len(times), time_batch):
             sel = times[b0 : b0 + time_batch]
-            part = win.isel(time=sel)
-            arrays = [_one_block(part[v].data) for v in ("valid", "clear", "water", *indices)]
-            stats = dask.delayed(_group_stats, pure=True)(w_key, g.total, *arrays)
+            layout, args = [], []
+            for j, t in enumerate(sel):
+                it = int(np.searchsorted(tb, t, "right")) - 1
+                for iy in iys:
+                    for ix in ixs:
+                        layout.append((j, int(t - tb[it]), int(yb[iy]), int(xb[ix])))
+                        args.append(blocks[0, it, iy, ix])
+            stats = dask.delayed(_group_from_blocks, pure=True)(
+                w_key, g.total, g.window, len(sel), layout, *args
+            )
             out.append(
                 dask.delayed(_frame, pure=True)(
                     stats,
@@ -359,15 +404,26 @@ def zonal_stats(
     return out
 
 
-def _one_block(arr: da.Array) -> Delayed:
-    """The array as one delayed block, its graph left unoptimised.
-
-    Passing a dask array straight to a delayed call optimises each argument's graph on its
-    own, which duplicates the shared upstream reads: every variable (and every farm group)
-    re-read the same COG blocks. Unoptimised, all variables and groups share the read tasks,
-    so each block is read once per date.
-    """
-    return arr.rechunk(arr.shape).to_delayed(optimize_graph=False).ravel()[0]
+def _group_from_blocks(
+    weights: sp.csr_matrix,
+    total: np.ndarray,
+    window: tuple[int, int, int, int],
+    n_times: int,
+    layout: list[tuple[int, int, int, int]],
+    *blocks: np.ndarray,
+) -> np.ndarray:
+    """Assemble a group's window from the chunks under it, then compute its statistics."""
+    r0, r1, c0, c1 = window
+    nvar = blocks[0].shape[0]
+    win = np.zeros((nvar, n_times, r1 - r0, c1 - c0), dtype=np.float32)
+    for (j, tl, y0, x0), blk in zip(layout, blocks, strict=True):
+        _, _, by, bx = blk.shape
+        ya, yz = max(r0, y0), min(r1, y0 + by)
+        xa, xz = max(c0, x0), min(c1, x0 + bx)
+        win[:, j, ya - r0 : yz - r0, xa - c0 : xz - c0] = blk[
+            :, tl, ya - y0 : yz - y0, xa - x0 : xz - x0
+        ]
+    return _group_stats(weights, total, win[0], win[1], win[2], *win[3:])
 
 
 def resolve_same_day(df: pd.DataFrame) -> pd.DataFrame:
