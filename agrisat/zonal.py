@@ -181,24 +181,16 @@ def coverage_weights(farms: gpd.GeoDataFrame, geobox: GeoBox, *, block: int = 10
         res_df = exact_extract(
             src, sub, ["cell_id", "coverage"], include_cols=["_pos"], output="pandas"
         )
-        rows_i, cols_i, vals = [], [], []
-        for pos, cells, cov in zip(
-            res_df["_pos"], res_df["cell_id"], res_df["coverage"], strict=True
-        ):
-            cells = np.asarray(cells, dtype=np.int64)
-            rows_i.append(np.full(len(cells), pos, dtype=np.int64))
-            cols_i.append(cells)
-            vals.append(np.asarray(cov, dtype=np.float64))
-        mat = sp.csr_matrix(
-            (
-                np.concatenate(vals) if vals else np.array([]),
-                (
-                    np.concatenate(rows_i) if rows_i else np.array([], dtype=np.int64),
-                    np.concatenate(cols_i) if cols_i else np.array([], dtype=np.int64),
-                ),
-            ),
-            shape=(len(sel), h * w),
+        # one concatenation for all farms, not a Python loop per farm (100k farms: seconds)
+        lengths = np.fromiter(
+            (len(c) for c in res_df["cell_id"]), dtype=np.int64, count=len(res_df)
         )
+        cells = np.concatenate([np.asarray(c, dtype=np.int64) for c in res_df["cell_id"]] or [[]])
+        cover = np.concatenate(
+            [np.asarray(c, dtype=np.float64) for c in res_df["coverage"]] or [[]]
+        )
+        rows = np.repeat(res_df["_pos"].to_numpy(dtype=np.int64), lengths)
+        mat = sp.csr_matrix((cover, (rows, cells.astype(np.int64))), shape=(len(sel), h * w))
         groups.append(
             FarmGroup(
                 window=(r0, r1, c0, c1),
