@@ -19,6 +19,8 @@ from .indices import INDICES, compute_index
 from .observations import read_observations
 from .pipeline import RunResult, run
 from .store import Store
+from .workspace import Workspace
+from .workspace import open_workspace as open
 from .zonal import coverage_weights, zonal_stats
 
 __version__ = "0.1.0"
@@ -30,6 +32,7 @@ __all__ = [
     "RunResult",
     "Settings",
     "Store",
+    "Workspace",
     "__version__",
     "compute_index",
     "coverage_weights",
@@ -41,6 +44,7 @@ __all__ = [
     "load_cube",
     "load_settings",
     "normalize_item",
+    "open",
     "read_observations",
     "rollup",
     "run",

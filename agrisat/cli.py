@@ -146,7 +146,11 @@ def run(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Settings TOML file.")] = None,
     crs: Annotated[
-        str | None, typer.Option(help="CRS of a book that declares none, e.g. EPSG:4490.")
+        str | None,
+        typer.Option(
+            help="CRS of a book that declares none, e.g. EPSG:4490; gcj02 or bd09 for "
+            "polygons drawn on Chinese map apps."
+        ),
     ] = None,
     layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer book file.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -269,6 +273,7 @@ def alerts(
     ] = None,
     out_path: Annotated[Path | None, typer.Option("--out", help="Output file.")] = None,
     status: Annotated[str, typer.Option(help="open (new and ongoing) or all.")] = "open",
+    lang: Annotated[str, typer.Option(help="en or zh: headers, values and evidence.")] = "en",
 ) -> None:
     """Export the alerts of the latest run."""
     from .export import export_alerts
@@ -284,8 +289,36 @@ def alerts(
         raise ConfigError(f"{workdir} holds no agrisat store; run `agrisat run` first")
     table = latest_alerts(store, status=status)
     target = out_path or workdir / "exports" / f"alerts.{fmt or 'csv'}"
-    path = export_alerts(table, store.read("farms"), target, fmt=fmt)
+    path = export_alerts(table, store.read("farms"), target, fmt=fmt, lang=lang)
     out.print(f"{len(table)} alert(s) written to {path}")
+
+
+@app.command()
+def report(
+    workdir: WorkdirOpt,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="FILE.html (default WORKDIR/exports/report.html).")
+    ] = None,
+    lang: Annotated[str, typer.Option(help="en or zh.")] = "en",
+    catalog: Annotated[
+        str | None, typer.Option(help="Catalog for image chips (default: the run's).")
+    ] = None,
+    top: Annotated[
+        int, typer.Option(help="Alerts that get a full card with chart and chips.")
+    ] = 20,
+) -> None:
+    """Write the self-contained HTML report (opens offline; can be mailed)."""
+    from .report import build_report
+    from .store import Store
+
+    if lang not in ("en", "zh"):
+        raise ConfigError(f"--lang {lang!r}: use en or zh")
+    if not Store(workdir).exists():
+        raise ConfigError(f"{workdir} holds no agrisat store; run `agrisat run` first")
+    target = out_path or workdir / "exports" / "report.html"
+    with console.status("writing the report…"):
+        path = build_report(workdir, target, lang=lang, catalog=catalog, top_n=top)
+    out.print(f"report written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 def main() -> None:

@@ -2,6 +2,12 @@
 
 Every format is written to a temporary file beside the target and moved into place with
 ``os.replace``, so a reader never sees half a file.
+
+Language (``lang=``, see :mod:`agrisat.i18n`): English keeps the canonical column names, codes
+and the detector's evidence. Chinese is for people: CSV, XLSX and GeoJSON get Chinese headers,
+labels for hazard/severity/status/peer state/crop and a Chinese evidence sentence; the CSV is
+UTF-8 with a BOM so Excel on Chinese Windows does not read it as GBK. Parquet is for machines:
+it keeps the English schema and gains one column, ``evidence_zh``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import pandas as pd
 
 from .alerts import ALERT_COLUMNS, rollup
 from .errors import ConfigError
+from .i18n import check_lang, localise_alerts, localise_rollup, render_evidence, t
 
 __all__ = ["FORMATS", "SEVERITY_FILLS", "export_alerts"]
 
@@ -52,13 +59,20 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def _xlsx(alerts: pd.DataFrame, roll: pd.DataFrame, path: Path) -> None:
+def _xlsx(
+    alerts: pd.DataFrame,
+    roll: pd.DataFrame,
+    path: Path,
+    *,
+    severities: pd.Series,
+    lang: str,
+) -> None:
     from openpyxl import Workbook
     from openpyxl.styles import Font, PatternFill
     from openpyxl.utils import get_column_letter
 
     wb = Workbook()
-    sheets = [("alerts", alerts), ("rollup", roll)]
+    sheets = [(t("sheet.alerts", lang), alerts), (t("sheet.rollup", lang), roll)]
     for i, (name, df) in enumerate(sheets):
         ws = wb.active if i == 0 else wb.create_sheet()
         ws.title = name
@@ -71,10 +85,11 @@ def _xlsx(alerts: pd.DataFrame, roll: pd.DataFrame, path: Path) -> None:
         last = get_column_letter(max(len(df.columns), 1))
         ws.auto_filter.ref = f"A1:{last}{max(len(df) + 1, 1)}"
         for j, col in enumerate(df.columns, start=1):
-            width = max([len(str(col))] + [len(str(v)) for v in df[col].head(200)])
+            # CJK characters are about two columns wide in Excel.
+            width = max(_width(col), *(_width(v) for v in df[col].head(200)))
             ws.column_dimensions[get_column_letter(j)].width = min(max(width + 2, 8), 60)
-        if name == "alerts" and "severity" in df.columns:
-            for r, sev in enumerate(df["severity"], start=2):
+        if i == 0:
+            for r, sev in enumerate(severities, start=2):
                 colour = SEVERITY_FILLS.get(str(sev))
                 if colour:
                     fill = PatternFill(start_color=colour, end_color=colour, fill_type="solid")
@@ -83,8 +98,18 @@ def _xlsx(alerts: pd.DataFrame, roll: pd.DataFrame, path: Path) -> None:
     wb.save(path)
 
 
+def _width(value: object) -> int:
+    text = str(value)
+    return len(text) + sum(1 for ch in text if ord(ch) >= 0x2E80)
+
+
 def export_alerts(
-    alerts: pd.DataFrame, farms: gpd.GeoDataFrame, path: str | Path, *, fmt: str | None = None
+    alerts: pd.DataFrame,
+    farms: gpd.GeoDataFrame,
+    path: str | Path,
+    *,
+    fmt: str | None = None,
+    lang: str = "en",
 ) -> Path:
     """Write ``alerts`` to ``path`` atomically.
 
@@ -98,12 +123,15 @@ def export_alerts(
         Target file.
     fmt
         ``csv``, ``parquet``, ``geojson`` or ``xlsx``; default from the file suffix.
+    lang
+        ``en`` (default) or ``zh``; see the module documentation for what changes.
 
     Returns
     -------
     pathlib.Path
         The written file.
     """
+    check_lang(lang)
     p = Path(path)
     kind = fmt or FORMATS.get(p.suffix.lower())
     if kind not in set(FORMATS.values()):
@@ -116,19 +144,26 @@ def export_alerts(
             f"alerts table lacks columns {missing}; build it with agrisat.alerts.update_alerts"
         )
     if kind == "csv":
-        _atomic(p, lambda t: _as_text_dates(alerts).to_csv(t, index=False))
+        table = localise_alerts(_as_text_dates(alerts), lang)
+        # The BOM tells Excel the file is UTF-8; without it Chinese Windows assumes GBK.
+        encoding = "utf-8" if lang == "en" else "utf-8-sig"
+        _atomic(p, lambda tmp: table.to_csv(tmp, index=False, encoding=encoding))
     elif kind == "parquet":
-        _atomic(p, lambda t: alerts.to_parquet(t, index=False))
+        machine = alerts
+        if lang != "en":
+            evidence = [render_evidence(r, lang) for r in alerts.to_dict("records")]
+            machine = alerts.assign(**{f"evidence_{lang}": pd.Series(evidence, dtype=object)})
+        _atomic(p, lambda tmp: machine.to_parquet(tmp, index=False))
     elif kind == "geojson":
         geo = farms[["farm_id", "geometry"]].assign(farm_id=farms["farm_id"].astype(str))
-        gdf = gpd.GeoDataFrame(
-            _as_text_dates(alerts).merge(geo, on="farm_id", how="left"),
-            geometry="geometry",
-            crs=farms.crs,
-        )
+        merged = _as_text_dates(alerts).merge(geo, on="farm_id", how="left")
+        props = localise_alerts(merged.drop(columns="geometry"), lang)
+        gdf = gpd.GeoDataFrame(props, geometry=merged["geometry"].to_numpy(), crs=farms.crs)
         gdf = gdf.to_crs("EPSG:4326") if gdf.crs is not None else gdf
-        _atomic(p, lambda t: gdf.to_file(t, driver="GeoJSON"))
+        _atomic(p, lambda tmp: gdf.to_file(tmp, driver="GeoJSON"))
     else:
-        roll = rollup(alerts, farms)
-        _atomic(p, lambda t: _xlsx(_as_text_dates(alerts), roll, t))
+        roll = localise_rollup(rollup(alerts, farms), lang)
+        table = localise_alerts(_as_text_dates(alerts), lang)
+        severities = alerts["severity"].astype(str).reset_index(drop=True)
+        _atomic(p, lambda tmp: _xlsx(table, roll, tmp, severities=severities, lang=lang))
     return p

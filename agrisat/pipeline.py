@@ -39,6 +39,7 @@ class RunResult:
     run_id: str
     workdir: Path
     end: str = ""
+    catalog: str = ""
     farms: int = 0
     rejected: int = 0
     items_found: int = 0
@@ -91,7 +92,9 @@ def run(
     indices = resolve_indices(settings_run.indices)
     end = settings_run.end or dt.datetime.now(dt.UTC).date().isoformat()
     store = Store(workdir)
-    result = RunResult(run_id=uuid.uuid4().hex[:12], workdir=Path(workdir), end=end)
+    result = RunResult(
+        run_id=uuid.uuid4().hex[:12], workdir=Path(workdir), end=end, catalog=redact_url(catalog)
+    )
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.UTC)
     install_log_redaction()
@@ -181,6 +184,7 @@ def _run_row(result: RunResult, started: dt.datetime) -> pd.DataFrame:
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "end": result.end,
+        "catalog": result.catalog,
         "farms": result.farms,
         "rejected": result.rejected,
         "farms_unseen": result.farms_unseen,

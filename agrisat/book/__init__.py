@@ -12,6 +12,10 @@ Sources
     Files must have a CRS (pass ``crs=`` / ``--crs`` when they do not); a CSV is EPSG:4326
     unless ``crs=`` is given or a ``crs`` column holds one value. A CRS given both ways must
     agree. Multi-layer files must have one non-empty vector layer, or pass ``layer=``.
+    GCJ-02 / BD-09 (Chinese map apps): ``crs="gcj02"``/``"bd09"`` (any case, ``GCJ-02``), the
+    same value in a CSV ``crs`` column, or a per-row ``coord_sys`` column (``gcj02``, ``bd09``,
+    ``wgs84``) in any format; converted to WGS84 (:mod:`agrisat.gcj02`) before the checks
+    below; see :mod:`agrisat.book._offset` for how declarations combine.
     CSVs: delimiter ``,`` ``;`` tab or ``|`` (whichever the header uses most), UTF-8 (BOM or
     not), else GB18030, else Latin-1; blank lines are skipped; a row with more cells than the
     header is quarantined as ``malformed CSV row``, a shorter one is padded with empty cells.
@@ -94,8 +98,10 @@ import shapely
 
 from ..config import BookSettings
 from ..errors import BookError
+from ..gcj02 import offset_system
 from ._columns import match_columns, normalise_crop, normalise_id, parse_exposure
 from ._geometry import check_geometries, is_none
+from ._offset import apply_offsets, row_offsets
 from ._read import MAX_FILE_MB, SUPPORTED_SUFFIXES, RawBook, read_geodataframe, read_path
 
 __all__ = [
@@ -203,6 +209,7 @@ def load_book(
         same way; not modified), or a :class:`Farms` (returned as is).
     crs
         The CRS of a file that declares none (or of a CSV); must agree with a declared one.
+        ``"gcj02"`` or ``"bd09"`` declares longitude/latitude with that offset.
     settings
         Area limits and the repair tolerance.
     layer
@@ -236,10 +243,13 @@ def load_book(
             f"cannot read a loan book from a {type(source).__name__}; "
             f"pass a file path or a GeoDataFrame"
         )
-    return _check(raw, settings)
+    offsets = row_offsets(
+        raw.frame, declared=offset_system(crs), from_file=raw.offset, crs=raw.crs, name=raw.name
+    )
+    return _check(raw, settings, offsets)
 
 
-def _check(raw: RawBook, settings: BookSettings) -> Farms:
+def _check(raw: RawBook, settings: BookSettings, offsets: np.ndarray) -> Farms:
     frame, name = raw.frame, raw.name
     no_geometry = raw.geom_text is not None and raw.geometry_column is None
     cols = match_columns(frame.columns, name, extra_required=("geometry",) if no_geometry else ())
@@ -266,7 +276,10 @@ def _check(raw: RawBook, settings: BookSettings) -> Farms:
     reject(~is_none(amount_why), amount_why)
     if raw.pre_reasons is not None:
         reject(~is_none(raw.pre_reasons), raw.pre_reasons)
-    geo = check_geometries(raw.geoms, raw.crs, settings)
+    # GCJ-02/BD-09 rows become WGS84 before any geometry check; rejects keep the source text.
+    shifted = ~is_none(offsets)
+    geoms = apply_offsets(raw.geoms, offsets, name) if shifted.any() else raw.geoms
+    geo = check_geometries(geoms, raw.crs, settings)
     reject(~is_none(geo.reasons), geo.reasons)
 
     ok = is_none(reasons)

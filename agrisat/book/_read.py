@@ -23,6 +23,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from ..errors import BookError
+from ..gcj02 import offset_system
 from ._columns import CRS_ALIASES, GEOMETRY_ALIASES, find_optional
 
 __all__ = ["MAX_FILE_MB", "SUPPORTED_SUFFIXES", "RawBook", "read_geodataframe", "read_path"]
@@ -55,6 +56,7 @@ class RawBook:
     geom_text: np.ndarray | None = None  # the raw geometry cells of a CSV, for the rejects
     pre_reasons: np.ndarray | None = None  # per-row reason found while parsing (CSV)
     geometry_column: str | None = None  # None: the CSV has no geometry column
+    offset: str | None = None  # "gcj02"/"bd09" when a CSV crs column names one
 
 
 def _parse_crs(value: object, what: str) -> CRS:
@@ -69,9 +71,23 @@ def _parse_crs(value: object, what: str) -> CRS:
 def resolve_crs(
     found: CRS | None, declared: str | None, name: str, *, default: str | None = None
 ) -> CRS:
-    """The book's CRS: the file's own, else ``declared`` (``--crs``), else ``default``."""
-    given = _parse_crs(declared, f"book {name}, crs") if declared else None
+    """The book's CRS: the file's own, else ``declared`` (``--crs``), else ``default``.
+
+    ``declared`` may name GCJ-02 or BD-09 (see :mod:`agrisat.book._offset`): their CRS is
+    EPSG:4326, and the file's own CRS must then be WGS84 longitude/latitude.
+    """
+    offset = offset_system(declared)
+    if offset is not None:
+        given: CRS | None = CRS.from_epsg(4326)
+    else:
+        given = _parse_crs(declared, f"book {name}, crs") if declared else None
     if found is not None and given is not None and not _same_crs(found, given):
+        if offset is not None:
+            raise BookError(
+                f"book {name} declares CRS {found.to_string()} but {declared} was given; "
+                f"GCJ-02/BD-09 coordinates are longitude/latitude, so the file must be "
+                f"EPSG:4326 or have no CRS: drop --crs or fix the file"
+            )
         raise BookError(
             f"book {name} declares CRS {found.to_string()} but {given.to_string()} was given; "
             f"drop --crs or fix the file"
@@ -320,7 +336,7 @@ def _read_csv(data: bytes, name: str, *, crs: str | None) -> RawBook:
     frame = pd.DataFrame(rows, columns=header, dtype=object)
     geom_col = find_optional(header, GEOMETRY_ALIASES, name)
     crs_col = find_optional(header, CRS_ALIASES, name)
-    found = None
+    found, offset = None, None
     if crs_col is not None:
         values = sorted({v.strip() for v in frame[crs_col] if v.strip()})
         if len(values) > 1:
@@ -329,14 +345,19 @@ def _read_csv(data: bytes, name: str, *, crs: str | None) -> RawBook:
                 f"reproject to one CRS or split the file"
             )
         if values:
-            found = _parse_crs(values[0], f"book {name}, column {crs_col!r}")
+            offset = offset_system(values[0])
+            found = (
+                CRS.from_epsg(4326)
+                if offset
+                else _parse_crs(values[0], f"book {name}, column {crs_col!r}")
+            )
     book_crs = resolve_crs(found, crs, name, default="EPSG:4326")
     if geom_col is None:
         n = len(frame)
         empty = np.full(n, None, dtype=object)
-        return RawBook(name, frame, empty, book_crs, empty.copy(), empty.copy(), None)
+        return RawBook(name, frame, empty, book_crs, empty.copy(), empty.copy(), None, offset)
     geoms, reasons = _parse_geometry_cells(list(frame[geom_col]))
     reasons[malformed] = "malformed CSV row"
     geoms[malformed] = None
     texts = frame.pop(geom_col).to_numpy(dtype=object)
-    return RawBook(name, frame, geoms, book_crs, texts, reasons, geom_col)
+    return RawBook(name, frame, geoms, book_crs, texts, reasons, geom_col, offset)
