@@ -215,6 +215,11 @@ def demo(
     farms = store.read("farms")
     paths = [export_alerts(alerts, farms, exports / f"alerts.{ext}") for ext in ("csv", "xlsx")]
     out.print(f"alerts of the last night ({len(alerts)}): " + ", ".join(str(p) for p in paths))
+    from .report import build_report
+
+    with console.status("writing the HTML report…"):
+        report_path = build_report(workdir, exports / "report.html", catalog=str(archive.catalog))
+    out.print(f"report: {report_path}")
     with console.status("replaying the season night by night to score the alerts…"):
         (scores, events), secs = timed(score_demo, workdir, archive, spec, settings=settings)
     _print_scores(scores, secs)
