@@ -185,10 +185,9 @@ def coverage_weights(farms: gpd.GeoDataFrame, geobox: GeoBox, *, block: int = 10
         lengths = np.fromiter(
             (len(c) for c in res_df["cell_id"]), dtype=np.int64, count=len(res_df)
         )
-        cells = np.concatenate([np.asarray(c, dtype=np.int64) for c in res_df["cell_id"]] or [[]])
-        cover = np.concatenate(
-            [np.asarray(c, dtype=np.float64) for c in res_df["coverage"]] or [[]]
-        )
+        none = np.zeros(0)
+        cells = np.concatenate([none, *(np.asarray(c, np.float64) for c in res_df["cell_id"])])
+        cover = np.concatenate([none, *(np.asarray(c, np.float64) for c in res_df["coverage"])])
         rows = np.repeat(res_df["_pos"].to_numpy(dtype=np.int64), lengths)
         mat = sp.csr_matrix((cover, (rows, cells.astype(np.int64))), shape=(len(sel), h * w))
         groups.append(
