@@ -58,7 +58,8 @@ class Event:
     ``kind``: ``drought`` (NDVI x (1 - depth), ramped over ``ramp_days``), ``abrupt_loss``
     (NDVI falls to ``level`` and stays there until the season's harvest), ``flood`` (water on
     ``depth`` of the clear area, NDVI halved), ``no_planting`` (bare soil all season; give
-    ``start``/``end`` as the season), ``early_harvest`` (wheat curve ``shift`` days earlier,
+    ``start``/``end`` as the season; drought and stress also dry the canopy, which lowers
+    NDMI beyond what NDVI explains), ``early_harvest`` (wheat curve ``shift`` days earlier,
     not an event), ``stress`` (like drought but meant region-wide and mild, not an event).
     """
 
@@ -164,6 +165,7 @@ def make_observations(
         amp = 1 + rng.normal(0, 0.03)
         ndvi = _curve(str(farm["crop"]), crop_day, jitter, amp)
         water = np.clip(rng.normal(0.0, 0.004, len(dates)), 0, None)
+        dry = np.zeros(len(dates))  # canopy water stress 0..1 (lowers NDMI beyond NDVI)
         for ev in (e for e in events if e.farm_id == fid):
             s, e = pd.Timestamp(ev.start), pd.Timestamp(ev.end)
             inside = np.asarray((dates >= s) & (dates <= e))
@@ -174,6 +176,7 @@ def make_observations(
             elif ev.kind in ("drought", "stress"):
                 ramp = np.clip((dates - s).days.to_numpy() / max(ev.ramp_days, 1), 0, 1)
                 ndvi = np.where(inside, 0.16 + (ndvi - 0.16) * (1 - ev.depth * ramp), ndvi)
+                dry = np.where(inside, np.maximum(dry, ev.depth * ramp), dry)
             elif ev.kind == "abrupt_loss":
                 ndvi = np.where(inside, np.minimum(ndvi, ev.level), ndvi)
             elif ev.kind == "flood":
@@ -191,6 +194,8 @@ def make_observations(
             nir = np.where(after, nir + baseline_shift[1], nir)
         ndvi_obs = (nir - red) / (nir + red)
         ndwi = -0.8 * ndvi_obs + 1.2 * water
+        # NDMI follows canopy cover and drops further with canopy water stress
+        ndmi = 0.8 * ndvi_obs - 0.35 - 0.3 * dry + rng.normal(0, noise / 2, len(dates))
         status = np.full(len(dates), "ok", dtype=object)
         for a, b in cloudy:
             status[np.asarray((dates >= pd.Timestamp(a)) & (dates <= pd.Timestamp(b)))] = "cloudy"
@@ -209,6 +214,8 @@ def make_observations(
                     "ndvi_std": np.where(clear, 0.05, np.nan),
                     "ndwi_mean": np.where(clear, ndwi, np.nan),
                     "ndwi_std": np.where(clear, 0.05, np.nan),
+                    "ndmi_mean": np.where(clear, ndmi, np.nan),
+                    "ndmi_std": np.where(clear, 0.05, np.nan),
                 }
             )
         )

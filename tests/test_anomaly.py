@@ -146,13 +146,30 @@ def test_no_planting_needs_greened_peers(scenario, farms) -> None:
     assert rows["date"].min() < pd.Timestamp("2026-01-01")  # seen before winter, peers emerged
 
 
-def test_stale_data_after_long_cloud_but_not_fortnight(farms) -> None:
-    obs = make_observations(farms, seed=7, cloudy=[("2026-03-20", "2026-05-10")])
+def test_stale_data_regional_gap_waits_idiosyncratic_gap_does_not(farms) -> None:
+    obs = make_observations(farms, seed=7, cloudy=[("2026-03-20", "2026-05-30")])
     fortnight = detect(obs, farms, asof="2026-04-03")
     assert not (fortnight["hazard"] == "stale_data").any()
-    long = detect(obs, farms, asof="2026-05-05")
-    stale = long[long["hazard"] == "stale_data"]
-    assert stale["farm_id"].nunique() == 30 and (stale["score"] >= 30).all()
+    # 45 days without a clear look anywhere: weather shared by the region, not a farm's problem
+    shared = detect(obs, farms, asof="2026-05-05")
+    assert not (shared["hazard"] == "stale_data").any()
+    # past stale_regional_days the team is blind on every farm: all stale, marked regional
+    blind = detect(obs, farms, asof="2026-05-25")
+    stale = blind[blind["hazard"] == "stale_data"]
+    assert stale["farm_id"].nunique() == 30 and (stale["score"] >= 60).all()
+    assert set(stale["peer_state"]) == {"regional"}
+
+
+def test_stale_data_farm_unseen_while_region_seen(farms) -> None:
+    obs = make_observations(farms, seed=7, start="2025-10-01")
+    gap = (obs["farm_id"] == "F0007") & obs["date"].between("2026-03-01", "2026-05-30")
+    obs.loc[gap, ["status", "ndvi_mean", "ndmi_mean", "water_fraction"]] = ["cloudy", *[np.nan] * 3]
+    early = detect(obs, farms, asof="2026-03-25")  # 29 days: not yet
+    assert not (early["hazard"] == "stale_data").any()
+    out = detect(obs, farms, asof="2026-04-05")
+    stale = out[out["hazard"] == "stale_data"]
+    assert list(stale["farm_id"]) == ["F0007"] and list(stale["peer_state"]) == ["idiosyncratic"]
+    assert stale["onset"].iloc[0] < pd.Timestamp("2026-03-01")  # since its last clear look
 
 
 def test_confirmation_delays_single_look_hazards(farms) -> None:
@@ -213,3 +230,56 @@ def test_empty_and_all_cloudy_inputs() -> None:
     assert (
         out["onset"] == pd.Timestamp("2026-01-01")
     ).all()  # never seen clearly: since first seen
+
+
+def test_may_loss_in_harvest_window_while_peers_green(farms) -> None:
+    # hail on green wheat on 17 May: inside the calendar's harvest window, but the peers are
+    # at their peak (not ripening) and the canopy is gone; a 10-day early harvest stays silent
+    events = [
+        Event("F0002", "abrupt_loss", "2026-05-17", "2026-06-12", level=0.2),
+        Event("F0010", "early_harvest", "2026-04-01", "2026-06-30", shift=-10),
+    ]
+    obs = make_observations(farms, events=events, seed=11, start="2024-10-01", end="2026-07-15")
+    hits = _alerted(detect(obs, farms, asof="2026-07-15"))
+    assert hits == {"F0002": {"abrupt_loss"}}
+    calendar_only = DetectSettings(ripening_decline=0.0)  # the old rule: the window excuses all
+    assert "F0002" not in _alerted(detect(obs, farms, asof="2026-07-15", settings=calendar_only))
+
+
+def test_no_planting_confirmed_on_one_strong_look_after_a_cloud_gap(farms) -> None:
+    events = [Event("F0004", "no_planting", "2026-06-12", "2026-10-05")]
+    obs = make_observations(
+        farms, events=events, seed=12, start="2024-10-01", cloudy=[("2026-06-20", "2026-07-24")]
+    )
+    first = {}
+    for factor in (2.0, 0.0):
+        s = DetectSettings(strong_factor=factor)
+        c = classify_looks(look_features(obs, farms, settings=s), s)
+        hit = c[(c["farm_id"] == "F0004") & c["confirmed"] & (c["hazard"] == "no_planting")]
+        first[factor] = hit["date"].min()
+    seen = obs[(obs["farm_id"] == "F0004") & (obs["status"] == "ok")]["date"]
+    assert first[2.0] == seen[seen > pd.Timestamp("2026-07-24")].min()  # first look after gap
+    assert first[0.0] - first[2.0] == pd.Timedelta(days=5)  # otherwise one more revisit
+
+
+def test_drought_change_route_is_faster_and_needs_drying(farms) -> None:
+    events = [Event("F0001", "drought", "2026-03-30", "2026-05-15", depth=0.35, ramp_days=25)]
+    obs = make_observations(farms, events=events, seed=13, start="2024-10-01", end="2026-06-01")
+    first = {}
+    for name, s in (("change", DetectSettings()), ("slow", DetectSettings(moisture_index=""))):
+        c = classify_looks(look_features(obs, farms, settings=s), s)
+        hit = c[(c["farm_id"] == "F0001") & c["confirmed"]]
+        first[name] = hit["date"].min()
+        season = c["confirmed"] & (c["date"] >= pd.Timestamp("2025-10-01"))  # with history
+        assert set(c.loc[season, "farm_id"]) == {"F0001"}
+    assert first["change"] < first["slow"]
+    # the same NDVI deficit with NDMI keeping its standing (no corroboration) is not fast-tracked
+    normal = obs.loc[obs["farm_id"] == "F0002", "ndmi_mean"].to_numpy()
+    held = obs.copy()
+    held.loc[held["farm_id"] == "F0001", "ndmi_mean"] = normal
+    from agrisat.anomaly.detectors import change_mask
+
+    f = look_features(held, farms)
+    assert not change_mask(f, DetectSettings())[f["farm_id"] == "F0001"].any()
+    f = look_features(obs, farms)
+    assert change_mask(f, DetectSettings())[f["farm_id"] == "F0001"].any()

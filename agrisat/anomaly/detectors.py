@@ -81,8 +81,8 @@ def change_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     index down by ``drought_peer_deficit`` of the peers' level and ``drought_z`` robust z of
     the peers' own changes) and its canopy water fell with it (moisture-index change z below
     ``-drought_z``): green-up stalling *and* drying, which is what water stress looks like.
-    It must also be ``drought_peer_deficit`` below the peers now. A farm at or above the level
-    its peers had ``change_lag_guard_days`` ago is only late.
+    It must also be ``drought_peer_deficit`` below the peers now. A farm still greening and at
+    or above the level its peers had ``change_lag_guard_days`` ago is only late.
     Off without the moisture index (the slower routes still run).
     """
     if "change_z" not in f.columns or not s.moisture_index:
@@ -93,7 +93,10 @@ def change_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     # and actually below its peers: a farm that led them at green-up and is caught up at the
     # plateau (an early crop) loses standing without any deficit
     below = f["peer_deficit"] >= s.drought_peer_deficit
-    not_late = _nan_or(f["value"] < f["peer_lagged"], f["peer_lagged"])
+    # Late, not failing: still greening, and already where the peers were a while ago.
+    greening = f["value"] > f["prev_value"]
+    late = greening & (f["value"] >= f["peer_lagged"]).fillna(False)
+    not_late = ~late
     return (green & veg & water & below & not_late).fillna(False)
 
 
@@ -131,7 +134,10 @@ def detect_abrupt_loss(
     # Inside the harvest window a drop is a harvest only if the peers are ripening too.
     with np.errstate(all="ignore"):
         peer_decline = 1.0 - f["peer_median"] / f["peer_season_max"]
-    harvest = f["in_harvest"] & _nan_or(peer_decline >= s.ripening_decline, peer_decline)
+    # Before the peers ripen, only a canopy gone (bare soil) is unambiguous: an early crop
+    # ripening ahead of its peers drops too, but to a half-green canopy.
+    ripening = _nan_or(peer_decline >= s.ripening_decline, peer_decline)
+    harvest = f["in_harvest"] & (ripening | (f["value"] > s.green_min))
     mask = (
         (gap <= s.abrupt_max_gap_days)
         & (f["prev_value"] >= s.abrupt_min_before)
@@ -245,10 +251,10 @@ def detect_stale(
     calendar). One row per stale farm dated ``asof``; ``score`` is the number of days without
     a clear look, ``onset`` the last clear look (or the first scene), ``peer_state``:
 
-    - ``idiosyncratic``: unseen for ``stale_days`` while at least ``stale_peer_share`` of the
-      other farms of its region (all farms when no region is given) were seen clearly within
-      ``stale_days`` -- the gap is the farm's own (tile edge, no-data strip, local cloud, a
-      polygon that misses the field) and someone should look;
+    - ``idiosyncratic``: unseen for ``stale_days`` although its region (all farms when no
+      region is given) was seen clearly -- at least ``stale_peer_share`` of its farms had a
+      clear look -- on ``stale_missed_looks`` dates since: the gap is the farm's own (tile
+      edge, no-data strip, a polygon that misses the field) and someone should look;
     - ``regional``: the region shares the gap (monsoon cloud): only after
       ``stale_regional_days``, when the team is blind on the whole area.
     """
@@ -279,13 +285,10 @@ def detect_stale(
         pd.Series(pd.to_datetime(first_seen.reindex(ids).to_numpy()))
     )
     book["days"] = (asof - book["since"]).dt.days
-    # Share of the *other* farms of the region seen within stale_days.
-    recent = (book["days"] < s.stale_days).astype(float)
-    g = recent.groupby(book["region"])
-    n_other = g.transform("size") - 1
-    seen_other = g.transform("sum") - recent
-    share = (seen_other / n_other.where(n_other > 0)).fillna(0.0)
-    idio = share >= s.stale_peer_share
+    # Dates on which the farm's region was seen clearly (most of its farms had a clear look)
+    # and this farm was not, since its last clear look: missing several of those is the
+    # farm's own problem; a partly cloudy date or two is chance.
+    idio = _missed_region_looks(book, f, s) >= s.stale_missed_looks
     cal = stage_table(book["crop"], pd.Series(asof, index=book.index), calendars=calendars)  # type: ignore[arg-type]
     in_season = cal["green"] | ~cal["has_calendar"]
     long_gap = (book["days"] >= s.stale_days) & idio
@@ -301,3 +304,20 @@ def detect_stale(
     out["stage"] = cal.loc[mask, "stage"]
     out["peer_state"] = np.where(idio[mask], "idiosyncratic", "regional")
     return out.reset_index(drop=True)
+
+
+def _missed_region_looks(book: pd.DataFrame, f: pd.DataFrame, s: DetectSettings) -> pd.Series:
+    """Per book farm: dates after its last clear look on which its region was seen clearly."""
+    region = book.set_index("farm_id")["region"]
+    n_farms = region.groupby(region).size()
+    clear = f[["farm_id", "date"]].assign(region=f["farm_id"].map(region)) if len(f) else None
+    if clear is None or clear["region"].isna().all():
+        return pd.Series(0, index=book.index)
+    clear = clear.dropna(subset=["region"]).drop_duplicates()
+    n_clear = clear.groupby(["region", "date"]).size()
+    share = n_clear / n_clear.index.get_level_values(0).map(n_farms).to_numpy()
+    good = share[share >= s.stale_peer_share].reset_index()[["region", "date"]]
+    merged = book[["farm_id", "region", "since"]].merge(good, on="region", how="left")
+    after = merged["date"] > merged["since"]
+    missed = after.groupby(merged["farm_id"]).sum()
+    return pd.Series(missed.reindex(book["farm_id"]).fillna(0).to_numpy(), index=book.index)

@@ -64,9 +64,9 @@ class DetectSettings:
     #: canopy-water index that must corroborate a change-route drought (``<index>_mean``);
     #: "" disables the change route
     moisture_index: str = "ndmi"
-    #: a farm at or above the level its peers had this many days ago is merely late (a
-    #: phenology offset), not failing; 0 disables the guard
-    change_lag_guard_days: int = 8
+    #: a farm still greening and at or above the level its peers had this many days ago is
+    #: merely late (sown later, a phenology offset), not failing; 0 disables the guard
+    change_lag_guard_days: int = 15
 
     # --- abrupt loss: a large drop between consecutive clear looks ------------------------
     abrupt_drop: float = 0.15
@@ -97,11 +97,12 @@ class DetectSettings:
 
     # --- stale data ------------------------------------------------------------------------
     #: no clear look for this many days while the crop should stand (any time for crops
-    #: without a calendar) raises ``stale_data`` -- when the gap is the farm's own: at least
-    #: ``stale_peer_share`` of the other farms of its region (all farms without regions) had
-    #: a clear look within ``stale_days``
+    #: without a calendar) raises ``stale_data`` -- when the gap is the farm's own: its region
+    #: (all farms without regions) was seen clearly, i.e. ``stale_peer_share`` of its farms
+    #: had a clear look, on at least ``stale_missed_looks`` dates since the farm's last one
     stale_days: int = 30
     stale_peer_share: float = 0.5
+    stale_missed_looks: int = 3
     #: a gap the whole region shares (monsoon, persistent cloud) is weather, not a farm's data
     #: problem: it raises ``stale_data`` only after this many days (then the team is blind)
     stale_regional_days: int = 60
