@@ -179,7 +179,18 @@ def test_chips_match_the_cog_pixels(built: tuple[SyntheticArchive, Path]) -> Non
 
 def test_chips_need_a_catalog(tmp_path: Path, built: tuple[SyntheticArchive, Path]) -> None:
     _, workdir = built
-    ws = Workspace(workdir)  # no archive/ beside the store, no catalog in the run record
+    # a workdir whose run records do not say which catalog they read (older runs, or a store
+    # handed over without it), and no archive/ beside the store
+    import shutil
+
+    from agrisat.store import Store
+
+    bare = tmp_path / "bare"
+    shutil.copytree(workdir, bare)
+    store = Store(bare)
+    with store.transaction() as txn:
+        txn.replace("runs", store.read("runs").assign(catalog=""))
+    ws = Workspace(bare)
     assert ws.catalog is None
     with pytest.raises(ConfigError, match="catalog"):
         ws.chips("F1", ["2026-04-06"])
