@@ -52,6 +52,13 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _setup_logging(verbose: bool, log_format: str = "text") -> None:
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    # odc-stac resamples 20 m bands through rasterio.warp on bare arrays with explicit
+    # transforms; rasterio still warns that the arrays carry none. Noise for a user.
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
     if log_format not in ("text", "json"):
         raise ConfigError(f"--log-format {log_format!r}: use text or json")
     handler: logging.Handler
