@@ -217,6 +217,8 @@ def demo(
         f"observations: {len(obs)} farm-dates ({int((obs['status'] == 'ok').sum())} clear) "
         f"for {obs['farm_id'].nunique()} farms × {obs['date'].nunique()} dates"
     )
+    with console.status("replaying the season night by night to score the alerts…"):
+        (scores, events), secs = timed(score_demo, workdir, archive, spec, settings=settings)
     exports = workdir / "exports"
     alerts = latest_alerts(store, status="all")
     farms = store.read("farms")
@@ -227,8 +229,6 @@ def demo(
     with console.status("writing the HTML report…"):
         report_path = build_report(workdir, exports / "report.html", catalog=str(archive.catalog))
     out.print(f"report: {report_path}")
-    with console.status("replaying the season night by night to score the alerts…"):
-        (scores, events), secs = timed(score_demo, workdir, archive, spec, settings=settings)
     _print_scores(scores, secs)
     missed = events[~events["detected"].astype(bool)]
     for row in missed.itertuples():

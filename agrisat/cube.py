@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pystac
 import xarray as xr
+from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from .config import CubeSettings
@@ -25,6 +26,7 @@ from .errors import CatalogError, ConfigError
 
 __all__ = [
     "RawCube",
+    "grid_anchor",
     "grid_for",
     "item_epsg",
     "load_cube",
@@ -53,19 +55,100 @@ def item_epsg(item: pystac.Item) -> int:
 
 
 def grid_for(
-    bounds: tuple[float, float, float, float], epsg: int, *, resolution: float = 10.0
+    bounds: tuple[float, float, float, float],
+    epsg: int,
+    *,
+    resolution: float = 10.0,
+    anchor: tuple[float, float] | None = None,
+    block: int = 1,
 ) -> GeoBox:
     """A north-up grid in ``epsg`` covering ``bounds`` (same CRS), edges on multiples of ``resolution``.
 
     Sentinel-2 tiles have origins on multiples of 60 m, so this grid coincides with every tile's
     10 m grid in the zone: reads need no resampling of 10 m bands.
+
+    With ``anchor`` (the upper-left corner of the imagery's pixel grid, e.g. a tile origin) the
+    upper-left corner is moved up and left onto ``anchor`` + a multiple of ``block`` pixels, so
+    ``block``-pixel chunks of the grid start where the COG's internal blocks start (512 or 1024
+    pixels from the tile origin): each chunk then decodes whole blocks that no other chunk needs.
     """
     x0, y0, x1, y1 = bounds
     r = float(resolution)
     x0, y0 = np.floor(x0 / r) * r, np.floor(y0 / r) * r
     x1, y1 = np.ceil(x1 / r) * r, np.ceil(y1 / r) * r
     x1, y1 = max(x1, x0 + r), max(y1, y0 + r)
+    if anchor is not None:
+        step = r * max(int(block), 1)
+        ax, ay = anchor
+        x0 = ax + np.floor((x0 - ax) / step) * step
+        y1 = ay - np.floor((ay - y1) / step) * step
     return GeoBox.from_bbox((x0, y0, x1, y1), crs=f"EPSG:{epsg}", resolution=r)
+
+
+def grid_anchor(
+    items: Sequence[pystac.Item], *, resolution: float = 10.0, block: int = 1
+) -> tuple[float, float] | None:
+    """An upper-left corner that the ``resolution`` pixel grids of all ``items`` share.
+
+    Read from the assets' ``proj:transform``: the first item's grid origin, when every item's
+    origin lies a whole number of ``block`` pixels away from it (one tile: any ``block``;
+    several Sentinel-2 tiles of a zone: ``block`` 2, their origins are on a 60 m lattice).
+    ``None`` when an item declares no grid at that resolution or the origins disagree.
+    """
+    step = float(resolution) * max(int(block), 1)
+    first: tuple[float, float] | None = None
+    for it in items:
+        found = None
+        for asset in it.assets.values():
+            nat = _native_grid(asset)
+            if nat is not None and np.isclose(nat[0], resolution):
+                found = (nat[1], nat[2])
+                break
+        if found is None:
+            return None
+        if first is None:
+            first = found
+        elif not (
+            _is_multiple(found[0] - first[0], step) and _is_multiple(found[1] - first[1], step)
+        ):
+            return None
+    return first
+
+
+def _native_grid(asset: pystac.Asset) -> tuple[float, float, float] | None:
+    """(resolution, x0, y0) of a north-up asset from its ``proj:transform``, else ``None``."""
+    t = asset.extra_fields.get("proj:transform")
+    try:
+        a, b, c, d, e, f = (float(v) for v in list(t)[:6])  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if b != 0 or d != 0 or a <= 0 or not np.isclose(e, -a):
+        return None
+    return a, c, f
+
+
+def _is_multiple(value: float, step: float) -> bool:
+    q = value / step
+    return bool(abs(q - round(q)) < 1e-6)
+
+
+def _coarse_factor(items: Sequence[pystac.Item], band: str, geobox: GeoBox, chunk: int) -> int:
+    """2 when ``band`` of every item is a grid exactly twice as coarse as ``geobox``, aligned.
+
+    Such a band can be read on its own grid (no warp) and upsampled by repeating pixels, which is
+    what nearest-neighbour resampling gives when every fine pixel lies inside one coarse pixel.
+    """
+    a = geobox.affine
+    r = a.a
+    if a.b != 0 or a.d != 0 or not np.isclose(a.e, -r) or chunk % 2:
+        return 1
+    for it in items:
+        nat = _native_grid(it.assets[band])
+        if nat is None or not np.isclose(nat[0], 2 * r):
+            return 1
+        if not (_is_multiple(a.c - nat[1], nat[0]) and _is_multiple(a.f - nat[2], nat[0])):
+            return 1
+    return 2
 
 
 def _by_position(index: dict[str, int]) -> Any:
@@ -85,6 +168,8 @@ class RawCube:
     scale: np.ndarray  # (n_bands, n_items) float32
     offset: np.ndarray  # (n_bands, n_items) float32
     item_ids: tuple[str, ...]
+    #: bands read on their native grid twice as coarse (``native=True``): not in ``data``
+    coarse: xr.Dataset | None = None
 
 
 def load_raw(
@@ -93,8 +178,14 @@ def load_raw(
     *,
     bands: Sequence[str],
     settings: CubeSettings = CubeSettings(),
+    native: bool = False,
 ) -> RawCube:
-    """Lazy DN arrays of ``bands`` (and SCL when every item has it) on ``geobox``; no reads."""
+    """Lazy DN arrays of ``bands`` (and SCL when every item has it) on ``geobox``; no reads.
+
+    With ``native``, bands whose own grid is exactly twice as coarse as ``geobox`` and aligned
+    with it (20 m bands and SCL on a 10 m grid) are loaded on that coarse grid, with chunks half
+    the size so both chunk grids coincide, into ``RawCube.coarse``; the caller upsamples them.
+    """
     import odc.stac
 
     if not bands:
@@ -112,20 +203,40 @@ def load_raw(
         if missing:
             raise CatalogError(f"item {it.id} lacks band(s) {missing} needed for this run")
     chunk = int(settings.chunk_size)
-    raw = odc.stac.load(
-        items,
-        bands=to_load,
-        geobox=geobox,
-        groupby=_by_position({it.id: i for i, it in enumerate(items)}),
-        chunks={"time": 1, "y": chunk, "x": chunk},
-        resampling="nearest",
-        # Declared dtype and nodata keep odc-stac from guessing (items without raster:bands would
-        # load as float32 with NaN fill). DN 0 is nodata for every band; SCL fits in uint16 too
-        # (one dtype for all: odc-stac's chunk sizing rejects a per-band dtype mapping).
-        dtype="uint16",
-        nodata=0,
-        fail_on_error=True,
-    )
+    coarse_bands: list[str] = []
+    if native:
+        coarse_bands = [b for b in to_load if _coarse_factor(items, b, geobox, chunk) == 2]
+        if len(coarse_bands) == len(to_load):  # keep one band on the output grid for its shape
+            coarse_bands = []
+    fine_bands = [b for b in to_load if b not in coarse_bands]
+
+    def load(names: list[str], box: GeoBox, size: int) -> xr.Dataset:
+        return odc.stac.load(
+            items,
+            bands=names,
+            geobox=box,
+            groupby=_by_position({it.id: i for i, it in enumerate(items)}),
+            chunks={"time": 1, "y": size, "x": size},
+            resampling="nearest",
+            # Declared dtype and nodata keep odc-stac from guessing (items without raster:bands
+            # would load as float32 with NaN fill). DN 0 is nodata for every band; SCL fits in
+            # uint16 too (one dtype for all: odc-stac's chunk sizing rejects a per-band mapping).
+            dtype="uint16",
+            nodata=0,
+            fail_on_error=True,
+        )
+
+    raw = load(fine_bands, geobox, chunk)
+    coarse = None
+    if coarse_bands:
+        a = geobox.affine
+        ny, nx = geobox.shape.y, geobox.shape.x
+        box = GeoBox(
+            ((ny + 1) // 2, (nx + 1) // 2),
+            Affine(2 * a.a, 0.0, a.c, 0.0, 2 * a.e, a.f),
+            geobox.crs,
+        )
+        coarse = load(coarse_bands, box, chunk // 2)
 
     def per_item(key: str, default: float) -> np.ndarray:
         return np.array(
@@ -140,6 +251,7 @@ def load_raw(
         scale=per_item("agrisat:scale", 1e-4),
         offset=per_item("agrisat:offset", 0.0),
         item_ids=tuple(ids),
+        coarse=coarse,
     )
 
 
@@ -200,29 +312,42 @@ def load_cube(
     return out
 
 
+def _upsample(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Each pixel of a (t, y, x) block repeated 2 × 2, cut to ``shape`` (nearest neighbour)."""
+    t, h, w = arr.shape
+    out = np.empty((t, h, 2, w, 2), dtype=arr.dtype)
+    out[...] = arr[:, :, None, :, None]
+    return out.reshape(t, 2 * h, 2 * w)[:, : shape[1], : shape[2]]
+
+
 def _prepare_block(
-    *dn: np.ndarray,
     scale: np.ndarray,
     offset: np.ndarray,
+    *dn: np.ndarray,
     bands: tuple[str, ...],
     has_scl: bool,
     indices: tuple[str, ...],
     not_clear: tuple[int, ...],
     water_class: int,
-    block_info: dict[Any, Any] | None = None,
+    factors: tuple[int, ...],
 ) -> np.ndarray:
-    """One chunk: DN → reflectance → masks and indices, stacked as (var, t, y, x) float32."""
+    """One chunk: DN → reflectance → masks and indices, stacked as (var, t, y, x) float32.
+
+    ``scale`` and ``offset`` are this chunk's (band, time) slices; ``factors`` says which of
+    ``dn`` (bands, then SCL) come from a grid twice as coarse and are upsampled here.
+    """
     from .indices import compute_index
 
-    t0, t1 = block_info[0]["array-location"][0] if block_info else (0, dn[0].shape[0])
+    shape = next(a.shape for a, f in zip(dn, factors, strict=True) if f == 1)
+    dn = tuple(a if f == 1 else _upsample(a, shape) for a, f in zip(dn, factors, strict=True))
     refl = {}
-    valid = np.ones(dn[0].shape, dtype=bool)
+    valid = np.ones(shape, dtype=bool)
     for k, b in enumerate(bands):
         arr = dn[k]
         has = arr != 0
         valid &= has
-        sc = scale[k, t0:t1, None, None]
-        off = offset[k, t0:t1, None, None]
+        sc = scale[k, :, None, None]
+        off = offset[k, :, None, None]
         refl[b] = np.where(has, arr.astype(np.float32) * sc + off, np.float32(np.nan))
     if has_scl:
         scl = dn[len(bands)]
@@ -232,7 +357,7 @@ def _prepare_block(
     else:
         clear = valid
         water = np.zeros_like(valid)
-    out = np.empty((3 + len(indices), *dn[0].shape), dtype=np.float32)
+    out = np.empty((3 + len(indices), *shape), dtype=np.float32)
     out[0], out[1], out[2] = valid, clear, water
     with np.errstate(invalid="ignore", divide="ignore"):
         for j, name in enumerate(indices):
@@ -252,28 +377,49 @@ def prepared_stack(
     Returns a dask array (variable, time, y, x) of float32 — ``valid``, ``clear``, ``water``
     (0/1) then one layer per index — and the variable names. Each chunk's reads, scaling,
     masking and index arithmetic run in a single task, so a block is decoded once and no
-    intermediate arrays are kept.
+    intermediate arrays are kept. Bands twice as coarse as ``geobox`` (SCL, 20 m bands) are
+    read on their own grid and repeated 2 × 2 in that task rather than warped by GDAL.
     """
     import dask.array as da
 
     from .indices import bands_for
 
-    rc = load_raw(items, geobox, bands=bands_for(indices), settings=settings)
-    arrays = [rc.data[b].data for b in rc.bands] + ([rc.data[SCL].data] if rc.has_scl else [])
+    rc = load_raw(items, geobox, bands=bands_for(indices), settings=settings, native=True)
+    names_in = [*rc.bands, *([SCL] if rc.has_scl else [])]
+    arrays, factors = [], []
+    for b in names_in:
+        if rc.coarse is not None and b in rc.coarse.data_vars:
+            arrays.append(rc.coarse[b].data)
+            factors.append(2)
+        else:
+            arrays.append(rc.data[b].data)
+            factors.append(1)
+    fine = arrays[factors.index(1)]
+    if any(a.numblocks != fine.numblocks for a in arrays):  # cannot happen with even chunks
+        raise ConfigError("coarse and fine chunk grids differ; use an even chunk_size")
+    tchunks = fine.chunks[0]
+    scale = da.from_array(rc.scale, chunks=(rc.scale.shape[0], tchunks))
+    offset = da.from_array(rc.offset, chunks=(rc.offset.shape[0], tchunks))
     names = ("valid", "clear", "water", *indices)
-    stack = da.map_blocks(
+    pairs: list[Any] = [scale, "bt", offset, "bt"]
+    for a in arrays:
+        pairs += [a, "tyx"]
+    stack = da.blockwise(
         _prepare_block,
-        *arrays,
+        "vtyx",
+        *pairs,
+        new_axes={"v": len(names)},
+        # the output takes the fine grid's chunks, whichever input carries y and x last
+        adjust_chunks={"t": fine.chunks[0], "y": fine.chunks[1], "x": fine.chunks[2]},
+        align_arrays=False,  # coarse chunks are half the size of fine ones, by design
+        concatenate=True,
         dtype=np.float32,
-        new_axis=0,
-        chunks=((len(names),), *arrays[0].chunks),
-        scale=rc.scale,
-        offset=rc.offset,
+        meta=np.empty((0, 0, 0, 0), dtype=np.float32),
         bands=rc.bands,
         has_scl=rc.has_scl,
         indices=tuple(indices),
         not_clear=tuple(settings.scl_not_clear),
         water_class=int(settings.scl_water),
-        meta=np.empty((0, 0, 0, 0), dtype=np.float32),
+        factors=tuple(factors),
     )
     return stack, names

@@ -23,7 +23,7 @@ import shapely
 
 from .book import Farms
 from .config import Settings
-from .cube import grid_for, item_epsg, prepared_stack
+from .cube import grid_anchor, grid_for, item_epsg, prepared_stack
 from .errors import CatalogError, ConfigError
 from .net import clear_gdal_http_cache, gdal_http_options, install_log_redaction, redact_text
 from .observations import observation_columns
@@ -118,7 +118,7 @@ def ingest(
             if not zitems:
                 continue
             t0 = time.perf_counter()
-            _, weights = _zone_grid(farms.gdf.iloc[zones[code]], code, settings)
+            _, weights = _zone_grid(farms.gdf.iloc[zones[code]], code, settings, by_zone[code])
             t_weights += time.perf_counter() - t0
             for batch in _batches(zitems, batch_items):
                 t0 = time.perf_counter()
@@ -204,12 +204,23 @@ def _batches(items: Sequence[pystac.Item], size: int) -> Iterator[list[pystac.It
         yield batch
 
 
-def _zone_grid(farms: gpd.GeoDataFrame, epsg: int, settings: Settings) -> tuple[Any, ZoneWeights]:
+def _zone_grid(
+    farms: gpd.GeoDataFrame,
+    epsg: int,
+    settings: Settings,
+    items: Sequence[pystac.Item] = (),
+) -> tuple[Any, ZoneWeights]:
     local = farms.to_crs(epsg=epsg)
     x0, y0, x1, y1 = local.total_bounds
     pad = 2 * settings.cube.resolution
+    # when the zone's scenes share one pixel grid (one tile), chunks start on its COG blocks;
+    # else at least on the 20 m grid, so 20 m bands and SCL are read unwarped (cube.load_raw)
+    res, block = settings.cube.resolution, settings.cube.chunk_size
+    anchor = grid_anchor(items, resolution=res, block=block) if items else None
+    if anchor is None and items:
+        anchor, block = grid_anchor(items, resolution=res, block=2), 2
     grid = grid_for(
-        (x0 - pad, y0 - pad, x1 + pad, y1 + pad), epsg, resolution=settings.cube.resolution
+        (x0 - pad, y0 - pad, x1 + pad, y1 + pad), epsg, resolution=res, anchor=anchor, block=block
     )
     return grid, coverage_weights(farms, grid, block=settings.cube.chunk_size)
 

@@ -35,7 +35,7 @@ RATE = 50  # samples per second
 STAGES = {  # first matching frame (innermost first) decides the stage of a sample
     "pixel reads (odc-stac _rio_read, GDAL decode)": ("_do_read (odc/loader/_rio.py", "rio_read"),
     "SCL 20→10 m warp (rasterio reproject)": ("reproject (rasterio/warp.py",),
-    "zonal maths (_group_stats, sparse products)": ("_group_stats",),
+    "zonal maths (_chunk_sums, sparse products)": ("_chunk_sums", "_group_from_sums"),
     "coverage weights (exactextract)": ("coverage_weights",),
     "store / parquet": ("agrisat/store.py",),
     "book loading": ("load_book",),

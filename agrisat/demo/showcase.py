@@ -63,8 +63,11 @@ def score_demo(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Replay the season night by night over the workdir's observations and score the alerts.
 
+    The replayed nights become the workdir's alert history (what nightly runs would have
+    stored), so the report and the notebook show every event, not only the last night's.
     Writes ``workdir/demo-scores.json`` and returns (scores, per-event table).
     """
+    from ..alerts import ALERT_COLUMNS
     from ..scoring import nightly_replay, score_alerts
 
     store = Store(workdir)
@@ -80,6 +83,10 @@ def score_demo(
         settings=settings.detect,
         alert_settings=settings.alerts,
     )
+    if len(runs):
+        nights = runs.assign(run_date=pd.to_datetime(runs["run_date"]).dt.strftime("%Y-%m-%d"))
+        with store.lock(), store.transaction() as txn:
+            txn.replace("alerts", nights[["run_date", *ALERT_COLUMNS]].reset_index(drop=True))
     scores = score_alerts(
         runs,
         truth,

@@ -1,0 +1,117 @@
+"""Scaling benchmark of nightly detection: ``anomaly.detect`` + ``alerts.update_alerts``.
+
+The demo's observations (300 farms x 3 years, ``demo-out``) are replicated with renamed farm
+ids (and renamed regions, so peer groups keep their demo size, as in a province of many
+counties) to the requested number of farms. Each size runs in its own subprocess so the
+peak RSS is that size's alone. Two consecutive nights are timed: the first without alert
+history, the second continuing from the first (the steady nightly case).
+
+    .venv/bin/python -W ignore benchmarks/bench_detect.py --farms 3000,30000
+    .venv/bin/python -W ignore benchmarks/bench_detect.py --farms 3000 --save /tmp/x.pkl
+
+``--save`` pickles the anomaly and alert tables of both nights (to compare versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def replicate(obs: pd.DataFrame, farms: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``n`` farms made of copies of the demo farms (ids and regions renamed per copy)."""
+    k = -(-n // len(farms))
+    obs_parts, farm_parts = [], []
+    for i in range(k):
+        f = farms.assign(
+            farm_id=farms["farm_id"].astype(str) + f"-{i:04d}",
+            region=farms["region"].astype(str) + f"-{i:04d}",
+        )
+        o = obs.assign(farm_id=obs["farm_id"].astype(str) + f"-{i:04d}")
+        farm_parts.append(f)
+        obs_parts.append(o)
+    f_all = pd.concat(farm_parts, ignore_index=True).iloc[:n]
+    o_all = pd.concat(obs_parts, ignore_index=True)
+    o_all = o_all[o_all["farm_id"].isin(set(f_all["farm_id"]))].reset_index(drop=True)
+    return o_all, f_all
+
+
+def run_one(n: int, nights: list[str], save: str | None) -> dict[str, object]:
+    from agrisat.alerts import update_alerts
+    from agrisat.anomaly import detect
+    from agrisat.store import Store
+
+    store = Store(str(ROOT / "demo-out"))
+    obs = store.read("observations")
+    obs["date"] = pd.to_datetime(obs["date"])
+    farms = pd.DataFrame(store.read("farms").drop(columns="geometry"))
+    obs, farms = replicate(obs, farms, n)
+    history = None
+    res: dict[str, object] = {"farms": n, "obs_rows": len(obs), "nights": []}
+    res["load_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    saved = []
+    for night in nights:
+        t0 = time.perf_counter()
+        anomalies = detect(obs, farms, asof=night)
+        t1 = time.perf_counter()
+        history = update_alerts(history, anomalies, farms, run_date=night)
+        t2 = time.perf_counter()
+        res["nights"].append(  # type: ignore[union-attr]
+            {
+                "night": night,
+                "detect_s": round(t1 - t0, 3),
+                "alerts_s": round(t2 - t1, 3),
+                "s_per_1000_farms": round((t2 - t0) / n * 1000, 3),
+                "anomaly_rows": len(anomalies),
+                "alerts": len(history),
+            }
+        )
+        saved.append((anomalies, history))
+    res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if save:
+        with open(save, "wb") as fh:
+            pickle.dump(saved, fh)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--farms", default="3000,30000", help="comma-separated farm counts")
+    ap.add_argument("--nights", default="2026-08-20,2026-08-21")
+    ap.add_argument("--save", default=None, help="pickle both nights' tables here (one size)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    sizes = [int(x) for x in a.farms.split(",")]
+    nights = a.nights.split(",")
+    if a.child:
+        print(json.dumps(run_one(sizes[0], nights, a.save)))
+        return
+    for n in sizes:
+        cmd = [sys.executable, "-W", "ignore", __file__, "--child", "--farms", str(n)]
+        cmd += ["--nights", a.nights] + (["--save", a.save] if a.save else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        for nt in r["nights"]:
+            print(
+                f"{n:>7} farms  {nt['night']}  detect {nt['detect_s']:8.2f} s  "
+                f"alerts {nt['alerts_s']:8.2f} s  = {nt['s_per_1000_farms']:6.3f} s/1000 farms  "
+                f"({nt['anomaly_rows']} anomaly rows, {nt['alerts']} alerts)"
+            )
+        print(
+            f"{n:>7} farms  peak RSS {r['peak_rss_mb']:.0f} MB (after loading the inputs "
+            f"{r['load_rss_mb']:.0f} MB), {r['obs_rows']} observation rows"
+        )
+
+
+if __name__ == "__main__":
+    main()
