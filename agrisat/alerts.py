@@ -155,12 +155,14 @@ def _evidence(ep: dict[str, Any]) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
-def _episodes(rows: pd.DataFrame, s: AlertSettings) -> list[dict[str, Any]]:
-    """Crop-condition episodes of one farm from its look rows (sorted by date)."""
+def _episodes(rows: pd.DataFrame | list[dict[str, Any]], s: AlertSettings) -> list[dict[str, Any]]:
+    """Crop-condition episodes of one farm from its look rows (sorted by date; a frame or
+    its records)."""
     eps: list[dict[str, Any]] = []
     cur: dict[str, Any] | None = None
     normals = 0
-    for r in rows.to_dict("records"):
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
+    for r in records:
         state = r["state"]
         if state == "anomalous":
             normals = 0
@@ -191,20 +193,25 @@ def _episodes(rows: pd.DataFrame, s: AlertSettings) -> list[dict[str, Any]]:
     return eps
 
 
-def _stale_episodes(farm_rows: pd.DataFrame) -> list[dict[str, Any]]:
-    stale = farm_rows[farm_rows["state"] == "stale"]
-    return [
-        {
-            "family": "stale_data",
-            "hazard": "stale_data",
-            "onset": r["onset"],
-            "n_looks": 0,
-            "peak": float(r["score"]),
-            "row": r,
-            "resolved": None,
-        }
-        for r in stale.to_dict("records")
-    ]
+def _stale_episode(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "family": "stale_data",
+        "hazard": "stale_data",
+        "onset": r["onset"],
+        "n_looks": 0,
+        "peak": float(r["score"]),
+        "row": r,
+        "resolved": None,
+    }
+
+
+def _records_by_farm(frame: pd.DataFrame) -> dict[Any, list[dict[str, Any]]]:
+    """Records of ``frame`` grouped by ``farm_id`` (row order kept): one conversion for all
+    farms instead of one small frame per farm."""
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for r in frame.to_dict("records"):
+        out.setdefault(r["farm_id"], []).append(r)
+    return out
 
 
 def update_alerts(
@@ -242,7 +249,7 @@ def update_alerts(
     hist = hist.set_index("alert_id", drop=False)
     anomalies = anomalies[pd.to_datetime(anomalies["date"]) <= day]
     looks = anomalies[anomalies["state"] != "stale"]
-    last_seen = looks.groupby("farm_id")["date"].max()
+    last_seen = looks.groupby("farm_id")["date"].max().to_dict()
     out: dict[str, dict[str, Any]] = {}
     open_all = hist[hist["status"].isin(OPEN)]
     # Only farms with something to say: an anomalous/stale row or an open alert to follow.
@@ -250,29 +257,46 @@ def update_alerts(
         open_all["farm_id"]
     )
     subset = anomalies[anomalies["farm_id"].isin(busy)]
-    open_by_farm = dict(tuple(open_all.groupby("farm_id", sort=False)))
-    for farm_id, rows in subset.groupby("farm_id", sort=True):
-        look_rows = rows[rows["state"] != "stale"].sort_values("date", kind="stable")
-        anom = (look_rows["state"] == "anomalous").to_numpy()
-        # Looks before the first anomalous one cannot open or close anything.
-        eps = _episodes(
-            look_rows.iloc[int(anom.argmax()) :] if anom.any() else look_rows.iloc[0:0], s
+    # Everything per farm is prepared with whole-table operations; the loop below only walks
+    # the few rows that can open, extend or close an episode.
+    look_rows = subset[subset["state"] != "stale"].sort_values(["farm_id", "date"], kind="stable")
+    anom = look_rows["state"].eq("anomalous")
+    # Looks before a farm's first anomalous one cannot open or close anything.
+    started = anom.astype(int).groupby(look_rows["farm_id"], sort=False).cumsum() > 0
+    looks_by_farm = _records_by_farm(look_rows[started])
+    stale_by_farm = _records_by_farm(subset[subset["state"] == "stale"])
+    hist_rec = hist.to_dict("index")
+    open_by_farm: dict[Any, list[str]] = {}
+    for aid, farm in zip(open_all.index, open_all["farm_id"], strict=True):
+        open_by_farm.setdefault(farm, []).append(aid)
+    # Stale alerts in history resolve on the first clear look after their onset.
+    open_stale = open_all.loc[open_all["hazard"] == "stale_data", ["alert_id", "farm_id"]]
+    first_after: dict[str, Any] = {}
+    if len(open_stale):
+        pairs = open_stale.assign(since=open_all["onset_date"]).merge(
+            look_rows[["farm_id", "date"]], on="farm_id"
         )
-        eps += _stale_episodes(rows)
-        open_hist = open_by_farm.get(farm_id, open_all.iloc[0:0])
+        pairs = pairs[pairs["date"] > pairs["since"]]
+        first_after = pairs.groupby("alert_id")["date"].min().to_dict()
+    for farm_id in sorted(set(subset["farm_id"])):
+        eps = _episodes(looks_by_farm.get(farm_id, []), s)
+        eps += [_stale_episode(r) for r in stale_by_farm.get(farm_id, [])]
+        open_ids = open_by_farm.get(farm_id, [])
         for ep in eps:
             ep["id"] = _alert_id(str(farm_id), ep["family"], pd.Timestamp(ep["onset"]))
             if ep["family"] == "stale_data":
                 continue
-            if ep["resolved"] is None and ep["id"] not in hist.index:
+            if ep["resolved"] is None and ep["id"] not in hist_rec:
                 # Continuity: an open alert of the same family carries on under its id.
-                same = open_hist[open_hist["hazard"] != "stale_data"]
-                if len(same):
-                    ep["id"], ep["onset"] = same.index[0], same["onset_date"].iloc[0]
-        # Stale alerts in history resolve on the first clear look after their onset.
-        for aid, h in open_hist[open_hist["hazard"] == "stale_data"].iterrows():
-            later = look_rows[look_rows["date"] > h["onset_date"]]
-            if len(later) and not any(e["id"] == aid for e in eps):
+                same = [a for a in open_ids if hist_rec[a]["hazard"] != "stale_data"]
+                if same:
+                    ep["id"], ep["onset"] = same[0], hist_rec[same[0]]["onset_date"]
+        for aid in open_ids:
+            h = hist_rec[aid]
+            if h["hazard"] != "stale_data" or aid not in first_after:
+                continue
+            if not any(e["id"] == aid for e in eps):
+                seen = first_after[aid]
                 eps.append(
                     {
                         "family": "stale_data",
@@ -280,19 +304,13 @@ def update_alerts(
                         "onset": h["onset_date"],
                         "n_looks": 0,
                         "peak": float(h["score"]),
-                        "row": dict(
-                            h,
-                            date=later["date"].iloc[0],
-                            index=h["index"],
-                            state="stale",
-                            stage=None,
-                        ),
-                        "resolved": later["date"].iloc[0],
+                        "row": dict(h, date=seen, index=h["index"], state="stale", stage=None),
+                        "resolved": seen,
                         "id": aid,
                     }
                 )
         for ep in eps:
-            rec = _record(ep, hist, day, last_seen.get(farm_id, pd.NaT), s)
+            rec = _record(ep, hist_rec, day, last_seen.get(farm_id, pd.NaT), s)
             if rec is not None:
                 out[rec["alert_id"]] = rec
     carried = hist[~hist.index.isin(list(out))].copy()
@@ -314,32 +332,37 @@ def update_alerts(
 
 
 def _record(
-    ep: dict[str, Any], hist: pd.DataFrame, day: pd.Timestamp, last_seen: Any, s: AlertSettings
+    ep: dict[str, Any],
+    hist: dict[str, dict[str, Any]],
+    day: pd.Timestamp,
+    last_seen: Any,
+    s: AlertSettings,
 ) -> dict[str, Any] | None:
     aid = ep["id"]
-    known = aid in hist.index
+    h = hist.get(aid)
+    known = h is not None
     resolved = ep["resolved"]
     if resolved is not None:
-        if known and hist.loc[aid, "status"] == "resolved":
-            return dict(hist.loc[aid])
+        if h is not None and h["status"] == "resolved":
+            return dict(h)
         if not known and pd.Timestamp(resolved) < day - pd.Timedelta(days=s.report_resolved_days):
             return None
     r = ep["row"]
     onset = pd.Timestamp(ep["onset"])
     end = pd.Timestamp(resolved) if resolved is not None else day
     magnitude = ep["peak"] if np.isfinite(ep["peak"]) else float(r.get("score") or 0.0)
-    first_raised = hist.loc[aid, "first_raised"] if known else day
+    first_raised = h["first_raised"] if h is not None else day
     status = "resolved" if resolved is not None else ("new" if first_raised == day else "ongoing")
     return {
         "alert_id": aid,
         "farm_id": str(r["farm_id"]),
-        "hazard": ep["hazard"] if not known else hist.loc[aid, "hazard"],
+        "hazard": ep["hazard"] if h is None else h["hazard"],
         "severity": severity_of(ep["hazard"], magnitude, int((end - onset).days), s.severity_rules),
         "status": status,
         "onset_date": onset,
         "last_observed": pd.Timestamp(last_seen)
         if pd.notna(last_seen)
-        else (hist.loc[aid, "last_observed"] if known else pd.NaT),
+        else (h["last_observed"] if h is not None else pd.NaT),
         "evidence": _evidence(ep),
         "peer_state": r.get("peer_state") if ep["hazard"] in ("drought", "stale_data") else None,
         "score": magnitude,

@@ -283,3 +283,103 @@ def test_drought_change_route_is_faster_and_needs_drying(farms) -> None:
     assert not change_mask(f, DetectSettings())[f["farm_id"] == "F0001"].any()
     f = look_features(obs, farms)
     assert change_mask(f, DetectSettings())[f["farm_id"] == "F0001"].any()
+
+
+def _naive_own(t: np.ndarray, v: np.ndarray, ti: float, s: DetectSettings) -> tuple[float, int]:
+    """The own-history median and count of one look, straight from the definition."""
+    year = 365.25
+    sel = [
+        val
+        for tj, val in zip(t, v, strict=True)
+        if tj <= ti - s.history_min_gap_days
+        and abs(((tj - ti + year / 2) % year) - year / 2) <= s.history_window_days
+    ]
+    return (float(np.median(sel)) if sel else np.nan), len(sel)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [DetectSettings(), DetectSettings(history_window_days=200), DetectSettings(chunk_farms=1)],
+)
+def test_own_history_matches_definition_for_interleaved_farms(settings) -> None:
+    # Irregular, shuffled looks of three farms: the vectorised search must find exactly the
+    # same-day-of-year looks of earlier seasons of the same farm (also when windows overlap).
+    rng = np.random.default_rng(5)
+    rows = []
+    for farm, n, span in (("A", 140, 1200), ("B", 90, 1200), ("C", 3, 200)):
+        days = np.sort(rng.choice(np.arange(span), n, replace=False))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "farm_id": farm,
+                    "date": pd.Timestamp("2023-01-01") + pd.to_timedelta(days, unit="D"),
+                    "value": rng.uniform(0.1, 0.9, n),
+                    "water_fraction": rng.uniform(0, 0.3, n),
+                }
+            )
+        )
+    looks = pd.concat(rows, ignore_index=True).sample(frac=1, random_state=2)
+    res = own_history(looks, settings)
+    assert sorted(res.index) == sorted(looks.index)
+    t = (looks["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype=float)
+    for farm in ("A", "B"):
+        own = (looks["farm_id"] == farm).to_numpy()
+        for i in np.flatnonzero(own)[::7]:
+            med, n = _naive_own(t[own], looks["value"].to_numpy()[own], t[i], settings)
+            got = res.loc[looks.index[i]]
+            assert got["own_n"] == n
+            if n >= settings.min_history_looks:
+                assert got["expected_mid"] == pytest.approx(med, abs=1e-12)
+            else:
+                assert np.isnan(got["expected_mid"])
+    # Farm C has no earlier season at all: no baseline, not even a count.
+    assert res.loc[looks.index[looks["farm_id"] == "C"], "own_n"].isna().all()
+
+
+def test_standing_change_reference_matches_definition(farms) -> None:
+    obs = make_observations(farms, seed=4, start="2025-10-01", end="2026-06-30")
+    f = look_features(obs, farms)
+    t = (f["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy()
+    res = (f["value"] - f["peer_median"]).to_numpy()
+    s = DetectSettings()
+    checked = 0
+    for i in range(0, len(f), 23):
+        same = (f["farm_id"] == f["farm_id"].iloc[i]).to_numpy()
+        age = t[i] - t
+        ref = res[same & (age >= s.change_ref_min_days) & (age <= s.change_ref_max_days)]
+        ref = ref[np.isfinite(ref)]
+        expected = res[i] - np.median(ref) if ref.size else np.nan
+        if np.isnan(expected):
+            assert np.isnan(f["change"].iloc[i])
+        else:
+            assert f["change"].iloc[i] == pytest.approx(expected, abs=1e-12)
+            checked += 1
+    assert checked > 10
+
+
+def test_stale_region_date_count_matches_brute_force() -> None:
+    from agrisat.anomaly.detectors import _count_later
+
+    rng = np.random.default_rng(1)
+    day0 = pd.Timestamp("2026-01-01")
+    book = pd.DataFrame(
+        {
+            "farm_id": [f"F{i}" for i in range(40)],
+            "region": rng.choice(["a", "b", "c", ""], 40),
+            "since": day0 + pd.to_timedelta(rng.integers(0, 60, 40), unit="D"),
+        }
+    )
+    good = pd.DataFrame(
+        {
+            "region": rng.choice(["a", "b", "x"], 50),
+            "date": day0 + pd.to_timedelta(rng.integers(0, 80, 50), unit="D"),
+        }
+    ).drop_duplicates()
+    got = _count_later(book, good)
+    want = [
+        int(((good["region"] == r) & (good["date"] > s)).sum())
+        for r, s in zip(book["region"], book["since"], strict=True)
+    ]
+    assert got is not None and got.tolist() == want
+    # Not whole days: the caller must fall back to the join.
+    assert _count_later(book.assign(since=book["since"] + pd.Timedelta(hours=3)), good) is None

@@ -56,7 +56,8 @@ def classify_looks(
     neither break nor extend a run.
     """
     s = settings
-    f = features.copy()
+    # Copy-on-write (pandas 3): a shallow copy, so the new columns do not duplicate the table.
+    f = features.copy(deep=False)
     f["hazard"] = "none"
     f["score"] = np.nan
     f["expected_h"] = np.nan
@@ -71,7 +72,9 @@ def classify_looks(
         anom, "anomalous", np.where(normal_looks(features, s), "normal", "borderline")
     )
     f["peer_state"] = peer_state(features)
-    farm = f["farm_id"]
+    # Integer farm codes: the run groupbys below would otherwise factorise the string ids
+    # of every look again and again.
+    farm = pd.Series(f.groupby("farm_id", sort=False).ngroup().to_numpy(), index=f.index)
     run_id = (~anom).astype(int).groupby(farm, sort=False).cumsum()
     keys = [farm, run_id]
     f["run_looks"] = anom.astype(int).groupby(keys, sort=False).cumsum().where(anom, 0)

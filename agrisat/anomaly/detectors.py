@@ -317,7 +317,38 @@ def _missed_region_looks(book: pd.DataFrame, f: pd.DataFrame, s: DetectSettings)
     n_clear = clear.groupby(["region", "date"]).size()
     share = n_clear / n_clear.index.get_level_values(0).map(n_farms).to_numpy()
     good = share[share >= s.stale_peer_share].reset_index()[["region", "date"]]
+    counted = _count_later(book, good)
+    if counted is not None:
+        return pd.Series(counted, index=book.index)
     merged = book[["farm_id", "region", "since"]].merge(good, on="region", how="left")
     after = merged["date"] > merged["since"]
     missed = after.groupby(merged["farm_id"]).sum()
     return pd.Series(missed.reindex(book["farm_id"]).fillna(0).to_numpy(), index=book.index)
+
+
+_DAY_NS = 86_400 * 10**9
+
+
+def _count_later(book: pd.DataFrame, good: pd.DataFrame) -> np.ndarray | None:
+    """Per book farm, the number of its region's ``good`` dates after its ``since``.
+
+    Binary search on region x day keys instead of a farm x date cross join (millions of rows
+    for a large book). Dates must be whole days (they are: looks are day-stamped); returns
+    None otherwise, or when farm ids repeat, and the caller falls back to the join.
+    """
+    if not book["farm_id"].is_unique or book["since"].isna().any():
+        return None
+    since = book["since"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    dates = good["date"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    if (since % _DAY_NS).any() or (dates % _DAY_NS).any():
+        return None
+    cats = pd.Index(pd.unique(pd.concat([book["region"], good["region"]], ignore_index=True)))
+    rb = cats.get_indexer(book["region"]).astype(np.int64)
+    rg = cats.get_indexer(good["region"]).astype(np.int64)
+    db, dg = since // _DAY_NS, dates // _DAY_NS
+    base = min(db.min(), dg.min()) if dg.size else db.min()
+    span = max(db.max(), dg.max() if dg.size else db.max()) - base + 2
+    key = np.sort(rg * span + (dg - base))
+    after = np.searchsorted(key, rb * span + (db - base), "right")
+    end = np.searchsorted(key, rb * span + span - 1, "right")
+    return (end - after).astype(np.int64)

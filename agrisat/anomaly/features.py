@@ -8,140 +8,40 @@ the replay compute them once.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Mapping
 
-import dask
 import numpy as np
 import pandas as pd
 
 from ..calendar import Calendar, stage_table
 from ..series import clear_looks
+from .history import _masked_median, _range_columns, own_history
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
 __all__ = ["look_features", "own_history", "peer_stats", "standing_change"]
 
 log = logging.getLogger(__name__)
 
-_YEAR = 365.25
+
+def _group_codes(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """One integer code per group of ``keys`` (NaN where a key is missing): the string keys
+    are factorised once and every later groupby runs on integers."""
+    return df.groupby(keys, sort=False).ngroup().to_numpy()
 
 
-def _masked_median(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise median of ``values`` (2-D, finite) where ``mask``; returns (median, count)."""
-    arr = np.where(mask, values, np.inf)
-    arr.sort(axis=1)
-    n = mask.sum(axis=1)
-    rows = np.arange(arr.shape[0])
-    lo = arr[rows, np.maximum((n - 1) // 2, 0)]
-    hi = arr[rows, np.maximum(n // 2, 0)] if arr.shape[1] else lo
-    med = np.where(n > 0, (lo + hi) / 2, np.nan)
-    return med, n
-
-
-def _own_block(
-    t: np.ndarray, v: np.ndarray, water: np.ndarray, eval_mask: np.ndarray, s: DetectSettings
-) -> dict[str, np.ndarray]:
-    """Own-history statistics of one farm's looks (rows in ``eval_mask``) against its history."""
-    ti = t[eval_mask]
-    out = {
-        k: np.full(ti.size, np.nan)
-        for k in ("expected", "expected_mid", "own_scale", "own_n", "vci", "hist_water")
-    }
-    if ti.size == 0 or t.size == 0:
-        return out
-    hist = t[None, :] <= ti[:, None] - s.history_min_gap_days
-    if not hist.any():
-        return out
-    vv = np.broadcast_to(v, hist.shape)
-    tol = s.phenology_tolerance_days
-    lags = sorted({-tol, -tol // 2, 0, tol // 2, tol})
-    meds = []
-    mask0 = hist
-    for lag in lags:
-        dist = np.abs(((t[None, :] - ti[:, None] - lag + _YEAR / 2) % _YEAR) - _YEAR / 2)
-        m = hist & (dist <= s.history_window_days)
-        med, n = _masked_median(vv, m)
-        meds.append(np.where(n >= s.min_history_looks, med, np.nan))
-        if lag == 0:
-            mask0, n0, med0 = m, n, med
-    enough = n0 >= s.min_history_looks
-    mad, _ = _masked_median(np.abs(vv - med0[:, None]), mask0)
-    stacked = np.vstack(meds)
-    with np.errstate(all="ignore"):
-        low = np.nanmin(np.where(np.isfinite(stacked), stacked, np.inf), axis=0)
-    low = np.where(np.isfinite(low), low, np.nan)
-    vmin = np.where(mask0, vv, np.inf).min(axis=1)
-    vmax = np.where(mask0, vv, -np.inf).max(axis=1)
-    wv = np.broadcast_to(np.nan_to_num(water, nan=0.0), hist.shape)
-    wmax = np.where(mask0, wv, -np.inf).max(axis=1)
-    vi = v[eval_mask]
-    span = np.where(vmax - vmin > 1e-6, vmax - vmin, np.nan)
-    out["expected"] = np.where(enough, np.minimum(low, med0), np.nan)
-    out["expected_mid"] = np.where(enough, med0, np.nan)
-    out["own_scale"] = np.where(enough, np.maximum(1.4826 * mad, s.scale_floor), np.nan)
-    out["own_n"] = n0.astype(float)
-    out["vci"] = np.where(enough, (vi - vmin) / span, np.nan)
-    out["hist_water"] = np.where(enough, wmax, np.nan)
-    return out
-
-
-def _own_chunk(
-    chunk: pd.DataFrame, eval_from: pd.Timestamp | None, s: DetectSettings
-) -> pd.DataFrame:
-    parts = []
-    for _, g in chunk.groupby("farm_id", sort=False):
-        t = (g["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype=float)
-        em = (
-            np.ones(len(g), dtype=bool)
-            if eval_from is None
-            else (g["date"] >= eval_from).to_numpy()
-        )
-        res = _own_block(
-            t, g["value"].to_numpy(dtype=float), g["water_fraction"].to_numpy(dtype=float), em, s
-        )
-        parts.append(pd.DataFrame(res, index=g.index[em]))
-    cols = ["expected", "expected_mid", "own_scale", "own_n", "vci", "hist_water"]
-    return pd.concat(parts) if parts else pd.DataFrame(columns=cols, dtype=float)
-
-
-def own_history(
-    looks: pd.DataFrame,
-    settings: DetectSettings = DEFAULT_SETTINGS,
-    *,
-    eval_from: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """Own-history baseline of each clear look: robust expected value, scale and VCI.
-
-    ``looks`` has ``farm_id``, ``date``, ``value``, ``water_fraction`` (one farm's rows
-    together). For each look, earlier-season looks within ``history_window_days`` of the same
-    day of year give the median (``expected_mid``) and MAD (``own_scale``, floored); the
-    ``expected`` used for deficits is the lowest such median over lags of up to
-    ``phenology_tolerance_days`` (an early or late season is not a deficit). ``vci`` is the
-    Vegetation Condition Index against the min/max of the same window. Farm chunks run as Dask
-    tasks when there are at least ``parallel_min_farms`` farms.
-    """
-    farms = looks["farm_id"].unique()
-    if len(farms) < settings.parallel_min_farms:
-        return _own_chunk(looks, eval_from, settings)
-    codes = pd.Series(np.arange(len(farms)) // settings.chunk_farms, index=farms)
-    chunk_of = looks["farm_id"].map(codes).to_numpy()
-    tasks = [
-        dask.delayed(_own_chunk)(looks[chunk_of == c], eval_from, settings)
-        for c in np.unique(chunk_of)
-    ]
-    log.debug("own history over %d farms in %d dask tasks", len(farms), len(tasks))
-    return pd.concat(dask.compute(*tasks))
+def _robust_by(values: pd.Series, codes: np.ndarray) -> tuple[pd.Series, pd.Series, pd.Series]:
+    g = values.groupby(codes, sort=False)
+    med = g.transform("median")
+    n = g.transform("count")
+    mad = (values - med).abs().groupby(codes, sort=False).transform("median")
+    return med, mad, n
 
 
 def _robust_group(
     df: pd.DataFrame, keys: list[str], col: str
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
-    g = df.groupby(keys, sort=False)[col]
-    med = g.transform("median")
-    n = g.transform("count")
-    mad = (df[col] - med).abs().groupby([df[k] for k in keys], sort=False).transform("median")
-    return med, mad, n
+    return _robust_by(df[col], _group_codes(df, keys))
 
 
 def peer_stats(looks: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
@@ -156,8 +56,10 @@ def peer_stats(looks: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
     s = settings
     regional = looks["region"].astype(str) != ""
     out = pd.DataFrame(index=looks.index)
-    med1, mad1, n1 = _robust_group(looks, ["crop", "region", "date"], "value")
-    med2, mad2, n2 = _robust_group(looks, ["crop", "date"], "value")
+    by_region = _group_codes(looks, ["crop", "region", "date"])
+    by_crop = _group_codes(looks, ["crop", "date"])
+    med1, mad1, n1 = _robust_by(looks["value"], by_region)
+    med2, mad2, n2 = _robust_by(looks["value"], by_crop)
     use1 = regional & (n1 >= s.min_peers)
     use2 = ~use1 & (n2 >= s.min_peers)
     out["peer_level"] = np.where(use1, "region", np.where(use2, "crop", "none"))
@@ -173,8 +75,8 @@ def peer_stats(looks: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
         "own_deficit": "peer_deficit_median",
     }
     for col in extra:
-        a = looks.groupby(["crop", "region", "date"], sort=False)[col].transform("median")
-        b = looks.groupby(["crop", "date"], sort=False)[col].transform("median")
+        a = looks[col].groupby(by_region, sort=False).transform("median")
+        b = looks[col].groupby(by_crop, sort=False).transform("median")
         out[names[col]] = np.where(use1, a, np.where(use2, b, np.nan))
     return out
 
@@ -261,13 +163,42 @@ def look_features(
     return f
 
 
-def _ref_standing(t: np.ndarray, res: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Median of ``res`` over each look's earlier looks between ``lo`` and ``hi`` days back."""
-    ok = np.isfinite(res)
-    age = t[:, None] - t[None, :]
-    m = (age >= lo) & (age <= hi) & ok[None, :]
-    med, n = _masked_median(np.where(ok, res, 0.0)[None, :].repeat(t.size, 0), m)
-    return np.where(n > 0, med, np.nan)
+def _ref_standing(
+    block: np.ndarray, t: np.ndarray, residuals: list[np.ndarray], lo: int, hi: int
+) -> list[np.ndarray]:
+    """Median of each of ``residuals`` over each look's looks of the same block ``lo``..``hi``
+    days back.
+
+    Vectorised across blocks (farms): a look's candidates are a contiguous range of the
+    block x day sorted looks, found by binary search; rows go in slices so the padded
+    candidate matrices stay small.
+    """
+    outs = [np.full(t.size, np.nan) for _ in residuals]
+    if t.size == 0:
+        return outs
+    order = np.lexsort((t, block))
+    bs, ts = block[order], t[order]
+    rel = ts - ts.min()
+    big = float(rel.max()) + abs(lo) + abs(hi) + 10.0
+    key = bs * big + rel
+    a_all = np.searchsorted(key, key - hi, "left")
+    b_all = np.searchsorted(key, key - lo, "right")
+    sorted_res = [r[order] for r in residuals]
+    oks = [np.isfinite(r) for r in sorted_res]
+    filled = [np.where(ok, r, 0.0) for r, ok in zip(sorted_res, oks, strict=True)]
+    for start in range(0, t.size, _SLICE_ROWS):
+        sl = slice(start, min(start + _SLICE_ROWS, t.size))
+        idx, valid = _range_columns(a_all[sl], b_all[sl])
+        age = ts[sl, None] - ts[idx]
+        window = valid & (age >= lo) & (age <= hi)
+        for out, ok, val in zip(outs, oks, filled, strict=True):
+            med, n = _masked_median(val[idx], window & ok[idx])
+            out[order[sl]] = np.where(n > 0, med, np.nan)
+    return outs
+
+
+#: rows per slice of the vectorised reference-window medians (bounds their memory)
+_SLICE_ROWS = 100_000
 
 
 def standing_change(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
@@ -285,22 +216,18 @@ def standing_change(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
     out = pd.DataFrame(index=f.index)
     t_all = (f["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype=float)
     codes = f["farm_id"].to_numpy()
-    bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
+    # Contiguous runs of one farm's rows (look_features sorts by farm and date).
+    block = np.cumsum(np.r_[False, codes[1:] != codes[:-1]]).astype(float)
     regional = f["peer_level"] == "region"
-    for name, col, peer in (
-        ("change", "value", "peer_median"),
-        ("moist_change", "moist", "peer_moist"),
-    ):
-        res = (f[col] - f[peer]).to_numpy(dtype=float)
-        ref = np.full(res.size, np.nan)
-        for a, b in itertools.pairwise(bounds):
-            ref[a:b] = _ref_standing(
-                t_all[a:b], res[a:b], s.change_ref_min_days, s.change_ref_max_days
-            )
+    by_region = _group_codes(f, ["crop", "region", "date"])
+    by_crop = _group_codes(f, ["crop", "date"])
+    pairs = (("change", "value", "peer_median"), ("moist_change", "moist", "peer_moist"))
+    residuals = [(f[col] - f[peer]).to_numpy(dtype=float) for _, col, peer in pairs]
+    refs = _ref_standing(block, t_all, residuals, s.change_ref_min_days, s.change_ref_max_days)
+    for (name, _, _), res, ref in zip(pairs, residuals, refs, strict=True):
         d = pd.Series(res - ref, index=f.index)
-        tmp = f[["crop", "region", "date"]].assign(d=d)
-        med1, mad1, _ = _robust_group(tmp, ["crop", "region", "date"], "d")
-        med2, mad2, _ = _robust_group(tmp, ["crop", "date"], "d")
+        med1, mad1, _ = _robust_by(d, by_region)
+        med2, mad2, _ = _robust_by(d, by_crop)
         med = np.where(regional, med1, med2)
         scale = np.maximum(1.4826 * np.where(regional, mad1, mad2), s.change_scale_floor)
         out[name] = d
