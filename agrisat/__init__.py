@@ -7,7 +7,7 @@ The stages, each a module of plain functions over plain values:
 
 from __future__ import annotations
 
-from .alerts import rollup, update_alerts
+from .alerts import update_alerts
 from .anomaly import detect
 from .book import Farms, load_book
 from .catalog import find_scenes, normalize_item
@@ -18,6 +18,7 @@ from .export import export_alerts
 from .indices import INDICES, compute_index
 from .observations import read_observations
 from .pipeline import RunResult, run
+from .rollup import rollup
 from .store import Store
 from .workspace import Workspace
 from .workspace import open_workspace as open

@@ -20,9 +20,10 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
-from .alerts import ALERT_COLUMNS, rollup
+from .alerts import ALERT_COLUMNS
 from .errors import ConfigError
 from .i18n import check_lang, localise_alerts, localise_rollup, render_evidence, t
+from .rollup import rollup
 
 __all__ = ["FORMATS", "SEVERITY_FILLS", "export_alerts"]
 

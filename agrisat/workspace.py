@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .alerts import rollup
 from .errors import ConfigError, StoreError
 from .monitor import alert_history, latest_alerts
 from .observations import read_observations
+from .rollup import rollup
 from .store import Store
 
 if TYPE_CHECKING:

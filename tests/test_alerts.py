@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from agrisat.alerts import ALERT_COLUMNS, AlertSettings, rollup, severity_of, update_alerts
+from agrisat.alerts import ALERT_COLUMNS, AlertSettings, severity_of, update_alerts
+from agrisat.rollup import rollup
 from agrisat.testing_series import make_farms
 
 FARMS = make_farms(4)
