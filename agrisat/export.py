@@ -12,8 +12,6 @@ it keeps the English schema and gains one column, ``evidence_zh``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from .alerts import ALERT_COLUMNS
 from .errors import ConfigError
 from .i18n import check_lang, localise_alerts, localise_rollup, render_evidence, t
 from .rollup import rollup
+from .store import atomic_path
 
 __all__ = ["FORMATS", "SEVERITY_FILLS", "export_alerts"]
 
@@ -49,15 +48,8 @@ def _as_text_dates(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def _xlsx(

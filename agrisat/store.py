@@ -18,6 +18,7 @@ Part names are content hashes, so the same data written twice gives the same byt
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -33,7 +34,14 @@ import pandas as pd
 
 from .errors import StoreError, WorkdirLockedError
 
-__all__ = ["TABLE_KEYS", "Store", "Transaction", "atomic_write_bytes", "atomic_write_text"]
+__all__ = [
+    "TABLE_KEYS",
+    "Store",
+    "Transaction",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +60,45 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
 MAX_PARTS = 64
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+@functools.cache
+def _umask() -> int:
+    # read once: os.umask can only be read by setting it
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    The file gets the permissions a plain ``open`` would give (mkstemp's are 0600), so an
+    export is readable by whoever the workdir is shared with.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # the temporary name keeps the target's suffix: writers pick their format from it
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent
+    )
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return target
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -214,7 +245,7 @@ class Store:
             if path not in live:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-        for tmp in self.root.glob("**/.*.tmp"):
+        for tmp in self.root.glob("**/.*.tmp*"):
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 

@@ -95,3 +95,18 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
         proc.join(10)
     with Store(tmp_path).lock():  # free again once the other process ends
         pass
+
+
+def test_atomic_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    from agrisat.store import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "alerts.csv", "a,b\n")
+    finally:
+        os.umask(old)
+    assert path.read_text() == "a,b\n"
+    assert (path.stat().st_mode & 0o777) == 0o644  # not mkstemp's 0600: exports are shared
+    assert list(tmp_path.iterdir()) == [path]  # no temporary left behind

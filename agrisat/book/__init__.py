@@ -84,7 +84,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -379,14 +378,6 @@ def write_rejects(farms: Farms, workdir: str | os.PathLike[str]) -> Path:
     for col in table.columns:
         if not pd.api.types.is_numeric_dtype(table[col]):
             table[col] = table[col].map(_defuse)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".rejects-", suffix=".csv.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            table.to_csv(fh, index=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    from ..store import atomic_write_text
+
+    return atomic_write_text(target, table.to_csv(index=False, lineterminator="\n"))
