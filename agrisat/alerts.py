@@ -178,9 +178,12 @@ def _episodes(rows: pd.DataFrame | list[dict[str, Any]], s: AlertSettings) -> li
                 eps.append(cur)
             if cur is not None:
                 cur["n_looks"] += 1
-                cur["row"] = r
-                if pd.notna(r["score"]) and r["hazard"] == cur["hazard"]:
-                    cur["peak"] = max(cur["peak"], float(r["score"]))
+                if r["hazard"] == cur["hazard"]:
+                    # the evidence quotes the latest look of the episode's own hazard: a flood
+                    # followed by crop damage must not print the damage's numbers as water
+                    cur["row"] = r
+                    if pd.notna(r["score"]):
+                        cur["peak"] = max(cur["peak"], float(r["score"]))
         elif state == "normal":
             if cur is not None:
                 normals += 1

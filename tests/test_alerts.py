@@ -222,3 +222,33 @@ def test_rollup_exposure_at_risk() -> None:
     assert r.loc[("borrower", "B0000"), "exposure_at_risk"] == 2000.0
     assert r.loc[("borrower", "B0000"), "share_at_risk"] == 0.5
     assert r.loc[("region", "county-a"), "exposure_drought"] == 1000.0
+
+
+def test_flood_evidence_quotes_the_water_not_the_later_damage() -> None:
+    """A flood that leaves a damaged crop: the looks after the water are anomalous for another
+    reason (greenness), and the alert's numbers must still be the flood's."""
+    from agrisat.anomaly import detect
+    from agrisat.testing_series import Event, make_farms, make_observations
+
+    farms = make_farms(30)
+    obs = make_observations(
+        farms, events=[Event("F0003", "flood", "2026-07-20", "2026-08-05", depth=0.5)], seed=3
+    )
+    anomalies = detect(obs, farms, asof="2026-08-25").reset_index(drop=True)
+    mine = anomalies[anomalies.farm_id == "F0003"].sort_values("date")
+    last_flood = mine[mine.hazard == "flood"].index.max()
+    after = mine.loc[last_flood:].index[1:3]  # the next two looks: the crop is damaged
+    anomalies.loc[after, ["state", "hazard", "score", "expected", "value"]] = [
+        "anomalous",
+        "drought",
+        0.52,
+        0.66,
+        0.31,
+    ]
+    alerts = update_alerts(None, anomalies, farms, run_date="2026-08-25")
+    flood = alerts[(alerts.farm_id == "F0003") & (alerts.hazard == "flood")]
+    assert len(flood) == 1
+    a = flood.iloc[0]
+    assert a["score"] == pytest.approx(anomalies.loc[last_flood, "score"])
+    assert a["expected"] < a["score"], a["evidence"]
+    assert "52%" not in a["evidence"] and f"{a['score']:.0%}" in a["evidence"]
