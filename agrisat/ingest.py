@@ -23,10 +23,11 @@ import shapely
 
 from .book import Farms
 from .config import Settings
-from .cube import grid_anchor, grid_for, item_epsg, prepared_stack
+from .cube import grid_anchor, grid_for, item_epsg
 from .errors import CatalogError, ConfigError
 from .net import clear_gdal_http_cache, gdal_http_options, install_log_redaction, redact_text
 from .observations import observation_columns
+from .stack import prepared_stack
 from .store import Store
 from .zonal import (
     ZoneWeights,

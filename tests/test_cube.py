@@ -12,7 +12,8 @@ from shapely.geometry import box
 
 from agrisat.catalog import find_scenes
 from agrisat.config import CubeSettings
-from agrisat.cube import grid_anchor, grid_for, load_cube, prepared_stack
+from agrisat.cube import grid_anchor, grid_for, load_cube
+from agrisat.stack import prepared_stack
 from agrisat.testing import SyntheticFarm, make_archive
 
 X0, Y0 = 600000.0, 4040000.0

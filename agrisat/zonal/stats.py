@@ -126,7 +126,7 @@ def zonal_stats_stack(
     """:func:`zonal_stats` on a stacked array (variable, time, y, x).
 
     The layers are ``valid``, ``clear``, ``water`` (0/1) then one per index, as made by
-    :func:`agrisat.cube.prepared_stack`. The statistics are sums, so they are taken chunk by
+    :func:`agrisat.stack.prepared_stack`. The statistics are sums, so they are taken chunk by
     chunk: one task per chunk reduces it to per-farm partial sums for every farm with pixels in
     it (the chunk's slice of the coverage weights), right after it is read; each farm group's
     task then adds up the partial sums of the chunks under its window. A chunk is read once per

@@ -1,0 +1,134 @@
+"""The zonal stage's input: one fused dask task per chunk, from DN to masks and indices.
+
+:func:`prepared_stack` builds on :func:`agrisat.cube.load_raw`: each chunk's reads, scaling,
+masking and index arithmetic run in a single task, so a block is decoded once and no
+intermediate arrays are kept. 20 m bands read on their own grid are repeated to 10 m here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pystac
+from odc.geo.geobox import GeoBox
+
+from .config import CubeSettings
+from .cube import SCL, load_raw
+from .errors import ConfigError
+
+__all__ = ["prepared_stack"]
+
+
+def _upsample(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Each pixel of a (t, y, x) block repeated 2 × 2, cut to ``shape`` (nearest neighbour)."""
+    t, h, w = arr.shape
+    out = np.empty((t, h, 2, w, 2), dtype=arr.dtype)
+    out[...] = arr[:, :, None, :, None]
+    return out.reshape(t, 2 * h, 2 * w)[:, : shape[1], : shape[2]]
+
+
+def _prepare_block(
+    scale: np.ndarray,
+    offset: np.ndarray,
+    *dn: np.ndarray,
+    bands: tuple[str, ...],
+    has_scl: bool,
+    indices: tuple[str, ...],
+    not_clear: tuple[int, ...],
+    water_class: int,
+    factors: tuple[int, ...],
+) -> np.ndarray:
+    """One chunk: DN → reflectance → masks and indices, stacked as (var, t, y, x) float32.
+
+    ``scale`` and ``offset`` are this chunk's (band, time) slices; ``factors`` says which of
+    ``dn`` (bands, then SCL) come from a grid twice as coarse and are upsampled here.
+    """
+    from .indices import compute_index
+
+    shape = next(a.shape for a, f in zip(dn, factors, strict=True) if f == 1)
+    dn = tuple(a if f == 1 else _upsample(a, shape) for a, f in zip(dn, factors, strict=True))
+    refl = {}
+    valid = np.ones(shape, dtype=bool)
+    for k, b in enumerate(bands):
+        arr = dn[k]
+        has = arr != 0
+        valid &= has
+        sc = scale[k, :, None, None]
+        off = offset[k, :, None, None]
+        refl[b] = np.where(has, arr.astype(np.float32) * sc + off, np.float32(np.nan))
+    if has_scl:
+        scl = dn[len(bands)]
+        valid &= scl != 0
+        clear = valid & ~np.isin(scl, not_clear)
+        water = clear & (scl == water_class)
+    else:
+        clear = valid
+        water = np.zeros_like(valid)
+    out = np.empty((3 + len(indices), *shape), dtype=np.float32)
+    out[0], out[1], out[2] = valid, clear, water
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for j, name in enumerate(indices):
+            out[3 + j] = compute_index(name, refl)
+    return out
+
+
+def prepared_stack(
+    items: Sequence[pystac.Item],
+    geobox: GeoBox,
+    *,
+    indices: Sequence[str],
+    settings: CubeSettings = CubeSettings(),
+) -> tuple[Any, tuple[str, ...]]:
+    """The zonal stage's input: one fused task per chunk from DN to masks and indices.
+
+    Returns a dask array (variable, time, y, x) of float32 — ``valid``, ``clear``, ``water``
+    (0/1) then one layer per index — and the variable names. Each chunk's reads, scaling,
+    masking and index arithmetic run in a single task, so a block is decoded once and no
+    intermediate arrays are kept. Bands twice as coarse as ``geobox`` (SCL, 20 m bands) are
+    read on their own grid and repeated 2 × 2 in that task rather than warped by GDAL.
+    """
+    import dask.array as da
+
+    from .indices import bands_for
+
+    rc = load_raw(items, geobox, bands=bands_for(indices), settings=settings, native=True)
+    names_in = [*rc.bands, *([SCL] if rc.has_scl else [])]
+    arrays, factors = [], []
+    for b in names_in:
+        if rc.coarse is not None and b in rc.coarse.data_vars:
+            arrays.append(rc.coarse[b].data)
+            factors.append(2)
+        else:
+            arrays.append(rc.data[b].data)
+            factors.append(1)
+    fine = arrays[factors.index(1)]
+    if any(a.numblocks != fine.numblocks for a in arrays):  # cannot happen with even chunks
+        raise ConfigError("coarse and fine chunk grids differ; use an even chunk_size")
+    tchunks = fine.chunks[0]
+    scale = da.from_array(rc.scale, chunks=(rc.scale.shape[0], tchunks))
+    offset = da.from_array(rc.offset, chunks=(rc.offset.shape[0], tchunks))
+    names = ("valid", "clear", "water", *indices)
+    pairs: list[Any] = [scale, "bt", offset, "bt"]
+    for a in arrays:
+        pairs += [a, "tyx"]
+    stack = da.blockwise(
+        _prepare_block,
+        "vtyx",
+        *pairs,
+        new_axes={"v": len(names)},
+        # the output takes the fine grid's chunks, whichever input carries y and x last
+        adjust_chunks={"t": fine.chunks[0], "y": fine.chunks[1], "x": fine.chunks[2]},
+        align_arrays=False,  # coarse chunks are half the size of fine ones, by design
+        concatenate=True,
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0, 0), dtype=np.float32),
+        bands=rc.bands,
+        has_scl=rc.has_scl,
+        indices=tuple(indices),
+        not_clear=tuple(settings.scl_not_clear),
+        water_class=int(settings.scl_water),
+        factors=tuple(factors),
+    )
+    return stack, names
