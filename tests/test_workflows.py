@@ -35,7 +35,9 @@ def _night(tmp_path: Path, run_status: int, export_status: int = 0) -> tuple[int
         "FAKE_RUN_STATUS": str(run_status),
         "FAKE_EXPORT_STATUS": str(export_status),
     }
-    res = subprocess.run(["bash", str(WRAPPER)], env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        ["bash", str(WRAPPER)], env=env, capture_output=True, text=True, timeout=60
+    )
     lines = calls.read_text().splitlines() if calls.exists() else []
     return res.returncode, [line.split()[0] for line in lines], res.stderr
 
@@ -44,7 +46,9 @@ def _night(tmp_path: Path, run_status: int, export_status: int = 0) -> tuple[int
     ("run_status", "expected", "exports"),
     [(0, 0, True), (3, 3, True), (4, 0, False), (2, 2, False), (1, 1, False), (137, 1, False)],
 )
-def test_wrapper_maps_run_status(tmp_path: Path, run_status: int, expected: int, exports: bool) -> None:
+def test_wrapper_maps_run_status(
+    tmp_path: Path, run_status: int, expected: int, exports: bool
+) -> None:
     code, calls, err = _night(tmp_path, run_status)
     assert code == expected, err
     assert calls[0] == "run"
@@ -62,7 +66,9 @@ def test_wrapper_fails_when_exports_fail(tmp_path: Path) -> None:
 
 def test_wrapper_requires_its_settings(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGRISAT_")}
-    res = subprocess.run(["bash", str(WRAPPER)], env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        ["bash", str(WRAPPER)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert res.returncode != 0
     assert "AGRISAT_BOOK" in res.stderr
 
