@@ -79,7 +79,7 @@ def _xlsx(
         ws.auto_filter.ref = f"A1:{last}{max(len(df) + 1, 1)}"
         for j, col in enumerate(df.columns, start=1):
             # CJK characters are about two columns wide in Excel.
-            width = max(_width(col), *(_width(v) for v in df[col].head(200)))
+            width = max([_width(col), *(_width(v) for v in df[col].head(200))])
             ws.column_dimensions[get_column_letter(j)].width = min(max(width + 2, 8), 60)
         if i == 0:
             for r, sev in enumerate(severities, start=2):

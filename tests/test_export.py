@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import geopandas as gpd
 import openpyxl
 import pandas as pd
@@ -97,3 +99,23 @@ def test_xlsx_layout(tmp_path) -> None:
 def test_unknown_format_is_a_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="format"):
         export_alerts(_alerts(), FARMS, tmp_path / "alerts.txt")
+
+
+@pytest.mark.parametrize("ext", ["csv", "parquet", "geojson", "xlsx"])
+def test_a_night_without_open_alerts_exports_an_empty_table(tmp_path: Path, ext: str) -> None:
+    """Most nights nothing is open: every format must still write a readable, empty table."""
+    from agrisat.alerts import ALERT_COLUMNS
+    from agrisat.testing_series import make_farms
+
+    farms = make_farms(3)
+    empty = pd.DataFrame(columns=list(ALERT_COLUMNS))
+    path = export_alerts(empty, farms, tmp_path / f"alerts.{ext}")
+    assert path.exists() and path.stat().st_size > 0
+    if ext == "csv":
+        back = pd.read_csv(path)
+        assert len(back) == 0 and "alert_id" in back.columns
+    elif ext == "xlsx":
+        from openpyxl import load_workbook
+
+        ws = load_workbook(path)["alerts"]
+        assert ws.max_row == 1 and ws.cell(1, 1).value == "alert_id"
