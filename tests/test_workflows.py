@@ -79,3 +79,38 @@ def test_prefect_flow_calls_the_same_wrapper() -> None:
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert "WRAPPER" in names
     assert '"agrisat-nightly.sh"' in src
+
+
+def test_wrapper_end_to_end_with_the_real_cli(tmp_path: Path) -> None:
+    """The nightly wrapper against the real agrisat on a tiny archive: every export lands."""
+    import sys
+
+    from shapely.geometry import box
+
+    from agrisat.testing import SyntheticFarm, make_archive
+
+    x0, y0 = 600000.0, 4040000.0
+    farm = SyntheticFarm("F1", box(x0 + 40, y0 - 140, x0 + 140, y0 - 40), {"red": 0.05, "nir": 0.4})
+    arc = make_archive(tmp_path / "a", [farm], dates=["2026-05-01", "2026-05-06"])
+    env = {
+        **os.environ,
+        "AGRISAT_BOOK": str(arc.book),
+        "AGRISAT_CATALOG": str(arc.catalog),
+        "AGRISAT_WORKDIR": str(tmp_path / "w"),
+        "AGRISAT_BIN": str(Path(sys.executable).parent / "agrisat"),
+        "AGRISAT_END": "2026-05-06",
+    }
+    res = subprocess.run(
+        ["bash", str(WRAPPER)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    outbox = tmp_path / "w" / "outbox"
+    names = sorted(p.name for p in outbox.iterdir())
+    assert names == [
+        "alerts-2026-05-06.csv",
+        "alerts-2026-05-06.geojson",
+        "alerts-2026-05-06.xlsx",
+        "report-2026-05-06.html",
+    ]
+    log = (tmp_path / "w" / "logs" / "nightly-2026-05-06.jsonl").read_text()
+    assert "Traceback" not in log
