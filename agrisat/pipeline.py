@@ -93,7 +93,7 @@ def run(
     end = settings_run.end or dt.datetime.now(dt.UTC).date().isoformat()
     store = Store(workdir)
     result = RunResult(
-        run_id=uuid.uuid4().hex[:12], workdir=Path(workdir), end=end, catalog=redact_url(catalog)
+        run_id=uuid.uuid4().hex[:12], workdir=Path(workdir), end=end, catalog=_where(catalog)
     )
     t_start = time.perf_counter()
     started = dt.datetime.now(dt.UTC)
@@ -154,6 +154,14 @@ def run(
         with store.transaction() as txn:
             txn.append("runs", _run_row(result, started))
     return result
+
+
+def _where(catalog: str) -> str:
+    """The catalog as recorded in the run record: URLs redacted, local paths made absolute
+    (the report and the notebook read it later, from any working directory)."""
+    if "://" in catalog:
+        return redact_url(catalog)
+    return str(Path(catalog).resolve())
 
 
 def _search_start(store: Store, run_settings: Any) -> str | None:

@@ -344,3 +344,10 @@ def test_late_scene_within_lookback_is_picked_up(tmp_path: Path) -> None:
     nxt = run(arc.book, str(arc.catalog), w, settings=Settings().replace("run", end=DATES[3]))
     assert nxt.items_new == 1
     assert list(read_observations(w).date) == DATES[:3]
+
+
+def test_run_record_keeps_an_absolute_catalog_path(archive, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(archive.catalog.parent.parent)
+    run(archive.book, "catalog/catalog.json", tmp_path / "w", detect=False)
+    recorded = Store(tmp_path / "w").read("runs")["catalog"].iloc[-1]
+    assert Path(recorded).is_absolute() and Path(recorded) == archive.catalog.resolve()
