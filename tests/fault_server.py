@@ -28,14 +28,15 @@ import contextlib
 import json
 import re
 import socket
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from .local_server import LocalServer
 
 _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 CONFORMS_TO = [
@@ -94,7 +95,7 @@ class _Schedule:
     always: Fault | None = None
 
 
-class FaultServer:
+class FaultServer(LocalServer):
     """Start with :meth:`start` (or as a context manager); ``base`` is ``http://127.0.0.1:port``."""
 
     def __init__(self, root: str | Path, *, asset_query: str | None = None) -> None:
@@ -102,17 +103,9 @@ class FaultServer:
         self.asset_query = asset_query
         self.hits: list[Hit] = []
         self._schedules: dict[str, _Schedule] = defaultdict(_Schedule)
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True  # a stalled handler must not block shutdown
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        super().__init__()
 
     # -- control ---------------------------------------------------------------------------------
-
-    @property
-    def base(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     def url(self, path: str | Path) -> str:
         """URL of ``path`` (absolute under ``root``, or relative to it)."""
@@ -143,21 +136,6 @@ class FaultServer:
         wanted = self.path_of(path)
         with self._lock:
             return [h for h in self.hits if h.path == wanted]
-
-    def start(self) -> FaultServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FaultServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- content ---------------------------------------------------------------------------------
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
+
+from .local_server import LocalServer
 
 DATA = Path(__file__).parent / "data" / "stac"
 SLOW_SECONDS = 3.0
@@ -37,7 +38,7 @@ def _load(name: str) -> dict[str, Any]:
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
-class StacServer:
+class StacServer(LocalServer):
     """Start with :meth:`start`, stop with :meth:`stop`; ``url`` is the working API root."""
 
     def __init__(self) -> None:
@@ -46,28 +47,11 @@ class StacServer:
         # the token the recorded page 1 hands to the server to get page 2
         self.token = next(ln for ln in self.page1["links"] if ln["rel"] == "next")["body"]["next"]
         self.requests: list[tuple[str, str, dict[str, list[str]], dict[str, Any] | None]] = []
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def base(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__()
 
     @property
     def url(self) -> str:
         return self.base + "/"
-
-    def start(self) -> StacServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
 
     def search_requests(self, root: str = "/") -> list[tuple[str, dict[str, Any] | None]]:
         """(method, body) of the requests made to ``<root>search``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .features import farm_attributes
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
 __all__ = [
@@ -265,17 +266,7 @@ def detect_stale(
     seen = observations.assign(farm_id=observations["farm_id"].astype(str))
     first_seen = pd.to_datetime(seen.groupby("farm_id")["date"].min()).dt.normalize()
     last_clear = f.groupby("farm_id")["date"].max() if len(f) else pd.Series(dtype="datetime64[ns]")
-    book = pd.DataFrame(
-        {
-            "farm_id": farms["farm_id"].astype(str).to_numpy(),
-            "crop": farms["crop"].astype(str).to_numpy(),
-            "region": (
-                farms["region"].fillna("").astype(str).to_numpy()
-                if "region" in farms.columns
-                else ""
-            ),
-        }
-    )
+    book = farm_attributes(farms)
     book = book[book["farm_id"].isin(first_seen.index)].reset_index(drop=True)
     if book.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in [*cols, "peer_state"]})

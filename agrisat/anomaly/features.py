@@ -24,6 +24,21 @@ __all__ = ["look_features", "own_history", "peer_stats", "standing_change"]
 log = logging.getLogger(__name__)
 
 
+def farm_attributes(farms: pd.DataFrame) -> pd.DataFrame:
+    """``farm_id``, ``crop`` and ``region`` of the book as strings ("" where no region)."""
+    return pd.DataFrame(
+        {
+            "farm_id": farms["farm_id"].astype(str).to_numpy(),
+            "crop": farms["crop"].astype(str).to_numpy(),
+            "region": (
+                farms["region"].fillna("").astype(str).to_numpy()
+                if "region" in farms.columns
+                else ""
+            ),
+        }
+    )
+
+
 def _group_codes(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
     """One integer code per group of ``keys`` (NaN where a key is missing): the string keys
     are factorised once and every later groupby runs on integers."""
@@ -96,17 +111,7 @@ def look_features(
     """
     s = settings
     looks = clear_looks(observations, index=s.index, min_clear_fraction=s.min_clear_fraction)
-    attrs = pd.DataFrame(
-        {
-            "farm_id": farms["farm_id"].astype(str).to_numpy(),
-            "crop": farms["crop"].astype(str).to_numpy(),
-            "region": (
-                farms["region"].fillna("").astype(str).to_numpy()
-                if "region" in farms.columns
-                else ""
-            ),
-        }
-    )
+    attrs = farm_attributes(farms)
     looks = looks.assign(farm_id=looks["farm_id"].astype(str)).merge(
         attrs, on="farm_id", how="inner"
     )
