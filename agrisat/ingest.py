@@ -66,6 +66,7 @@ def ingest(
     settings: Settings,
     run_id: str,
     replaced: dict[str, str] | None = None,
+    ledger: pd.DataFrame | None = None,
     batch_items: int = 24,
     progress: ProgressFn | None = None,
 ) -> IngestResult:
@@ -89,6 +90,8 @@ def ingest(
         Written into the ledger.
     replaced
         New item id → id of the stored item it re-publishes (its rows are replaced).
+    ledger
+        The store's ledger when the caller has read it already (read here otherwise).
     batch_items
         Items computed and committed together (whole days are never split).
     progress
@@ -96,7 +99,8 @@ def ingest(
     """
     replaced = replaced or {}
     result = IngestResult()
-    ledger = store.read("ledger")
+    if ledger is None:
+        ledger = store.read("ledger")
     stored_days = set(ledger["day"]) if len(ledger) else set()
     t0 = time.perf_counter()
     by_zone: dict[int, list[pystac.Item]] = {}

@@ -112,17 +112,18 @@ def run(
         result.seconds["book"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        ledger = store.read("ledger")  # read once: search window, new items, ingestion
         items = find_scenes(
             catalog,
             bbox=farms.bounds,
-            start=_search_start(store, settings_run),
+            start=_search_start(store, ledger, settings_run),
             end=end,
             collection=settings_run.collection,
             policy=settings.net,
         )
         result.items_found = len(items)
         log.info("catalog %s: %d scenes over the book", redact_url(catalog), len(items))
-        new, replaced = new_items(items, store.read("ledger"))
+        new, replaced = new_items(items, ledger)
         result.items_new = len(new)
         result.seconds["catalog"] = time.perf_counter() - t0
 
@@ -135,6 +136,7 @@ def run(
             settings=settings,
             run_id=result.run_id,
             replaced=replaced,
+            ledger=ledger,
             batch_items=settings_run.batch_items,
             progress=progress,
         )
@@ -164,7 +166,7 @@ def _where(catalog: str) -> str:
     return str(Path(catalog).resolve())
 
 
-def _search_start(store: Store, run_settings: Any) -> str | None:
+def _search_start(store: Store, ledger: pd.DataFrame, run_settings: Any) -> str | None:
     """First day to search.
 
     ``--start`` on a first run; later the last run's end minus the look-back, or earlier when a
@@ -176,7 +178,6 @@ def _search_start(store: Store, run_settings: Any) -> str | None:
         return run_settings.start
     back = dt.date.fromisoformat(max(ends)) - dt.timedelta(days=int(run_settings.lookback_days))
     start = back.isoformat()
-    ledger = store.read("ledger")
     if len(ledger):
         last = ledger.drop_duplicates("item_id", keep="last")
         failed = last.loc[last["status"] == "failed", "day"]
