@@ -22,6 +22,7 @@ from .catalog import normalize_item, search_items
 from .config import Settings
 from .cube import grid_for, item_epsg, load_cube
 from .errors import AgrisatError, CatalogError, SceneError
+from .i18n import check_lang
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -226,8 +227,11 @@ def load_chips(
     return chips
 
 
-def plot_chips(chips: ChipSet, *, size: float = 2.6) -> Figure:
+def plot_chips(chips: ChipSet, *, size: float = 2.6, lang: str = "en") -> Figure:
     """Two rows (true colour, NDVI) by one column per date; the farm outline in each.
+
+    ``lang="zh"`` labels the rows in Chinese (render as SVG with live text, see
+    :func:`agrisat.report.cards.figure_data_uri`, where no CJK font is installed).
 
     Cloud or shadow pixels (not clear by SCL) are hatched over in the NDVI row, so a low NDVI
     under a cloud is not mistaken for a failed crop.
@@ -258,8 +262,11 @@ def plot_chips(chips: ChipSet, *, size: float = 2.6) -> Figure:
             ax.set_xlim(x0, x1)
             ax.set_ylim(y0, y1)
         top.set_title(chips.labels[j] if j < len(chips.labels) else chips.dates[j], fontsize=8)
-    axes[0, 0].set_ylabel("true colour", fontsize=9)
-    axes[1, 0].set_ylabel("NDVI (white: not clear)", fontsize=9)
+    zh = check_lang(lang) == "zh"
+    axes[0, 0].set_ylabel("真彩色" if zh else "true colour", fontsize=9)
+    axes[1, 0].set_ylabel(
+        "NDVI（白色：非有效像元）" if zh else "NDVI (white: not clear)", fontsize=9
+    )
     if im is not None:
         fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label="NDVI")
     fig.suptitle(f"{chips.farm_id} · {chips.crs}", fontsize=9, x=0.01, ha="left")

@@ -119,6 +119,16 @@ _MISC: dict[str, dict[str, str]] = {
     "level.loan": {"en": "loan", "zh": "贷款"},
     "level.borrower": {"en": "borrower", "zh": "借款人"},
     "level.region": {"en": "region", "zh": "区域"},
+    # chart labels (agrisat.plots.plot_farm)
+    "chart.harvest": {"en": "harvest window", "zh": "收获期"},
+    "chart.history": {"en": "own history (median ± spread)", "zh": "历年同期（中位数 ± 离散）"},
+    "chart.peers": {"en": "peers (same crop & region, IQR)", "zh": "同区域同作物（四分位区间）"},
+    "chart.look": {"en": "{index} clear look", "zh": "{index} 有效观测"},
+    "chart.cloudy": {"en": "cloudy (no clear look)", "zh": "多云（无有效观测）"},
+    "chart.no_data": {"en": "no data", "zh": "无数据"},
+    "chart.resolved": {"en": " (resolved)", "zh": "（已解除）"},
+    "chart.loan": {"en": "loan", "zh": "贷款"},
+    "chart.exposure": {"en": "exposure", "zh": "风险敞口"},
 }
 _TABLES: dict[str, Mapping[str, dict[str, str]]] = {
     "hazard": HAZARDS,

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .calendar import Calendar, default_calendars
 from .errors import ConfigError
+from .i18n import check_lang, t
 from .series import clear_looks
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ def plot_farm(
     ax: Axes | None = None,
     figsize: tuple[float, float] = (11.0, 4.4),
     title: str | None = None,
+    lang: str = "en",
 ) -> Figure:
     """Draw a farm's index series with its own-history band, peers' band, harvest windows and
     alerts.
@@ -186,6 +188,10 @@ def plot_farm(
         Crop calendars for the harvest windows (default the built-in ones).
     ax
         Draw into this Axes instead of a new figure.
+    lang
+        Language of the labels (``"en"`` or ``"zh"``). Chinese labels need a CJK font where the
+        figure is rendered: save it as SVG with ``svg.fonttype: none`` (text stays text and the
+        viewer's fonts draw it), as the HTML report does.
 
     Returns
     -------
@@ -196,7 +202,9 @@ def plot_farm(
     """
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
+    check_lang(lang)
     col = f"{index}_mean"
     if col not in observations.columns:
         raise ConfigError(f"index {index!r} was not computed in this workdir (no {col} column)")
@@ -226,31 +234,31 @@ def plot_farm(
         harvest_windows(farm["crop"], start_ts, end_ts, calendars)
     ):
         ax.axvspan(lo, hi, color="#d7ccc8", alpha=0.45, lw=0, gid="harvest",
-                   label="harvest window" if i == 0 else None)  # fmt: skip
+                   label=t("chart.harvest", lang) if i == 0 else None)  # fmt: skip
 
     looks = clear_looks(rows, index=index)
     grid = pd.date_range(start_ts, end_ts, freq="5D")
     hist = history_band(looks["date"], looks[col].to_numpy(), grid)
     if hist["median"].notna().any():
         ax.fill_between(hist["date"], hist["lo"], hist["hi"], color="#90a4ae", alpha=0.35,
-                        lw=0, gid="band:history", label="own history (median ± spread)")  # fmt: skip
+                        lw=0, gid="band:history", label=t("chart.history", lang))  # fmt: skip
         ax.plot(hist["date"], hist["median"], color="#607d8b", lw=1, ls="--")
     peers = peer_band(observations, farms, farm_id, index=index)
     if len(peers):
         peers = peers[(peers["date"] >= start_ts) & (peers["date"] <= end_ts)]
     if len(peers):
         ax.fill_between(peers["date"], peers["q25"], peers["q75"], color="#81c784", alpha=0.35,
-                        lw=0, gid="band:peers", label="peers (same crop & region, IQR)")  # fmt: skip
+                        lw=0, gid="band:peers", label=t("chart.peers", lang))  # fmt: skip
 
     shown = looks[(looks["date"] >= start_ts) & (looks["date"] <= end_ts)]
     ax.plot(shown["date"], shown[col], color="#1b5e20", lw=1.2, alpha=0.8)
     ax.plot(shown["date"], shown[col], "o", ms=4, color="#1b5e20", gid="looks",
-            label=f"{index.upper()} clear look")  # fmt: skip
+            label=t("chart.look", lang).format(index=index.upper()))  # fmt: skip
     inwin = rows[(rows["date"] >= start_ts) & (rows["date"] <= end_ts)]
     gap_y = ymin + 0.03
     for status, marker, color, label in (
-        ("cloudy", "|", "#78909c", "cloudy (no clear look)"),
-        ("no_data", "x", "#b0bec5", "no data"),
+        ("cloudy", "|", "#78909c", t("chart.cloudy", lang)),
+        ("no_data", "x", "#b0bec5", t("chart.no_data", lang)),
     ):
         d = inwin.loc[inwin["status"].astype(str) == status, "date"]
         if len(d):
@@ -266,9 +274,13 @@ def plot_farm(
             color = SEVERITY_COLORS.get(str(a["severity"]), "#c62828")
             ls = ":" if str(a.get("status", "")) == "resolved" else "-"
             ax.axvline(onset, color=color, lw=1.6, ls=ls, gid=f"alert:{a['alert_id']}")
-            label = f"{a['hazard']} · {a['severity']}"
+            if lang == "en":  # the codes analysts filter on
+                label = f"{a['hazard']} · {a['severity']}"
+            else:
+                label = f"{t('hazard.' + str(a['hazard']), lang)} · "
+                label += t("severity." + str(a["severity"]), lang)
             if str(a.get("status", "")) == "resolved":
-                label += " (resolved)"
+                label += t("chart.resolved", lang)
             # labels near the right edge go to the left of their line, so they stay inside
             right = (onset - start_ts) > 0.7 * (end_ts - start_ts)
             ax.annotate(label, xy=(onset, ymax), xytext=(-3 if right else 3, -4 - 12 * (n_alerts % 3)),
@@ -279,13 +291,19 @@ def plot_farm(
     ax.set_ylabel(index.upper())
     ax.grid(True, axis="y", color="#eceff1", lw=0.8)
     ax.xaxis.set_major_locator(mdates.MonthLocator())
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%b\n%Y"))
+    if lang == "zh":
+        ax.xaxis.set_major_formatter(
+            FuncFormatter(lambda x, _pos: f"{mdates.num2date(x):%-m}月\n{mdates.num2date(x):%Y}")
+        )
+    else:
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%b\n%Y"))
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     region = farm.get("region", "")
     ax.set_title(
         title
-        or f"{farm_id} · {farm['crop']} · {region} · loan {farm['loan_id']} · exposure "
+        or f"{farm_id} · {t('crop.' + str(farm['crop']), lang) if lang != 'en' else farm['crop']}"
+        f" · {region} · {t('chart.loan', lang)} {farm['loan_id']} · {t('chart.exposure', lang)} "
         f"{float(farm['exposure']):,.0f}",
         loc="left",
         fontsize=10,

@@ -3,7 +3,9 @@ in a real (headless) browser."""
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -140,6 +142,25 @@ def test_report_in_chinese(built: tuple[SyntheticArchive, Path], tmp_path: Path)
     assert doc.alert_rows == 3
     with pytest.raises(ConfigError):
         build_report(workdir, tmp_path / "x.html", lang="fr")
+
+
+def test_chinese_charts_keep_their_text_as_text(
+    built: tuple[SyntheticArchive, Path], tmp_path: Path
+) -> None:
+    """zh charts are SVG with <text> labels (drawn by the reader's CJK font), not PNG boxes."""
+    arc, workdir = built
+    out = build_report(workdir, tmp_path / "zh.html", lang="zh", catalog=arc.catalog, top_n=1)
+    text, doc = parse(out)
+    assert doc.imgs == 2 and "data:image/png;base64," not in text
+    uris = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', text)
+    assert len(uris) == 2
+    series, chips = (base64.b64decode(u).decode("utf-8") for u in uris)
+    labels = "".join(re.findall(r"<text[^>]*>([^<]*)</text>", series))
+    for zh in ("有效观测", "贷款", "风险敞口", "月"):
+        assert zh in labels
+    assert "clear look" not in series and "Noto Sans CJK SC" in series
+    chip_labels = "".join(re.findall(r"<text[^>]*>([^<]*)</text>", chips))
+    assert "之前" in chip_labels and "之后" in chip_labels
 
 
 # -- a synthetic 10,000-farm book, tables only (no pixels) ------------------------------

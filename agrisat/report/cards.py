@@ -1,11 +1,12 @@
-"""Per-alert cards: the series chart (PNG) and before/after chips for the largest exposures,
-an SVG sparkline for the others."""
+"""Per-alert cards: the series chart and before/after chips for the largest exposures (PNG;
+SVG with live text in Chinese), an SVG sparkline for the others."""
 
 from __future__ import annotations
 
 import base64
 import io
 import logging
+import warnings
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from ..workspace import Workspace
 
-__all__ = ["before_after_dates", "cards_section", "png_data_uri"]
+__all__ = ["before_after_dates", "cards_section", "figure_data_uri", "png_data_uri"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,33 @@ def png_data_uri(fig: Figure, *, dpi: int = 72) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+#: CJK fonts a reader's system is likely to have, after matplotlib's default for Latin text.
+_CJK_FONTS = ["DejaVu Sans", "Noto Sans CJK SC", "Source Han Sans SC", "Microsoft YaHei",
+              "PingFang SC", "WenQuanYi Micro Hei", "SimHei"]  # fmt: skip
+
+
+def figure_data_uri(fig: Figure, lang: str) -> str:
+    """A figure as a data URI: PNG in English, SVG with its text kept as text otherwise.
+
+    Why SVG for Chinese: matplotlib's bundled fonts have no CJK glyphs, and the machine that
+    builds the report often has none either. With ``svg.fonttype: none`` the labels stay
+    ``<text>`` elements and the reader's browser draws them with its own CJK font.
+    """
+    if lang == "en":
+        return png_data_uri(fig)
+    import matplotlib
+
+    buf = io.BytesIO()
+    rc: dict[str, Any] = {"svg.fonttype": "none", "font.sans-serif": _CJK_FONTS}
+    with matplotlib.rc_context(rc), warnings.catch_warnings():  # type: ignore[arg-type]
+        # layout measures CJK text with the Latin font's metrics: "glyph missing" is expected
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        for text in fig.findobj(matplotlib.text.Text):
+            text.set_fontfamily(["sans-serif"])
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def before_after_dates(looks: pd.DataFrame, onset: pd.Timestamp) -> tuple[str | None, str | None]:
@@ -101,8 +129,9 @@ def cards_section(
         looks = by_farm.get(str(a.farm_id), obs.iloc[0:0])
         evidence = f'<div class="ev">{escape(evidence_text(a, lang))}</div>'
         if i < top_n:
-            fig = ws.plot_farm(str(a.farm_id), figsize=(10.5, 3.6))
-            imgs = [f'<img alt="{escape(str(a.farm_id))} series" src="{png_data_uri(fig)}">']
+            fig = ws.plot_farm(str(a.farm_id), figsize=(10.5, 3.6), lang=lang)
+            uri = figure_data_uri(fig, lang)
+            imgs = [f'<img alt="{escape(str(a.farm_id))} series" src="{uri}">']
             if skip_reason is None and a.hazard != "stale_data" and not pd.isna(a.onset_date):
                 imgs.append(_chips_img(ws, a, looks, lang))
             out.append(
@@ -136,8 +165,17 @@ def _chips_img(ws: Workspace, a: Any, looks: pd.DataFrame, lang: str) -> str:
         return f'<p class="note">{escape(label("chips_skipped", lang, reason=str(exc)))}</p>'
     from ..chips import plot_chips
 
-    # figure text stays English: matplotlib's default fonts have no CJK glyphs
-    tags = ["before", "after"] if before and after else [""]
+    tags = [label("before", lang), label("after", lang)] if before and after else [""]
     chips.labels = [f"{t} {lbl}".strip() for t, lbl in zip(tags, chips.labels, strict=False)]
-    fig = plot_chips(chips, size=1.9)
-    return f'<img alt="{escape(str(a.farm_id))} chips" src="{png_data_uri(fig)}">'
+    if lang != "en":  # "2026-06-27\nok · clear 100%" -> "有效 · 晴空 100%"
+        chips.labels = [_zh_chip_label(lbl) for lbl in chips.labels]
+    fig = plot_chips(chips, size=1.9, lang=lang)
+    return f'<img alt="{escape(str(a.farm_id))} chips" src="{figure_data_uri(fig, lang)}">'
+
+
+def _zh_chip_label(text: str) -> str:
+    status = {"ok": "有效", "cloudy": "多云", "no_data": "无数据", "too_small": "过小"}
+    out = text.replace(" clear ", " 晴空 ")
+    for en, zh in status.items():
+        out = out.replace(f"\n{en} · ", f"\n{zh} · ")
+    return out
