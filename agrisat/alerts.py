@@ -83,6 +83,9 @@ class AlertSettings:
     #: when it recovered within this many days of the run
     report_resolved_days: int = 30
     severity_rules: tuple[SeverityRule, ...] = field(default=SEVERITY_RULES)
+    #: an alert confirmed early on one strong look (anomaly column ``early``) stays at most at
+    #: this severity until a second anomalous look agrees
+    early_severity: str = "watch"
 
 
 DEFAULT_ALERT_SETTINGS = AlertSettings()
@@ -174,6 +177,7 @@ def _episodes(rows: pd.DataFrame | list[dict[str, Any]], s: AlertSettings) -> li
                     "peak": -np.inf,
                     "row": r,
                     "resolved": None,
+                    "early": pd.notna(r.get("early")) and bool(r.get("early")),
                 }
                 eps.append(cur)
             if cur is not None:
@@ -359,7 +363,10 @@ def _record(
         "alert_id": aid,
         "farm_id": str(r["farm_id"]),
         "hazard": ep["hazard"] if h is None else h["hazard"],
-        "severity": severity_of(ep["hazard"], magnitude, int((end - onset).days), s.severity_rules),
+        "severity": _capped(
+            severity_of(ep["hazard"], magnitude, int((end - onset).days), s.severity_rules),
+            s.early_severity if ep.get("early") and int(ep["n_looks"]) < 2 else None,
+        ),
         "status": status,
         "onset_date": onset,
         "last_observed": pd.Timestamp(last_seen)
@@ -376,6 +383,13 @@ def _record(
         "last_updated": day,
         "resolved_date": pd.Timestamp(resolved) if resolved is not None else pd.NaT,
     }
+
+
+def _capped(severity: str, cap: str | None) -> str:
+    """``severity`` lowered to ``cap`` (None: no cap)."""
+    if cap is None:
+        return severity
+    return SEVERITIES[min(SEVERITIES.index(severity), SEVERITIES.index(cap))]
 
 
 def _empty() -> pd.DataFrame:

@@ -252,3 +252,24 @@ def test_flood_evidence_quotes_the_water_not_the_later_damage() -> None:
     assert a["score"] == pytest.approx(anomalies.loc[last_flood, "score"])
     assert a["expected"] < a["score"], a["evidence"]
     assert "52%" not in a["evidence"] and f"{a['score']:.0%}" in a["evidence"]
+
+
+def test_early_single_look_alert_opens_at_watch_and_escalates_on_a_second_look() -> None:
+    first = _look("F0002", "2026-04-06", "anomalous", onset="2026-04-06", run_looks=1,
+                  confirmed=True, score=0.45)  # fmt: skip
+    first["early"] = True
+    night1 = pd.DataFrame([_look("F0002", "2026-04-01", "normal"), first])
+    a1 = update_alerts(None, night1, FARMS, run_date="2026-04-06")
+    assert len(a1) == 1 and a1.iloc[0]["severity"] == "watch"  # 45 % alone would be critical
+    assert severity_of("drought", 0.45, 0) == "critical"
+    second = _look("F0002", "2026-04-11", "anomalous", onset="2026-04-06", run_looks=2,
+                   confirmed=True, score=0.45)  # fmt: skip
+    second["early"] = False
+    night2 = pd.concat([night1, pd.DataFrame([second])], ignore_index=True)
+    a2 = update_alerts(a1, night2, FARMS, run_date="2026-04-11")
+    assert list(a2["alert_id"]) == list(a1["alert_id"])  # the same alert, escalated
+    assert a2.iloc[0]["severity"] == "critical"
+    # without the cap the first night is already critical
+    a0 = update_alerts(None, night1, FARMS, run_date="2026-04-06",
+                       settings=AlertSettings(early_severity="critical"))  # fmt: skip
+    assert a0.iloc[0]["severity"] == "critical"

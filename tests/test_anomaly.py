@@ -383,3 +383,68 @@ def test_stale_region_date_count_matches_brute_force() -> None:
     assert got is not None and got.tolist() == want
     # Not whole days: the caller must fall back to the join.
     assert _count_later(book.assign(since=book["since"] + pd.Timedelta(hours=3)), good) is None
+
+
+def test_strong_drought_confirms_on_its_first_look_weak_waits(farms) -> None:
+    # a sharp drought (40 % within 3 days): the first look after it is far out against the
+    # same-date peers in NDVI and NDMI and confirms alone, flagged early; strong_z=0 waits
+    events = [Event("F0001", "drought", "2026-04-06", "2026-05-20", depth=0.4, ramp_days=3)]
+    obs = make_observations(farms, events=events, seed=21, start="2024-10-01", end="2026-06-01")
+    first = {}
+    for strong in (4.0, 0.0):
+        s = DetectSettings(strong_z=strong)
+        c = classify_looks(look_features(obs, farms, settings=s), s)
+        hit = c[(c["farm_id"] == "F0001") & c["confirmed"]]
+        first[strong] = hit.iloc[0]
+        season = c["confirmed"] & (c["date"] >= pd.Timestamp("2025-10-01"))
+        assert set(c.loc[season, "farm_id"]) == {"F0001"}  # nothing else, either way
+    anom = c[(c["farm_id"] == "F0001") & (c["state"] == "anomalous")]["date"].min()
+    assert first[4.0]["date"] == anom and first[4.0]["run_looks"] == 1 and first[4.0]["early"]
+    assert first[0.0]["date"] - first[4.0]["date"] == pd.Timedelta(days=5)
+    assert not first[0.0]["early"]
+
+
+def test_weak_single_look_drought_waits_for_a_second_look(farms) -> None:
+    # a mild, slow drought never reaches strong_z on one look: it still needs two looks
+    events = [Event("F0001", "drought", "2026-04-01", "2026-05-20", depth=0.3, ramp_days=20)]
+    obs = make_observations(farms, events=events, seed=22, start="2024-10-01", end="2026-06-01")
+    c = classify_looks(look_features(obs, farms))
+    hit = c[(c["farm_id"] == "F0001") & c["confirmed"]]
+    assert len(hit) and (hit["run_looks"] >= 2).all() and not hit["early"].any()
+
+
+def test_late_farm_greening_at_its_peers_pace_is_not_a_drought(farms) -> None:
+    # F0007 emerges 15 days late this spring and greens at the normal pace: not a drought
+    obs = make_observations(farms, seed=23, start="2024-10-01", end="2026-06-01")
+    me = obs[obs["farm_id"] == "F0007"].set_index("date")
+    window = (obs["farm_id"] == "F0007") & obs["date"].between("2026-02-20", "2026-04-30")
+    for col in ("ndvi_mean", "ndmi_mean"):
+        obs.loc[window, col] = (
+            me[col].reindex(obs.loc[window, "date"] - pd.Timedelta(days=15)).to_numpy()
+        )
+    c = classify_looks(look_features(obs, farms))
+    season = c["confirmed"] & (c["date"] >= pd.Timestamp("2025-10-01"))
+    assert not season.any()
+    # the guard is what keeps it quiet: without it the late farm is flagged as a drought
+    s = DetectSettings(late_pace_share=0.0, change_lag_guard_days=0)
+    c0 = classify_looks(look_features(obs, farms, settings=s), s)
+    flagged = c0[(c0["farm_id"] == "F0007") & (c0["hazard"] == "drought")]
+    assert len(flagged)
+
+
+def test_rare_crop_peers_keep_their_regions_shared_condition() -> None:
+    # crop Y has 3 farms in region A (< min_peers): compared with Y elsewhere, plus what
+    # region A shares that date (all of A is 0.06 below its crops' medians)
+    rows = [("A", "X", 0.54)] * 6 + [("B", "X", 0.60)] * 15
+    rows += [("A", "Y", 0.54)] * 3 + [("B", "Y", 0.60)] * 6
+    looks = pd.DataFrame(rows, columns=["region", "crop", "value"])
+    looks["farm_id"] = [f"F{i:03d}" for i in range(len(looks))]
+    looks["date"] = pd.Timestamp("2026-04-20")
+    from agrisat.anomaly import peer_stats
+
+    p = peer_stats(looks, DetectSettings())
+    y_in_a = (looks["region"] == "A") & (looks["crop"] == "Y")
+    assert (p.loc[y_in_a, "peer_level"] == "crop").all()
+    np.testing.assert_allclose(p.loc[y_in_a, "peer_median"], 0.54)  # 0.60 - 0.06
+    y_in_b = (looks["region"] == "B") & (looks["crop"] == "Y")
+    np.testing.assert_allclose(p.loc[y_in_b, "peer_median"], 0.60)  # region peers: unchanged

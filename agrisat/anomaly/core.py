@@ -21,7 +21,7 @@ from .detectors import (
 from .features import look_features
 from .settings import DEFAULT_SETTINGS, HAZARD_PRIORITY, DetectSettings
 
-__all__ = ["ANOMALY_COLUMNS", "assemble", "classify_looks", "detect"]
+__all__ = ["ANOMALY_COLUMNS", "assemble", "classify_looks", "detect", "strong_drought"]
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ ANOMALY_COLUMNS: tuple[str, ...] = (
     "farm_id", "date", "hazard", "state", "score", "value", "expected", "index",
     "own_z", "own_deficit", "vci", "peer_median", "peer_z", "peer_n", "peer_level", "peer_state",
     "water_fraction", "clear_fraction", "crop", "region", "stage",
-    "onset", "run_looks", "run_hazard", "confirmed",
+    "onset", "run_looks", "run_hazard", "confirmed", "early",
 )  # fmt: skip
 
 _DETECTORS = {
@@ -51,9 +51,11 @@ def classify_looks(
     for anomalous looks ``onset`` (first look of the run of consecutive anomalous clear looks),
     ``run_looks``, ``run_hazard`` (most specific hazard of the run so far) and ``confirmed``
     (the run has enough looks for its hazard; a no-planting gap of ``strong_factor`` times
-    the threshold needs one look; a single-look hazard on a look less clear than
-    ``single_look_min_clear`` waits for a second look). Cloudy dates are not looks, so they
-    neither break nor extend a run.
+    the threshold needs one look, so does a drought look with strong independent evidence,
+    see :func:`strong_drought`; a single-look hazard on a look less clear than
+    ``single_look_min_clear`` waits for a second look) and ``early`` (confirmed before the
+    hazard's usual count of looks: the alert opens at ``watch``). Cloudy dates are not looks,
+    so they neither break nor extend a run.
     """
     s = settings
     # Copy-on-write (pandas 3): a shallow copy, so the new columns do not duplicate the table.
@@ -95,10 +97,45 @@ def classify_looks(
         & (f["hazard"] == "no_planting")
         & (f["score"] >= s.strong_factor * s.no_planting_gap)
     )
+    strong = strong | ((f["hazard"] == "drought") & strong_drought(f, s))
+    usual = needed
     needed = np.where(strong, 1, needed)
     needed = np.where(f["clear_fraction"] < s.single_look_min_clear, np.maximum(needed, 2), needed)
     f["confirmed"] = anom & (f["run_looks"] >= needed)
+    # Confirmed before the hazard's usual count of looks: the alert opens at ``watch``.
+    f["early"] = f["confirmed"] & (f["run_looks"] < usual)
     return f
+
+
+def strong_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.Series:
+    """Drought looks whose evidence is strong enough to confirm on one clear look.
+
+    Either the standing loss against the same-date peers is ``strong_z`` robust z in both the
+    vegetation and the canopy-water index (two bands of one look that a haze, a shadow or a
+    misregistered edge would not move together that far, judged against peers seen through the
+    same sky) and the farm is now ``drought_peer_deficit`` below its peers; or the look is
+    ``strong_z`` below its own history and its same-date peers at once (two references that
+    fail in different ways), each by ``drought_deficit``. ``strong_z`` = 0 disables.
+    """
+    s = settings
+    if s.strong_z <= 0:
+        return pd.Series(False, index=f.index)
+
+    def col(name: str) -> pd.Series:
+        return f[name] if name in f.columns else pd.Series(np.nan, index=f.index)
+
+    two_bands = (
+        (col("change_z") <= -s.strong_z)
+        & (col("moist_change_z") <= -s.strong_z)
+        & (col("peer_deficit") >= s.drought_peer_deficit)
+    )
+    two_refs = (
+        (col("own_z") <= -s.strong_z)
+        & (col("own_deficit") >= s.drought_deficit)
+        & (col("peer_z") <= -s.strong_z)
+        & (col("peer_deficit") >= s.drought_deficit)
+    )
+    return (two_bands | two_refs).fillna(False)
 
 
 def assemble(
@@ -133,6 +170,7 @@ def assemble(
         stale["run_hazard"] = "stale_data"
         stale["run_looks"] = 0
         stale["confirmed"] = True
+        stale["early"] = False
         attrs = farms.assign(farm_id=farms["farm_id"].astype(str)).set_index("farm_id")
         stale["crop"] = stale["farm_id"].map(attrs["crop"].astype(str))
         region = attrs["region"].fillna("").astype(str) if "region" in attrs.columns else None

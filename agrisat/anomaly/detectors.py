@@ -101,6 +101,30 @@ def change_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     return (green & veg & water & below & not_late).fillna(False)
 
 
+def keeping_pace(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
+    """Looks of a farm greening at its peers' pace: since its previous clear look (within
+    ``abrupt_max_gap_days``) it rose at least ``late_pace_share`` of what its peers' median
+    rose over the same interval, while the peers were greening, and it is at its highest value of
+    the season (within ``scale_floor``), and it is at or above its peers' median of
+    ``late_max_lag_days`` before. Such a farm is late (sown or emerged later), not
+    stressed: water stress stalls or sets back the green-up. ``late_pace_share`` <= 0
+    disables."""
+    if s.late_pace_share <= 0:
+        return pd.Series(False, index=f.index)
+    rise = f["value"] - f["prev_value"]
+    peer_rise = f["peer_median"] - f["prev_peer_median"]
+    gap = (f["date"] - f["prev_date"]).dt.days
+    pace = (
+        (peer_rise > 0) & (rise >= s.late_pace_share * peer_rise) & (gap <= s.abrupt_max_gap_days)
+    )
+    # ... and never set back: a late crop greens monotonically (at its season's high, within
+    # look-to-look noise); a stressed one that regrows after a setback is below its high
+    unbroken = f["value"] >= f["season_max"] - s.scale_floor
+    # ... and no further behind than a crop ``late_max_lag_days`` late would be
+    within_lag = f["value"] >= f["peer_lagged_max"] if "peer_lagged_max" in f.columns else False
+    return (pace & unbroken & within_lag).fillna(False)
+
+
 def detect_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
     """Sustained-deficit looks: below own history (robust z and relative deficit) in a watch
     stage (any time for crops without a calendar), and either below the peers too
@@ -110,7 +134,7 @@ def detect_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
     """
     s = settings
     stage_ok = f["watch"] | ~f["has_calendar"]
-    mask = drought_mask(f, s) & stage_ok & ~f["in_harvest"]
+    mask = drought_mask(f, s) & stage_ok & ~f["in_harvest"] & ~keeping_pace(f, s)
     score = f["own_deficit"].fillna(f["peer_deficit"])
     expected = f["expected"].fillna(f["peer_median"])
     out = _rows(f, mask, "drought", score, expected, ["own_z", "peer_z", "vci", "peer_median"])

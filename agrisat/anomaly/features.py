@@ -93,7 +93,30 @@ def peer_stats(looks: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
         a = looks[col].groupby(by_region, sort=False).transform("median")
         b = looks[col].groupby(by_crop, sort=False).transform("median")
         out[names[col]] = np.where(use1, a, np.where(use2, b, np.nan))
+    # A farm whose crop is too rare in its region is compared with the crop elsewhere; what
+    # its region shares that date (weather: a regional stress, a wet spell) is added back, so
+    # a region-wide condition does not make its few farms of that crop look idiosyncratic.
+    fallback = (use2 & regional).to_numpy()
+    if fallback.any():
+        for col, name in (("value", "peer_median"), ("moist", "peer_moist")):
+            if col not in looks.columns:
+                continue
+            crop_med = med2 if col == "value" else looks[col].groupby(by_crop).transform("median")
+            shift = _region_shift(looks, looks[col] - crop_med, (n2 >= s.min_peers), s)
+            out.loc[fallback, name] = out.loc[fallback, name] + shift[fallback]
     return out
+
+
+def _region_shift(
+    looks: pd.DataFrame, resid: pd.Series, usable: pd.Series, s: DetectSettings
+) -> np.ndarray:
+    """Per look, the median residual (index minus its crop's same-date median) of its
+    region's green looks of every crop that date; 0 with fewer than ``min_peers`` of them."""
+    ok = usable & (looks["value"] >= s.green_min) & resid.notna() & (looks["region"] != "")
+    keys = [looks["region"].astype(str), looks["date"]]
+    med = resid.where(ok).groupby(keys, sort=False).transform("median")
+    n = ok.astype(int).groupby(keys, sort=False).transform("sum")
+    return np.where((n >= s.min_peers) & med.notna(), med, 0.0)
 
 
 def look_features(
@@ -165,6 +188,7 @@ def look_features(
     f["peer_season_max"] = f.groupby([f["farm_id"], season], sort=False)["peer_median"].cummax()
     f = f.join(standing_change(f, s))
     f["peer_lagged"] = _peer_lagged(f, s.change_lag_guard_days)
+    f["peer_lagged_max"] = _peer_lagged(f, s.late_max_lag_days)
     return f
 
 

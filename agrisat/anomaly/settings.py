@@ -67,6 +67,12 @@ class DetectSettings:
     #: a farm still greening and at or above the level its peers had this many days ago is
     #: merely late (sown later, a phenology offset), not failing; 0 disables the guard
     change_lag_guard_days: int = 15
+    #: a farm that rose since its previous look by at least this share of its peers' rise
+    #: (peers greening) keeps pace: late, not stressed -- no drought on that look; 0 disables
+    late_pace_share: float = 0.75
+    #: ... provided the gap to the peers is what a crop this many days late shows: the farm is
+    #: at or above the peers' median of this many days before (a larger gap is not lateness)
+    late_max_lag_days: int = 30
 
     # --- abrupt loss: a large drop between consecutive clear looks ------------------------
     abrupt_drop: float = 0.15
@@ -118,6 +124,15 @@ class DetectSettings:
     #: ``no_planting_gap`` confirms on its own (if clear enough): peers seen through the same
     #: atmosphere on the same date rule out haze or shadow; 0 disables
     strong_factor: float = 2.0
+    #: graded confirmation of drought: one clear look confirms (raised at ``watch``, escalated
+    #: once a second look agrees) when its evidence is independent and strong -- the standing
+    #: loss against the same-date peers is at least ``strong_z`` robust z in the vegetation
+    #: index AND in the canopy-water index (two bands, same look, peers under the same sky),
+    #: and the look is ``drought_peer_deficit`` below the peers now; or it is ``strong_z``
+    #: below both its own history and its same-date peers (two different references). The
+    #: weaker evidence (one reference, or under ``strong_z``) waits for a second look.
+    #: 0 disables.
+    strong_z: float = 4.0
 
     # --- recovery: what counts as a normal look (the alert lifecycle counts them) ---------
     recover_deficit: float = 0.08
