@@ -18,9 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .severity import SEVERITIES, SEVERITY_RULES, SeverityRule, severity_of
+
 __all__ = [
     "ALERT_COLUMNS",
     "DEFAULT_ALERT_SETTINGS",
+    "OPEN",
+    "SEVERITIES",
     "SEVERITY_RULES",
     "AlertSettings",
     "SeverityRule",
@@ -36,41 +40,7 @@ ALERT_COLUMNS: tuple[str, ...] = (
     "value", "expected", "index", "n_looks", "first_raised", "last_updated", "resolved_date",
 )  # fmt: skip
 
-SEVERITIES: tuple[str, ...] = ("watch", "warning", "critical")
 OPEN: tuple[str, ...] = ("new", "ongoing")
-
-
-@dataclass(frozen=True)
-class SeverityRule:
-    """``severity`` applies when the episode's peak magnitude >= ``min_magnitude`` AND it has
-    lasted >= ``min_days``. The highest applicable severity wins; none applicable = ``watch``.
-
-    Magnitude per hazard: drought = relative deficit, abrupt_loss = relative drop, flood =
-    water share of the clear area, no_planting = NDVI gap to peers, stale_data = days unseen.
-    """
-
-    hazard: str
-    severity: str
-    min_magnitude: float
-    min_days: int = 0
-
-
-#: The one table of severity rules.
-SEVERITY_RULES: tuple[SeverityRule, ...] = (
-    SeverityRule("drought", "warning", 0.25),
-    SeverityRule("drought", "warning", 0.15, 30),
-    SeverityRule("drought", "critical", 0.40),
-    SeverityRule("drought", "critical", 0.25, 45),
-    SeverityRule("abrupt_loss", "warning", 0.0),
-    SeverityRule("abrupt_loss", "critical", 0.5),
-    SeverityRule("flood", "warning", 0.0),
-    SeverityRule("flood", "critical", 0.5),
-    SeverityRule("flood", "critical", 0.0, 20),
-    SeverityRule("no_planting", "warning", 0.0),
-    SeverityRule("no_planting", "critical", 0.0, 30),
-    SeverityRule("stale_data", "warning", 45.0),
-    SeverityRule("stale_data", "critical", 90.0),
-)
 
 
 @dataclass(frozen=True)
@@ -89,17 +59,6 @@ class AlertSettings:
 
 
 DEFAULT_ALERT_SETTINGS = AlertSettings()
-
-
-def severity_of(
-    hazard: str, magnitude: float, days: int, rules: tuple[SeverityRule, ...] = SEVERITY_RULES
-) -> str:
-    """Severity from the rules table (see :class:`SeverityRule`)."""
-    best = 0
-    for r in rules:
-        if r.hazard == hazard and magnitude >= r.min_magnitude and days >= r.min_days:
-            best = max(best, SEVERITIES.index(r.severity))
-    return SEVERITIES[best]
 
 
 def _alert_id(farm_id: str, family: str, onset: pd.Timestamp) -> str:
@@ -290,13 +249,7 @@ def update_alerts(
         open_ids = open_by_farm.get(farm_id, [])
         for ep in eps:
             ep["id"] = _alert_id(str(farm_id), ep["family"], pd.Timestamp(ep["onset"]))
-            if ep["family"] == "stale_data":
-                continue
-            if ep["resolved"] is None and ep["id"] not in hist_rec:
-                # Continuity: an open alert of the same family carries on under its id.
-                same = [a for a in open_ids if hist_rec[a]["hazard"] != "stale_data"]
-                if same:
-                    ep["id"], ep["onset"] = same[0], hist_rec[same[0]]["onset_date"]
+        _carry_open_ids([e for e in eps if e["family"] != "stale_data"], open_ids, hist_rec)
         for aid in open_ids:
             h = hist_rec[aid]
             if h["hazard"] != "stale_data" or aid not in first_after:
@@ -335,6 +288,33 @@ def update_alerts(
     return result.sort_values(["farm_id", "onset_date", "alert_id"], kind="stable").reset_index(
         drop=True
     )
+
+
+def _carry_open_ids(
+    eps: list[dict[str, Any]], open_ids: list[str], hist: dict[str, dict[str, Any]]
+) -> None:
+    """Continuity: an open crop alert that no episode of this run matches by id carries on as
+    the earliest unmatched episode (resolved or not), which takes its id and onset.
+
+    An episode's id is derived from its onset, and the onset a run sees can move: an event
+    longer than the rows the run reads is rebuilt with a later onset, a re-published scene can
+    shift it. Each open alert is claimed at most once, so an event that recovered and a new
+    one after it (seen together by a run after a pause) keep two ids.
+    """
+    claimed = {e["id"] for e in eps if e["id"] in hist}
+    free = sorted(
+        (a for a in open_ids if hist[a]["hazard"] != "stale_data" and a not in claimed),
+        key=lambda a: pd.Timestamp(hist[a]["onset_date"]),
+    )
+    for ep in sorted(eps, key=lambda e: pd.Timestamp(e["onset"])):
+        if not free:
+            return
+        ended = ep["resolved"]
+        # an episode over before the alert began is another, older event
+        if ep["id"] in hist or (ended is not None and ended < hist[free[0]]["onset_date"]):
+            continue
+        aid = free.pop(0)
+        ep["id"], ep["onset"] = aid, hist[aid]["onset_date"]
 
 
 def _record(

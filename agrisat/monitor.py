@@ -1,5 +1,12 @@
 """Detection against the store: observations → anomalies → alerts with their lifecycle.
 
+Detection is incremental (issue #5): the classified looks are persisted (:mod:`agrisat.looks`)
+and a night computes only the dates at or after the earliest day with new observations (found
+from the ledger), reading the context those looks need with row and column filters; the alert
+lifecycle reads the lookback window of the farms that have something to say. A settings,
+calendar or book change (fingerprint), or ``full=True``, recomputes every look. Everything is
+committed in one transaction with the alerts, so a crash leaves the old state or the new one.
+
 The alerts table keeps every run's alerts (``run_date`` column): the previous run's rows are
 the history :func:`agrisat.alerts.update_alerts` continues from, and a rerun for the same date
 replaces that date's rows, so reruns are idempotent.
@@ -7,17 +14,41 @@ replaces that date's rows, so reruns are idempotent.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
-from .alerts import ALERT_COLUMNS, update_alerts
-from .anomaly import detect
+from .alerts import ALERT_COLUMNS, OPEN, update_alerts
+from .anomaly.core import ANOMALY_COLUMNS, anomaly_table, window_rows
+from .anomaly.features import farm_attributes, farm_coordinates
+from .anomaly.incremental import (
+    HISTORY_COLUMNS,
+    LAST_COLUMNS,
+    LookContext,
+    context_windows,
+    extend_looks,
+    full_looks,
+    group_summary,
+    incremental_ok,
+    stale_from_state,
+)
 from .calendar import load_calendars
 from .config import Settings
-from .store import Store
+from .looks import (
+    farm_state,
+    last_looks_before,
+    merge_state,
+    read_filtered,
+    read_looks,
+    write_looks,
+)
+from .store import Store, Transaction
 
 __all__ = ["MonitorSummary", "alert_history", "detect_and_update", "latest_alerts"]
 
@@ -61,16 +92,117 @@ def latest_alerts(store: Store, *, status: str = "open") -> pd.DataFrame:
     return last.reset_index(drop=True)
 
 
+#: Bump when the persisted look rows change meaning (forces one full recomputation).
+LOOKS_VERSION = 1
+_OBS_KEYS = ("farm_id", "date")
+
+
+def looks_fingerprint(settings: Settings, farms: pd.DataFrame, calendars: Any) -> str:
+    """Digest of what the persisted looks depend on besides observations: detection
+    settings, crop calendars and the farms' peer attributes and centroids (not exposure or
+    loans)."""
+    s = dataclasses.asdict(settings.detect)
+    for k in ("chunk_farms", "parallel_min_farms"):
+        s.pop(k, None)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"v{LOOKS_VERSION}|{sorted(s.items())!r}|{calendars!r}".encode())
+    attrs = farm_attributes(farms).sort_values("farm_id", kind="stable").reset_index(drop=True)
+    h.update(pd.util.hash_pandas_object(attrs, index=False).to_numpy().tobytes())
+    order = farm_attributes(farms)["farm_id"].argsort(kind="stable").to_numpy()
+    coords = farm_coordinates(farms)  # radius peers
+    h.update(b"" if coords is None else np.round(coords[order], 3).tobytes())
+    return h.hexdigest()
+
+
+def _ledger_signature(store: Store, manifest: dict[str, Any]) -> pd.DataFrame:
+    led = store.read("ledger", manifest=manifest)
+    if led.empty:
+        return pd.DataFrame({"item_id": [], "day": [], "sig": []}, dtype=str)
+    sig = led[["item_id", "day"]].astype(str).copy()
+    sig["sig"] = (
+        led["day"].astype(str) + "|" + led["status"].astype(str) + "|"
+        + led.get("updated", "").astype(str) + "|" + led.get("run_id", "").astype(str)
+    )  # fmt: skip
+    return sig.sort_values("item_id", kind="stable").reset_index(drop=True)
+
+
+def _plan(
+    store: Store, manifest: dict[str, Any], fp: str, full: bool, settings: Settings
+) -> tuple[str, pd.Timestamp | None, pd.DataFrame]:
+    """("full" | "incremental" | "none", first date to recompute, ledger signature)."""
+    sig = _ledger_signature(store, manifest)
+    meta = manifest.get("meta", {}).get("looks")
+    if full or not meta or meta.get("fingerprint") != fp or not incremental_ok(settings.detect):
+        return "full", None, sig
+    old = store.read("look_ledger", manifest=manifest)
+    known = dict(zip(old["item_id"], old["sig"], strict=True)) if len(old) else {}
+    changed = sig[[known.get(i) != v for i, v in zip(sig["item_id"], sig["sig"], strict=True)]]
+    parts_changed = [str(p) for p in manifest["tables"].get("observations", [])] != meta.get(
+        "obs_parts"
+    )
+    if changed.empty:
+        # observations changed without a ledger entry: written by something else, start over
+        return ("full", None, sig) if parts_changed else ("none", None, sig)
+    # a day's margin: a scene's day and its observations' date must not disagree at midnight
+    d0 = pd.Timestamp(min(changed["day"])) - pd.Timedelta(days=1)
+    return "incremental", d0, sig
+
+
 def detect_and_update(
-    store: Store, farms: gpd.GeoDataFrame, *, run_date: str, settings: Settings
+    store: Store,
+    farms: gpd.GeoDataFrame,
+    *,
+    run_date: str,
+    settings: Settings,
+    full: bool = False,
 ) -> MonitorSummary:
-    """Detect anomalies as of ``run_date``, continue the alert lifecycle and commit it."""
-    obs = _observations(store, run_date)
+    """Detect anomalies as of ``run_date``, continue the alert lifecycle and commit both.
+
+    ``full`` recomputes every look (also done automatically when the settings, calendars or
+    the farms' crops and regions changed since the looks were stored).
+    """
     summary = MonitorSummary()
-    if obs.empty:
+    manifest = store.manifest()
+    if not store.parts("observations", manifest):
         return summary
+    day = pd.Timestamp(run_date).normalize()
+    s = settings.detect
     calendars = load_calendars(settings.run.calendars) if settings.run.calendars else None
-    anomalies = detect(obs, farms, asof=run_date, settings=settings.detect, calendars=calendars)
+    fp = looks_fingerprint(settings, farms, calendars)
+    mode, d0, sig = _plan(store, manifest, fp, full, settings)
+    meta = manifest.get("meta", {}).get("looks") or {}
+    through = pd.Timestamp(meta["through"]) if meta.get("through") else None
+    old_through = through
+    txn = Transaction()
+    if mode == "full":
+        obs = read_filtered(store, manifest, "observations", keys=_OBS_KEYS)
+        obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
+        new = full_looks(obs, farms, settings=s, calendars=calendars)
+        groups_new = group_summary(new)
+        state = farm_state(obs, new)
+        d0 = pd.Timestamp("1900-01-01")
+        through = obs["date"].max()
+        log.info("looks: full recomputation, %d looks", len(new))
+    elif mode == "incremental":
+        assert d0 is not None  # set with "incremental"
+        new, groups_new, state, through = _incremental(
+            store, manifest, farms, d0, through, settings, calendars
+        )
+        log.info("looks: %d looks of dates from %s recomputed", len(new), d0.date())
+    else:
+        new = groups_new = None
+        state = store.read("look_farms", manifest=manifest)
+    if new is not None:
+        write_looks(
+            txn, store, manifest, new, groups_new, state, d0=d0, full=mode == "full",
+            through=None if mode == "full" else old_through,
+        )  # fmt: skip
+        txn.replace("look_ledger", sig)
+        txn.meta["looks"] = {
+            "fingerprint": fp,
+            "through": f"{through:%Y-%m-%d}",
+            "obs_parts": [str(p) for p in manifest["tables"].get("observations", [])],
+        }
     hist = alert_history(store)
     before = hist[hist["run_date"] < run_date]
     previous = (
@@ -78,15 +210,21 @@ def detect_and_update(
         if len(before)
         else None
     )
+    anomalies = _anomalies(
+        store, manifest, farms, previous, new, groups_new, state, d0, day, through, settings,
+        calendars,
+    )  # fmt: skip
     alerts = update_alerts(previous, anomalies, farms, run_date=run_date, settings=settings.alerts)
     rows = alerts.assign(run_date=run_date)[["run_date", *ALERT_COLUMNS]]
-    kept = hist[hist["run_date"] != run_date]
-    table = pd.concat([kept, rows], ignore_index=True) if len(kept) else rows
-    with store.transaction() as txn:
-        txn.replace("alerts", table.reset_index(drop=True))
+    kept_alerts = hist[hist["run_date"] != run_date]
+    table = pd.concat([kept_alerts, rows], ignore_index=True) if len(kept_alerts) else rows
+    txn.replace("alerts", table.reset_index(drop=True))
+    store.commit(txn)
     summary.alerts = {s: int((alerts["status"] == s).sum()) for s in ("new", "ongoing", "resolved")}
-    latest = obs.sort_values("date").groupby("farm_id").tail(1)
-    summary.farms_by_status = {str(k): int(v) for k, v in latest["status"].value_counts().items()}
+    seen = state[pd.to_datetime(state["last_obs"]) <= day]
+    summary.farms_by_status = {
+        str(k): int(v) for k, v in seen["last_status"].value_counts().items()
+    }
     log.info(
         "alerts for %s: %d new, %d ongoing, %d resolved",
         run_date,
@@ -95,3 +233,121 @@ def detect_and_update(
         summary.alerts["resolved"],
     )
     return summary
+
+
+def _incremental(
+    store: Store,
+    manifest: dict[str, Any],
+    farms: pd.DataFrame,
+    d0: pd.Timestamp,
+    through: pd.Timestamp | None,
+    settings: Settings,
+    calendars: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """Looks of dates >= ``d0`` from the observations of those dates and the stored context;
+    returns (looks, their group summary, the new farm state, the latest computed date)."""
+    s = settings.detect
+    obs = read_filtered(
+        store, manifest, "observations", filters=[[("date", ">=", f"{d0:%Y-%m-%d}")]],
+        keys=_OBS_KEYS,
+    )  # fmt: skip
+    obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
+    old_state = store.read("look_farms", manifest=manifest)
+    d1 = obs["date"].max() if len(obs) else d0
+    win = context_windows(d0, d1, s)
+    ids = set(obs["farm_id"].astype(str))
+    lost = set(old_state.loc[pd.to_datetime(old_state["last_clear"]) >= d0, "farm_id"])
+    last = last_looks_before(store, manifest, old_state, ids | lost, d0, LAST_COLUMNS)
+    lag_lo = win["lag"][0][0]
+    groups = read_filtered(
+        store, manifest, "look_groups",
+        filters=[[("date", ">=", lag_lo), ("date", "<", d0)]]
+        + ([[("date", "in", list(pd.to_datetime(last["date"]).drop_duplicates()))]]
+           if len(last) else []),
+    )  # fmt: skip
+    ctx = LookContext(
+        history=read_looks(store, manifest, win["history"], farms=ids, columns=HISTORY_COLUMNS),
+        recent=read_looks(store, manifest, win["recent"], farms=ids),
+        last=last,
+        groups=groups,
+    )
+    new = extend_looks(obs, farms, ctx, d0=d0, settings=s, calendars=calendars)
+    state = merge_state(old_state, farm_state(obs, new), d0)
+    # farms whose looks from d0 on are gone: their latest look is the one before d0
+    st = state.set_index("farm_id")
+    gap = st.index[st["last_clear"].isna() & st.index.isin(list(lost))]
+    if len(gap) and len(last):
+        lk = last.set_index("farm_id")["date"]
+        st.loc[gap, "last_clear"] = pd.to_datetime(lk.reindex(gap)).to_numpy()
+    gone = set(old_state.loc[pd.to_datetime(old_state["last_anomalous"]) >= d0, "farm_id"])
+    gap = st.index[st["last_anomalous"].isna() & st.index.isin(list(gone))]
+    if len(gap):
+        lo = d0 - pd.Timedelta(days=s.lookback_days + 1)
+        an = read_looks(
+            store, manifest, [(lo, d0)], farms=gap, columns=["farm_id", "date"],
+            where=[("state", "==", "anomalous")],
+        )  # fmt: skip
+        if len(an):
+            st.loc[gap, "last_anomalous"] = (
+                an.groupby("farm_id")["date"].max().reindex(gap).to_numpy()
+            )
+    state = st.reset_index()
+    latest = max([d for d in (through, d1) if d is not None])
+    return new, group_summary(new), state, latest
+
+
+def _anomalies(
+    store: Store,
+    manifest: dict[str, Any],
+    farms: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    new: pd.DataFrame | None,
+    groups_new: pd.DataFrame | None,
+    state: pd.DataFrame,
+    d0: pd.Timestamp | None,
+    day: pd.Timestamp,
+    through: pd.Timestamp | None,
+    settings: Settings,
+    calendars: Any,
+) -> pd.DataFrame:
+    """The anomaly rows the alert lifecycle needs as of ``day``: the lookback window of the
+    farms with an anomalous look in it, an open alert or stale data (the others' rows do not
+    change any alert), and the stale rows."""
+    s = settings.detect
+    lo = day - pd.Timedelta(days=s.lookback_days)
+    cut = d0 if new is not None and d0 is not None else day + pd.Timedelta(days=1)
+    end = day + pd.Timedelta(days=1)
+    if through is not None and day < through:
+        # a run dated before the latest computed look: the farm state is rebuilt as of it
+        looks = read_looks(store, manifest, [(pd.Timestamp("1900-01-01"), min(cut, end))],
+                           columns=["farm_id", "date", "state"])  # fmt: skip
+        if new is not None and len(new):
+            looks = pd.concat([looks, new.loc[new["date"] < end, list(looks.columns)]])
+        obs = read_filtered(
+            store, manifest, "observations", filters=[[("date", "<=", f"{day:%Y-%m-%d}")]],
+            columns=["farm_id", "date", "status"], keys=_OBS_KEYS,
+        )  # fmt: skip
+        state = farm_state(obs, looks)
+    st = state.assign(farm_id=state["farm_id"].astype(str))
+    groups = read_filtered(
+        store, manifest, "look_groups",
+        filters=[[("date", "<", min(cut, end))]], columns=["region", "date", "n_looks"],
+    )  # fmt: skip
+    if groups_new is not None and len(groups_new):
+        groups = pd.concat([groups, groups_new.loc[groups_new["date"] < end, list(groups.columns)]])
+    region_looks = groups.groupby(["region", "date"], as_index=False)["n_looks"].sum()
+    stale = stale_from_state(st, farms, region_looks, asof=day, settings=s, calendars=calendars)
+    last_anom = pd.to_datetime(st["last_anomalous"])
+    busy = set(st.loc[(last_anom >= lo) & (last_anom <= day), "farm_id"])
+    if previous is not None and len(previous):
+        busy |= set(previous.loc[previous["status"].isin(OPEN), "farm_id"].astype(str))
+    busy |= set(stale["farm_id"])
+    rows = read_looks(store, manifest, [(lo, min(cut, end))], farms=busy)
+    if new is not None and len(new):
+        extra = new[new["farm_id"].isin(busy) & (new["date"] >= lo) & (new["date"] < end)]
+        rows = pd.concat([f for f in (rows, extra) if len(f)] or [extra], ignore_index=True)
+        rows = rows.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
+    if rows.empty:  # nothing to follow: an empty table with the columns window_rows reads
+        rows = pd.DataFrame({c: pd.Series(dtype=object) for c in ANOMALY_COLUMNS})
+        rows["date"] = pd.Series(dtype="datetime64[ns]")
+    return anomaly_table(window_rows(rows, asof=day, settings=s), stale, farms, settings=s)

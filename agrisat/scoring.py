@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from .alerts import DEFAULT_ALERT_SETTINGS, OPEN, AlertSettings, update_alerts
-from .anomaly import DEFAULT_SETTINGS, DetectSettings, assemble, classify_looks, look_features
+from .anomaly import DEFAULT_SETTINGS, DetectSettings
+from .anomaly.core import anomaly_table, window_rows
+from .anomaly.incremental import full_looks, stale_from_state
 from .calendar import Calendar
 
 __all__ = ["nightly_replay", "score_alerts"]
@@ -152,8 +154,11 @@ def nightly_replay(
     """Replay nightly runs from ``start`` to ``end``: each night sees observations up to it.
 
     Ingestion is by acquisition date, so this is what nightly runs would have produced. Per-look
-    features are causal (they depend only on data up to the look), so they are computed once and
-    truncated per night; detection and the alert lifecycle then run exactly as in a nightly job.
+    features are causal (they depend only on data up to the look), so they are computed once
+    (:func:`agrisat.anomaly.incremental.full_looks`, what the nightly runs persist); each night
+    then hands the alert lifecycle what :func:`agrisat.monitor.detect_and_update` hands it: the
+    lookback window of the farms with an anomalous look, an open alert or stale data, and the
+    stale rows from the farm state as of that night.
 
     Returns
     -------
@@ -162,18 +167,56 @@ def nightly_replay(
     """
     obs = observations.assign(date=pd.to_datetime(observations["date"]).dt.normalize())
     obs = obs[obs["date"] <= pd.Timestamp(end)]
-    feats = look_features(obs, farms, settings=settings, calendars=calendars)
-    classified = classify_looks(feats, settings) if len(feats) else feats
+    # Every look once (features are causal: later looks do not change earlier rows), as the
+    # persisted looks of nightly runs would be.
+    looks = full_looks(obs, farms, settings=settings, calendars=calendars)
+    if looks.empty:
+        looks = pd.DataFrame(columns=["farm_id", "date", "state", "region"])
+    looks = looks.sort_values("date", kind="stable")
+    groups = looks.groupby(["region", "date"], as_index=False).size()
+    groups = groups.rename(columns={"size": "n_looks"})
+    first_seen = obs.assign(farm_id=obs["farm_id"].astype(str)).groupby("farm_id")["date"].min()
+    by_farm = looks.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
+    dates = looks["date"].to_numpy()
+    anom = (looks["state"] == "anomalous").to_numpy()
+    last_clear = pd.Series(dtype="datetime64[ns]")
+    last_anom = pd.Series(dtype="datetime64[ns]")
+    done = 0
     history: pd.DataFrame | None = None
     frames = []
     for night in pd.date_range(start, end, freq=f"{step_days}D"):
-        anomalies = assemble(
-            classified[classified["date"] <= night],
+        # the farm state as of this night: the looks since the previous night update it
+        upto = int(np.searchsorted(dates, np.datetime64(night), "right"))
+        if upto > done:
+            chunk = looks.iloc[done:upto]
+            last_clear = _latest(last_clear, chunk)
+            last_anom = _latest(last_anom, chunk[anom[done:upto]])
+            done = upto
+        seen = first_seen[first_seen <= night]
+        state = pd.DataFrame(
+            {
+                "farm_id": seen.index,
+                "first_seen": seen.to_numpy(),
+                "last_clear": last_clear.reindex(seen.index).to_numpy(),
+            }
+        )
+        stale = stale_from_state(
+            state,
             farms,
-            obs[obs["date"] <= night],
+            groups[groups["date"] <= night],
             asof=night,
             settings=settings,
             calendars=calendars,
+        )
+        lo = night - pd.Timedelta(days=settings.lookback_days)
+        busy = set(last_anom.index[(last_anom >= lo).to_numpy()]) | set(stale["farm_id"])
+        if history is not None and len(history):
+            busy |= set(history.loc[history["status"].isin(OPEN), "farm_id"].astype(str))
+        rows = by_farm[
+            by_farm["farm_id"].isin(busy) & (by_farm["date"] >= lo) & (by_farm["date"] <= night)
+        ]
+        anomalies = anomaly_table(
+            window_rows(rows, asof=night, settings=settings), stale, farms, settings=settings
         )
         history = update_alerts(history, anomalies, farms, run_date=night, settings=alert_settings)
         if len(history):
@@ -183,3 +226,13 @@ def nightly_replay(
         return pd.DataFrame(columns=["run_date"])
     out = pd.concat(frames, ignore_index=True)
     return out[["run_date", *[c for c in out.columns if c != "run_date"]]]
+
+
+def _latest(current: pd.Series, looks: pd.DataFrame) -> pd.Series:
+    """``current`` (farm -> date) updated with the latest date per farm of ``looks``."""
+    if looks.empty:
+        return current
+    upd = looks.groupby("farm_id")["date"].max()
+    out = current.reindex(current.index.union(upd.index))
+    out.loc[upd.index] = upd.to_numpy()
+    return out

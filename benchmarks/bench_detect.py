@@ -10,6 +10,15 @@ history, the second continuing from the first (the steady nightly case).
     .venv/bin/python -W ignore benchmarks/bench_detect.py --farms 3000 --save /tmp/x.pkl
 
 ``--save`` pickles the anomaly and alert tables of both nights (to compare versions).
+
+``--mode store`` measures the nightly path of issue #5 instead
+(:func:`agrisat.monitor.detect_and_update` on a store): the replicated observations up to
+the second-to-last acquisition date go into a store (one part, with ledger rows), the first
+night computes every look (full), then the last date's observations are committed and the
+second night is incremental. Each night runs in its own subprocess, so each peak RSS is
+that night's alone (the store is read from disk as a nightly job would).
+
+    .venv/bin/python -W ignore benchmarks/bench_detect.py --mode store --farms 3000,30000
 """
 
 from __future__ import annotations
@@ -84,15 +93,107 @@ def run_one(n: int, nights: list[str], save: str | None) -> dict[str, object]:
     return res
 
 
+def _ledger(days: list[str], tag: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "item_id": [f"S2_BENCH_{d}_{tag}" for d in days],
+            "day": days,
+            "tile": "50SQE",
+            "epsg": 32650,
+            "updated": "",
+            "status": "ingested",
+            "run_id": tag,
+        }
+    )
+
+
+def store_night(n: int, workdir: str, phase: str) -> dict[str, object]:
+    """One night of the store path: ``phase`` "full" builds the store up to the
+    second-to-last date and runs a full night; "incremental" adds the last date and runs."""
+    from agrisat.config import Settings
+    from agrisat.monitor import detect_and_update
+    from agrisat.store import Store
+
+    store = Store(workdir)
+    if phase == "prepare":
+        demo = Store(str(ROOT / "demo-out"))
+        obs = demo.read("observations")
+        farms = pd.DataFrame(demo.read("farms").drop(columns="geometry"))
+        obs, farms = replicate(obs, farms, n)
+        days = sorted(obs["date"].astype(str).unique())
+        with store.transaction() as txn:
+            txn.append(
+                "observations", obs[obs["date"].astype(str) < days[-1]].reset_index(drop=True)
+            )
+            txn.append("ledger", _ledger(days[:-1], "first"))
+        obs[obs["date"].astype(str) == days[-1]].to_parquet(Path(workdir) / "last.parquet")
+        farms.to_parquet(Path(workdir) / "farms.parquet")
+        return {"night": days[-2], "days": days[-2:]}
+    farms = pd.read_parquet(Path(workdir) / "farms.parquet")
+    last = pd.read_parquet(Path(workdir) / "last.parquet")
+    night = str(last["date"].iloc[0])
+    if phase == "full":
+        night = str(store.read("ledger")["day"].max())
+    else:
+        with store.transaction() as txn:
+            txn.append("observations", last)
+            txn.append("ledger", _ledger([night], "second"))
+    del last
+    load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    summary = detect_and_update(store, farms, run_date=night, settings=Settings())
+    t1 = time.perf_counter()
+    return {
+        "farms": n,
+        "night": night,
+        "phase": phase,
+        "seconds": round(t1 - t0, 3),
+        "s_per_1000_farms": round((t1 - t0) / n * 1000, 3),
+        "alerts": summary.alerts,
+        "load_rss_mb": round(load, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main_store(sizes: list[int]) -> None:
+    import tempfile
+
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            for phase in ("prepare", "full", "incremental"):
+                cmd = [sys.executable, "-W", "ignore", __file__, "--child", "--mode", "store"]
+                cmd += ["--farms", str(n), "--workdir", tmp, "--phase", phase]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                if phase == "prepare":
+                    continue
+                print(
+                    f"{n:>7} farms  {r['night']}  {phase:<11} {r['seconds']:8.2f} s  "
+                    f"= {r['s_per_1000_farms']:6.3f} s/1000 farms  peak RSS "
+                    f"{r['peak_rss_mb']:.0f} MB (inputs loaded {r['load_rss_mb']:.0f} MB)  "
+                    f"alerts {r['alerts']}",
+                    flush=True,
+                )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--farms", default="3000,30000", help="comma-separated farm counts")
     ap.add_argument("--nights", default="2026-08-20,2026-08-21")
     ap.add_argument("--save", default=None, help="pickle both nights' tables here (one size)")
+    ap.add_argument("--mode", choices=("legacy", "store"), default="legacy")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", help=argparse.SUPPRESS)
+    ap.add_argument("--phase", help=argparse.SUPPRESS)
     a = ap.parse_args()
     sizes = [int(x) for x in a.farms.split(",")]
     nights = a.nights.split(",")
+    if a.mode == "store":
+        if a.child:
+            print(json.dumps(store_night(sizes[0], a.workdir, a.phase)))
+        else:
+            main_store(sizes)
+        return
     if a.child:
         print(json.dumps(run_one(sizes[0], nights, a.save)))
         return

@@ -273,3 +273,46 @@ def test_early_single_look_alert_opens_at_watch_and_escalates_on_a_second_look()
     a0 = update_alerts(None, night1, FARMS, run_date="2026-04-06",
                        settings=AlertSettings(early_severity="critical"))  # fmt: skip
     assert a0.iloc[0]["severity"] == "critical"
+
+
+def test_an_episode_longer_than_the_lookback_resolves_under_its_own_id() -> None:
+    """The rows a run sees start ``lookback_days`` before it: an event that began earlier is
+    rebuilt with a later onset. Its recovery must close the open alert, not raise a second one
+    that is born resolved (found on the real clear-fell series, benchmarks/eval_real.py)."""
+    first = update_alerts(None, pd.DataFrame(RUN1), FARMS, run_date="2026-04-11")
+    (aid,) = first["alert_id"]
+    # a year later the 2026-04 looks are out of the window; the farm is still failing, then
+    # recovers with two normal looks
+    later = [
+        _look("F0000", "2027-04-20", "anomalous", onset="2027-04-20", run_looks=1),
+        _look("F0000", "2027-04-25", "anomalous", onset="2027-04-20", run_looks=2, confirmed=True),
+        _look("F0000", "2027-05-05", "normal"),
+        _look("F0000", "2027-05-10", "normal"),
+    ]
+    after = update_alerts(first, pd.DataFrame(later), FARMS, run_date="2027-05-10")
+    f0 = after[after["farm_id"] == "F0000"]
+    assert list(f0["alert_id"]) == [aid]
+    assert f0["status"].iloc[0] == "resolved"
+    assert f0["resolved_date"].iloc[0] == pd.Timestamp("2027-05-10")
+    assert f0["onset_date"].iloc[0] == pd.Timestamp("2026-04-06")
+
+
+def test_sparse_runs_keep_a_recovered_event_and_a_new_one_apart() -> None:
+    """A run after a long pause sees the open event recover and a new one start: two ids, the
+    old one resolved, the new one new (the new event must not inherit the old id)."""
+    first = update_alerts(None, pd.DataFrame(RUN1), FARMS, run_date="2026-04-11")
+    (aid,) = first["alert_id"]
+    rows = [
+        *RUN1,
+        _look("F0000", "2026-04-21", "normal"),
+        _look("F0000", "2026-04-26", "normal"),
+        _look("F0000", "2026-06-10", "anomalous", onset="2026-06-10", run_looks=1),
+        _look("F0000", "2026-06-15", "anomalous", onset="2026-06-10", run_looks=2, confirmed=True),
+    ]
+    after = update_alerts(first, pd.DataFrame(rows), FARMS, run_date="2026-06-15")
+    f0 = after[after["farm_id"] == "F0000"].set_index("alert_id")
+    assert len(f0) == 2 and aid in f0.index
+    assert f0.loc[aid, "status"] == "resolved"
+    new = f0.drop(index=aid)
+    assert new["status"].iloc[0] == "new"
+    assert new["onset_date"].iloc[0] == pd.Timestamp("2026-06-10")

@@ -344,7 +344,9 @@ def test_standing_change_reference_matches_definition(farms) -> None:
     s = DetectSettings()
     checked = 0
     for i in range(0, len(f), 23):
-        same = (f["farm_id"] == f["farm_id"].iloc[i]).to_numpy()
+        # the farm's looks judged by the same peer level
+        same = (f["farm_id"] == f["farm_id"].iloc[i]) & (f["peer_level"] == f["peer_level"].iloc[i])
+        same = same.to_numpy()
         age = t[i] - t
         ref = res[same & (age >= s.change_ref_min_days) & (age <= s.change_ref_max_days)]
         ref = ref[np.isfinite(ref)]
@@ -448,3 +450,189 @@ def test_rare_crop_peers_keep_their_regions_shared_condition() -> None:
     np.testing.assert_allclose(p.loc[y_in_a, "peer_median"], 0.54)  # 0.60 - 0.06
     y_in_b = (looks["region"] == "B") & (looks["crop"] == "Y")
     np.testing.assert_allclose(p.loc[y_in_b, "peer_median"], 0.60)  # region peers: unchanged
+
+
+def _set_looks(obs: pd.DataFrame, farm: str, dates: list[str], **values: float) -> None:
+    """Overwrite ``farm``'s looks on ``dates`` (status ok) with ``values``."""
+    rows = (obs["farm_id"] == farm) & obs["date"].isin(pd.to_datetime(dates))
+    obs.loc[rows, "status"] = "ok"
+    for col, v in values.items():
+        obs.loc[rows, col] = v
+
+
+def _cloud(obs: pd.DataFrame, farm: str, first: str, last: str) -> None:
+    rows = (obs["farm_id"] == farm) & obs["date"].between(first, last)
+    obs.loc[rows, "status"] = "cloudy"
+    for col in ("ndvi_mean", "ndmi_mean", "ndwi_mean", "water_fraction"):
+        obs.loc[rows, col] = np.nan
+
+
+def test_look_after_a_flood_is_not_excused_as_late(farms) -> None:
+    # seed7 F0210: a partly clear flood look (78 % clear: a single look does not confirm),
+    # then the water is gone and the field is at 0.33 while its peers stand at ~0.8. The
+    # rise out of the water (-0.02 -> 0.33) outpaces the peers' rise since the flood look,
+    # but it is the water receding, not a late crop greening: the run must go on.
+    obs = make_observations(farms, seed=31, start="2024-10-01", end="2026-09-10")
+    _cloud(obs, "F0003", "2026-07-08", "2026-08-22")
+    _set_looks(obs, "F0003", ["2026-08-02"], ndvi_mean=-0.02, ndmi_mean=-0.4, ndwi_mean=0.6,
+               water_fraction=0.98, clear_fraction=0.78)  # fmt: skip
+    after = ["2026-08-12", "2026-08-17", "2026-08-22"]
+    _set_looks(obs, "F0003", after, ndvi_mean=0.33, ndmi_mean=-0.09, ndwi_mean=-0.26,
+               water_fraction=0.0, clear_fraction=1.0)  # fmt: skip
+    f = look_features(obs, farms)
+    c = classify_looks(f)
+    me = c[(c["farm_id"] == "F0003") & (c["date"] >= pd.Timestamp("2026-08-01"))]
+    flood, nxt = me.iloc[0], me.iloc[1]
+    assert flood["hazard"] == "flood" and not flood["confirmed"]  # 78 % clear: waits
+    # the case: measured from the flood look, the farm "keeps pace" with its peers ...
+    from agrisat.anomaly.detectors import _pace, keeping_pace
+
+    s = DetectSettings()
+    i = nxt.name
+    assert _pace(f, s, f["prev_value"], f["prev_peer_median"], f["prev_date"])[i]
+    assert not keeping_pace(f, s)[i]  # ... but the pace counts from the last sound look
+    assert nxt["state"] == "anomalous" and nxt["confirmed"] and nxt["run_hazard"] == "flood"
+    assert nxt["onset"] == pd.Timestamp("2026-08-02")
+
+
+def test_crop_seen_green_then_bare_after_a_cloud_gap_is_a_loss(farms) -> None:
+    # F0002's maize is seen greening (0.5 on 18 July), then six cloudy weeks, then bare soil
+    # (0.22) while its peers stand at 0.8: a crop lost in the gap (hail), not "no planting"
+    # (it was seen green this season) and not a drought (drought does not clear a canopy
+    # while the neighbours stay green)
+    ev = [Event("F0002", "abrupt_loss", "2026-08-01", "2026-09-20", level=0.22)]
+    obs = make_observations(farms, events=ev, seed=32, start="2024-10-01", end="2026-09-20")
+    _cloud(obs, "F0002", "2026-07-23", "2026-08-27")
+    c = classify_looks(look_features(obs, farms))
+    me = c[(c["farm_id"] == "F0002") & (c["date"] >= pd.Timestamp("2026-07-01"))]
+    seen_green = me[me["date"] < pd.Timestamp("2026-07-23")]["value"].max()
+    assert seen_green > DetectSettings().no_planting_max
+    hit = me[me["confirmed"]]
+    assert len(hit) and hit.iloc[0]["date"] == pd.Timestamp("2026-09-01")
+    assert set(hit["run_hazard"]) == {"abrupt_loss"}
+    assert not (me["hazard"] == "no_planting").any()
+    season = c["confirmed"] & (c["date"] >= pd.Timestamp("2025-10-01"))
+    assert set(c.loc[season, "farm_id"]) == {"F0002"}
+
+
+def _radius_book() -> pd.DataFrame:
+    """No regions: T (F0000) and 8 same-crop farms within ~5 km; 24 more ~100 km east."""
+    from shapely.geometry import box
+
+    f = make_farms(33, region="")
+    lon = [117.0 + 0.02 * (i % 3) for i in range(9)] + [118.1 + 0.005 * i for i in range(24)]
+    lat = [36.0 + 0.02 * (i // 3) for i in range(9)] + [36.0] * 24
+    f["geometry"] = [box(x, y, x + 0.002, y + 0.002) for x, y in zip(lon, lat, strict=True)]
+    # T in the middle of the near group
+    f.loc[[0, 4], "farm_id"] = ["F0004", "F0000"]
+    return f
+
+
+def test_radius_peers_are_the_near_same_crop_farms_only() -> None:
+    from agrisat.anomaly.features import RadiusPeers, farm_coordinates, peer_stats
+
+    book = _radius_book()
+    looks = pd.DataFrame(
+        {
+            "farm_id": book["farm_id"],
+            "crop": book["crop"],
+            "region": "",
+            "date": pd.Timestamp("2026-04-20"),
+            "value": [0.50 + 0.01 * (i % 3) for i in range(9)] + [0.80] * 24,
+        }
+    )
+    s = DetectSettings()
+    r = RadiusPeers.build(looks, book[["farm_id", "crop", "region"]], farm_coordinates(book), s)
+    p = peer_stats(looks, s, radius=r)
+    near = looks.index < 9
+    assert (p.loc[near, "peer_level"] == "radius").all()
+    assert (p.loc[near, "peer_n"] == 9).all()  # the 8 near farms and itself, not the far 24
+    np.testing.assert_allclose(p.loc[near, "peer_median"], 0.51)
+    # the far group is judged among itself
+    np.testing.assert_allclose(p.loc[~near, "peer_median"], 0.80)
+    # without the radius route everything is one crop group: the far farms dominate
+    p0 = peer_stats(looks, s)
+    assert (p0["peer_level"] == "crop").all() and (p0["peer_median"] == 0.80).all()
+    # projected coordinates given in the book work the same way (x/y in metres)
+    xy = book.to_crs("EPSG:32650").geometry.centroid
+    flat = pd.DataFrame(book.drop(columns="geometry")).assign(x=xy.x, y=xy.y)
+    r2 = RadiusPeers.build(looks, flat[["farm_id", "crop", "region"]], farm_coordinates(flat), s)
+    pd.testing.assert_frame_equal(peer_stats(looks, s, radius=r2), p)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_farm_without_region_judged_against_farms_5_km_away(shared: bool) -> None:
+    # T alone loses 35 % (idiosyncratic: alert); or T and its 8 neighbours lose 28 %
+    # (a mild stress shared nearby, below ``systemic_deficit``: no alert) while the group
+    # 100 km away is normal -- judged against the whole crop, T would look alone in it
+    book = _radius_book()
+    near = list(book["farm_id"][:9])
+    who = near if shared else ["F0000"]
+    depth = 0.28 if shared else 0.35
+    ev = [Event(f, "stress", "2026-04-01", "2026-05-20", depth=depth, ramp_days=5) for f in who]
+    obs = make_observations(book, events=ev, seed=33, start="2024-10-01", end="2026-05-25")
+    s = DetectSettings()
+    c = classify_looks(look_features(obs, book, settings=s), s)
+    me = c[(c["farm_id"] == "F0000") & (c["date"] >= pd.Timestamp("2026-04-01"))]
+    assert (me["peer_level"] == "radius").all() and (me["peer_n"] <= 9).all()
+    season = c["confirmed"] & (c["date"] >= pd.Timestamp("2025-10-01"))
+    if shared:
+        assert not season.any()
+        assert (me.loc[me["own_deficit"] > 0.15, "peer_state"] == "systemic").all()
+        # the radius is what keeps it quiet: judged against the crop anywhere, it alerts
+        s0 = DetectSettings(peer_radius_km=0)
+        c0 = classify_looks(look_features(obs, book, settings=s0), s0)
+        assert (
+            c0.loc[c0["confirmed"] & (c0["farm_id"] == "F0000"), "run_hazard"].eq("drought").any()
+        )
+    else:
+        assert set(c.loc[season, "farm_id"]) == {"F0000"}
+        hit = me[me["confirmed"]]
+        assert (hit["run_hazard"] == "drought").all()
+        assert (hit["peer_state"] == "idiosyncratic").all()
+
+
+def test_rare_crop_radius_peers_from_other_regions_carry_the_farms_region() -> None:
+    # as above, with centroids: the 3 Y farms of region A (too few) are judged against the Y
+    # farms within the radius -- 6 of them in region B. Each B peer is moved into A's shared
+    # condition (-0.06), so a Y farm of A in line with its region is not below its peers.
+    from shapely.geometry import box
+
+    from agrisat.anomaly.features import RadiusPeers, farm_coordinates, peer_stats
+
+    rows = [("A", "X", 0.54)] * 6 + [("B", "X", 0.60)] * 15
+    rows += [("A", "Y", 0.54)] * 3 + [("B", "Y", 0.60)] * 6
+    looks = pd.DataFrame(rows, columns=["region", "crop", "value"])
+    looks["farm_id"] = [f"F{i:03d}" for i in range(len(looks))]
+    looks["date"] = pd.Timestamp("2026-04-20")
+    geoms = [box(117 + 0.01 * (i % 6), 36 + 0.01 * (i // 6), 117.001 + 0.01 * (i % 6), 36.001 + 0.01 * (i // 6)) for i in range(len(looks))]  # fmt: skip
+    book = _gpd_frame(looks[["farm_id", "crop", "region"]], geoms)
+    s = DetectSettings()
+    r = RadiusPeers.build(looks, looks[["farm_id", "crop", "region"]], farm_coordinates(book), s)
+    p = peer_stats(looks, s, radius=r)
+    y_in_a = (looks["region"] == "A") & (looks["crop"] == "Y")
+    assert (p.loc[y_in_a, "peer_level"] == "radius").all() and (p.loc[y_in_a, "peer_n"] == 9).all()
+    np.testing.assert_allclose(p.loc[y_in_a, "peer_median"], 0.54)
+    y_in_b = (looks["region"] == "B") & (looks["crop"] == "Y")
+    assert (p.loc[y_in_b, "peer_level"] == "region").all()
+    np.testing.assert_allclose(p.loc[y_in_b, "peer_median"], 0.60)
+
+
+def _gpd_frame(attrs: pd.DataFrame, geoms: list) -> pd.DataFrame:
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame(attrs, geometry=geoms, crs="EPSG:4326")
+
+
+def test_radius_stats_same_in_slices_without_cache(monkeypatch) -> None:
+    # the bounded-memory path (slices of looks, no cached neighbour matrix) gives the same
+    from agrisat.anomaly import radius as rad
+
+    book = _radius_book()
+    obs = make_observations(book, seed=34, start="2025-10-01", end="2026-05-01")
+    whole = look_features(obs, book)
+    monkeypatch.setattr(rad, "_CACHE_ENTRIES", 0)
+    monkeypatch.setattr(rad, "_SLICE_ROWS", 7)
+    sliced = look_features(obs, book)
+    assert (whole["peer_level"] == "radius").any()
+    pd.testing.assert_frame_equal(whole, sliced)

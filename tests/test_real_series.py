@@ -166,13 +166,6 @@ def test_clearfell_no_alert_while_the_stand_was_intact() -> None:
     assert before.empty, before[["hazard", "onset_date"]].to_string()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: 2 ids. The 2004 alert never resolves; when the regrowing stand recovers "
-    "(2007-12-19) the episode rebuilt from the 400-day lookback has a 2007 onset and is "
-    "recorded as a new alert already resolved (alerts.update_alerts continuity skips "
-    "resolved episodes)",
-)
 def test_clearfell_is_one_alert_until_the_stand_recovers() -> None:
     """One felling is one event: one alert id from 2004 until the series is back in its normal
     range (late 2007), and none still open once it is."""

@@ -21,7 +21,17 @@ from .detectors import (
 from .features import look_features
 from .settings import DEFAULT_SETTINGS, HAZARD_PRIORITY, DetectSettings
 
-__all__ = ["ANOMALY_COLUMNS", "assemble", "classify_looks", "detect", "strong_drought"]
+__all__ = [
+    "ANOMALY_COLUMNS",
+    "anomaly_table",
+    "assemble",
+    "classify_looks",
+    "confirmation_runs",
+    "detect",
+    "label_looks",
+    "strong_drought",
+    "window_rows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +52,10 @@ _DETECTORS = {
 
 
 def classify_looks(
-    features: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
+    features: pd.DataFrame,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    *,
+    carry: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Label each clear look and group anomalous looks into confirmation runs.
 
@@ -56,7 +69,22 @@ def classify_looks(
     ``single_look_min_clear`` waits for a second look) and ``early`` (confirmed before the
     hazard's usual count of looks: the alert opens at ``watch``). Cloudy dates are not looks,
     so they neither break nor extend a run.
+
+    ``carry`` continues runs from looks that are not in ``features`` (an incremental night):
+    one row per farm with the ``run_looks``, ``onset`` and ``run_hazard`` of the farm's latest
+    earlier look (``run_looks`` 0 when that look was not anomalous). A farm's first looks in
+    ``features`` then extend that run exactly as if the earlier looks were present. Every
+    column depends only on the farm's looks up to the look's date (causal).
     """
+    return confirmation_runs(label_looks(features, settings), settings, carry=carry)
+
+
+def label_looks(
+    features: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
+) -> pd.DataFrame:
+    """The per-look part of :func:`classify_looks`: ``hazard``, ``score``, ``expected_h``,
+    ``state`` and ``peer_state``. Detectors may read the farm's earlier rows in ``features``
+    (e.g. its last sound look), so an incremental caller passes some earlier looks too."""
     s = settings
     # Copy-on-write (pandas 3): a shallow copy, so the new columns do not duplicate the table.
     f = features.copy(deep=False)
@@ -74,16 +102,44 @@ def classify_looks(
         anom, "anomalous", np.where(normal_looks(features, s), "normal", "borderline")
     )
     f["peer_state"] = peer_state(features)
+    return f
+
+
+def confirmation_runs(
+    labelled: pd.DataFrame,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    *,
+    carry: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The run part of :func:`classify_looks` on :func:`label_looks`' output."""
+    s = settings
+    f = labelled
+    anom = f["hazard"] != "none"
     # Integer farm codes: the run groupbys below would otherwise factorise the string ids
     # of every look again and again.
     farm = pd.Series(f.groupby("farm_id", sort=False).ngroup().to_numpy(), index=f.index)
     run_id = (~anom).astype(int).groupby(farm, sort=False).cumsum()
     keys = [farm, run_id]
-    f["run_looks"] = anom.astype(int).groupby(keys, sort=False).cumsum().where(anom, 0)
-    f["onset"] = f["date"].where(anom).groupby(keys, sort=False).transform("min")
+    run_looks = anom.astype(int).groupby(keys, sort=False).cumsum()
+    # The onset of a run is its first look: a running minimum, so a look that is not
+    # anomalous has none (a transform over the group would give it the onset of the run that
+    # follows it, a value that depends on later looks).
+    onset = f["date"].where(anom).groupby(keys, sort=False).cummin()
     rank = {h: len(HAZARD_PRIORITY) - i for i, h in enumerate(HAZARD_PRIORITY)}
     code = f["hazard"].map(rank).fillna(0).astype(int)
     run_code = code.groupby(keys, sort=False).cummax()
+    if carry is not None and len(carry):
+        # Looks before the farm's first non-anomalous look here continue the carried run.
+        c = carry.drop_duplicates("farm_id", keep="last").set_index("farm_id")
+        c_looks = f["farm_id"].map(c["run_looks"]).fillna(0).astype(int)
+        cont = anom & (run_id == 0) & (c_looks > 0)
+        run_looks = run_looks + c_looks.where(cont, 0)
+        c_onset = pd.to_datetime(f["farm_id"].map(c["onset"]))
+        onset = onset.where(~cont, c_onset)
+        c_code = f["farm_id"].map(c["run_hazard"]).map(rank).fillna(0).astype(int)
+        run_code = run_code.where(~cont, np.maximum(run_code, c_code))
+    f["run_looks"] = run_looks.where(anom, 0)
+    f["onset"] = onset.where(anom)
     f["run_hazard"] = (
         run_code.map({v: k for k, v in rank.items()}).fillna("none").where(anom, "none")
     )
@@ -155,6 +211,22 @@ def assemble(
     limited to dates <= ``asof``.
     """
     s = settings
+    rows = window_rows(classified, asof=asof, settings=s)
+    stale = detect_stale(
+        classified, farms, observations, asof=asof, settings=s, calendars=calendars
+    )
+    return anomaly_table(rows, stale, farms, settings=s)
+
+
+def window_rows(
+    classified: pd.DataFrame, *, asof: pd.Timestamp, settings: DetectSettings = DEFAULT_SETTINGS
+) -> pd.DataFrame:
+    """The look rows :func:`assemble` hands on: every look within ``lookback_days`` of
+    ``asof`` of farms with an anomalous look there, the last ``tail_looks`` of the others.
+
+    Per farm: the rows of a subset of farms are those farms' rows of the whole book.
+    """
+    s = settings
     c = classified
     win = c[c["date"] >= asof - pd.Timedelta(days=s.lookback_days)]
     flagged = win.loc[win["state"] == "anomalous", "farm_id"].unique()
@@ -163,7 +235,19 @@ def assemble(
     rows["score"] = rows["score"].astype(float)
     rows["expected"] = rows.get("expected_h", rows["expected"])
     rows["index"] = s.index
-    stale = detect_stale(c, farms, observations, asof=asof, settings=s, calendars=calendars)
+    return rows
+
+
+def anomaly_table(
+    rows: pd.DataFrame,
+    stale: pd.DataFrame,
+    farms: pd.DataFrame,
+    *,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+) -> pd.DataFrame:
+    """Look rows (:func:`window_rows`) and stale rows (:func:`detect_stale`) as one table
+    with :data:`ANOMALY_COLUMNS`, sorted by farm and date."""
+    s = settings
     if len(stale):
         stale["state"] = "stale"
         stale["index"] = s.index

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .features import farm_attributes
 from .settings import DEFAULT_SETTINGS, DetectSettings
+from .stale import _count_later as _count_later
+from .stale import detect_stale
 
 __all__ = [
     "detect_abrupt_loss",
@@ -101,22 +102,54 @@ def change_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     return (green & veg & water & below & not_late).fillna(False)
 
 
+def _pace(
+    f: pd.DataFrame,
+    s: DetectSettings,
+    ref_value: pd.Series,
+    ref_peer: pd.Series,
+    ref_date: pd.Series,
+) -> pd.Series:
+    """Rose since the reference look (within ``abrupt_max_gap_days``) by at least
+    ``late_pace_share`` of the peers' rise over the same interval, while the peers greened."""
+    rise = f["value"] - ref_value
+    peer_rise = f["peer_median"] - ref_peer
+    gap = (f["date"] - ref_date).dt.days
+    return (
+        (peer_rise > 0) & (rise >= s.late_pace_share * peer_rise) & (gap <= s.abrupt_max_gap_days)
+    )
+
+
 def keeping_pace(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
-    """Looks of a farm greening at its peers' pace: since its previous clear look (within
+    """Looks of a farm greening at its peers' pace: since its last *sound* clear look (within
     ``abrupt_max_gap_days``) it rose at least ``late_pace_share`` of what its peers' median
     rose over the same interval, while the peers were greening, and it is at its highest value of
     the season (within ``scale_floor``), and it is at or above its peers' median of
     ``late_max_lag_days`` before. Such a farm is late (sown or emerged later), not
     stressed: water stress stalls or sets back the green-up. ``late_pace_share`` <= 0
-    disables."""
+    disables.
+
+    The pace is measured from the farm's last *sound* look: one without standing water or an
+    abrupt drop. Lateness is a property of a farm that has been normal but behind: the rise
+    out of a flooded or damaged look measures the water receding or the debris, not the crop
+    greening (a look of a late farm that merely stalled is a sound canopy measurement and
+    stays a reference).
+    """
     if s.late_pace_share <= 0:
         return pd.Series(False, index=f.index)
-    rise = f["value"] - f["prev_value"]
-    peer_rise = f["peer_median"] - f["prev_peer_median"]
-    gap = (f["date"] - f["prev_date"]).dt.days
-    pace = (
-        (peer_rise > 0) & (rise >= s.late_pace_share * peer_rise) & (gap <= s.abrupt_max_gap_days)
-    )
+    base = _pace(f, s, f["prev_value"], f["prev_peer_median"], f["prev_date"])
+    unsound = _flood_mask(f, s) | _abrupt_mask(f, s)
+    if unsound.any():
+        # The farm's last sound look before each look (looks are sorted by farm and date).
+        farm = pd.Series(pd.factorize(f["farm_id"])[0], index=f.index)
+        ref = f[["value", "peer_median", "date"]].where(~unsound, axis=0)
+        ref = ref.groupby(farm, sort=False).shift(1).groupby(farm, sort=False).ffill()
+        same = ref["date"] == f["prev_date"]
+        # the peers' median at the reference date as seen now (same level) when it is the
+        # previous look, else as the farm saw it then
+        ref_peer = f["prev_peer_median"].where(same, ref["peer_median"])
+        pace = _pace(f, s, ref["value"], ref_peer, ref["date"])
+    else:
+        pace = base
     # ... and never set back: a late crop greens monotonically (at its season's high, within
     # look-to-look noise); a stressed one that regrows after a setback is below its high
     unbroken = f["value"] >= f["season_max"] - s.scale_floor
@@ -142,17 +175,8 @@ def detect_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
     return out
 
 
-def detect_abrupt_loss(
-    f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
-) -> pd.DataFrame:
-    """A large drop between consecutive clear looks, not a harvest, that the peers did not
-    share. A harvest is a drop inside the calendar's harvest window while the peers are
-    ripening (their median ``ripening_decline`` below its season peak; no peers: the window
-    alone). Crops without a calendar need peers (their drop is the harvest test).
-
-    ``score`` is the relative drop; ``expected`` the previous look's value.
-    """
-    s = settings
+def _abrupt_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
+    """Looks :func:`detect_abrupt_loss` reports (see there)."""
     drop = f["prev_value"] - f["value"]
     gap = (f["date"] - f["prev_date"]).dt.days
     peer_drop = f["prev_peer_median"] - f["peer_median"]
@@ -163,8 +187,13 @@ def detect_abrupt_loss(
     # ripening ahead of its peers drops too, but to a half-green canopy.
     ripening = _nan_or(peer_decline >= s.ripening_decline, peer_decline)
     harvest = f["in_harvest"] & (ripening | (f["value"] > s.green_min))
+    # After a long cloud gap a drop is still a loss when the canopy is gone (bare-soil level)
+    # while the peers stand green and the farm was seen green earlier this same season:
+    # drought thins a canopy, it does not clear it while the neighbours stay green.
+    long_gap = gap > s.abrupt_max_gap_days
+    gone = long_gap & (f["value"] <= s.no_planting_max) & (f["peer_median"] >= s.green_min)
     mask = (
-        (gap <= s.abrupt_max_gap_days)
+        (~long_gap | gone)
         & (f["prev_value"] >= s.abrupt_min_before)
         & (drop >= s.abrupt_drop)
         & (drop / f["prev_value"] >= s.abrupt_drop_rel)
@@ -174,16 +203,50 @@ def detect_abrupt_loss(
         & (f["has_calendar"] | f["peer_median"].notna())
         # below its own history too, when known (an early harvest is within the tolerance)
         & _nan_or(f["own_deficit"] >= s.drought_deficit, f["own_deficit"])
-    )
-    out = _rows(
+    ).fillna(False)
+    check = (mask & long_gap).to_numpy()
+    if check.any():
+        mask &= ~pd.Series(check, index=f.index) | _same_season_as_previous(f, check)
+    return mask
+
+
+def _same_season_as_previous(f: pd.DataFrame, rows: np.ndarray) -> pd.Series:
+    """Whether each of ``rows`` (a mask) and the farm's previous look are of one crop season.
+
+    The previous look is the previous row (features are sorted by farm and date)."""
+    out = np.zeros(len(f), dtype=bool)
+    i = np.flatnonzero(rows)
+    i = i[i > 0]
+    farm, season = f["farm_id"].to_numpy(), f["season_id"].to_numpy()
+    same = (farm[i] == farm[i - 1]) & (season[i] == season[i - 1]) & pd.notna(season[i])
+    out[i[same]] = True
+    return pd.Series(out, index=f.index)
+
+
+def detect_abrupt_loss(
+    f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
+) -> pd.DataFrame:
+    """A large drop between consecutive clear looks, not a harvest, that the peers did not
+    share. A harvest is a drop inside the calendar's harvest window while the peers are
+    ripening (their median ``ripening_decline`` below its season peak; no peers: the window
+    alone). Crops without a calendar need peers (their drop is the harvest test). The looks
+    are at most ``abrupt_max_gap_days`` apart, unless the canopy is gone (at or below
+    ``no_planting_max``) while the peers stand green (``green_min``) and both looks are of the
+    same crop season: a crop seen green and found bare after a long cloud gap was lost.
+
+    ``score`` is the relative drop; ``expected`` the previous look's value.
+    """
+    s = settings
+    mask = _abrupt_mask(f, s)
+    drop = f["prev_value"] - f["value"]
+    return _rows(
         f,
-        mask.fillna(False),
+        mask,
         "abrupt_loss",
         drop / f["prev_value"],
         f["prev_value"],
         ["prev_date", "peer_z", "peer_median"],
     )
-    return out
 
 
 def _water_excess(f: pd.DataFrame, s: DetectSettings) -> tuple[pd.Series, pd.Series]:
@@ -201,6 +264,11 @@ def _water_excess(f: pd.DataFrame, s: DetectSettings) -> tuple[pd.Series, pd.Ser
     return by_wf | by_ndwi, wf.fillna(f["ndwi"])
 
 
+def _flood_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
+    excess, _ = _water_excess(f, s)
+    return (excess & (f["green"] | ~f["has_calendar"])).fillna(False)
+
+
 def detect_flood(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
     """Standing water where the crop should be: SCL-water share of the clear area above
     ``flood_water`` and above both the peers' and the farm's own usual share by
@@ -208,24 +276,14 @@ def detect_flood(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -
     fallback when no water share is given. ``score`` is the water share.
     """
     s = settings
-    excess, score = _water_excess(f, s)
-    mask = excess & (f["green"] | ~f["has_calendar"])
+    _, score = _water_excess(f, s)
     expected = f["peer_water"].fillna(f["hist_water"]).fillna(0.0)
     return _rows(
-        f, mask.fillna(False), "flood", score, expected, ["water_fraction", "ndwi", "peer_median"]
+        f, _flood_mask(f, s), "flood", score, expected, ["water_fraction", "ndwi", "peer_median"]
     )
 
 
-def detect_no_planting(
-    f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
-) -> pd.DataFrame:
-    """No green-up while the peers have greened: in a green stage, the peers' median is above
-    ``no_planting_peer_green`` and the farm's highest value this season stays
-    ``no_planting_gap`` below it and under ``no_planting_max`` (a crop that greened and then
-    failed is drought or loss, not "no planting"). Without peers the farm's own history stands in.
-    ``score`` is the gap to the peers (or history).
-    """
-    s = settings
+def _no_planting_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     ref = f["peer_median"].fillna(f["expected_mid"])
     zok = _nan_or(f["peer_z"] <= -s.drought_peer_z, f["peer_z"])
     mask = (
@@ -235,9 +293,23 @@ def detect_no_planting(
         & (f["season_max"] <= s.no_planting_max)
         & zok
     )
+    return mask.fillna(False)
+
+
+def detect_no_planting(
+    f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
+) -> pd.DataFrame:
+    """No green-up while the peers have greened: in a green stage, the peers' median is above
+    ``no_planting_peer_green`` and the farm's highest value this season stays
+    ``no_planting_gap`` below it and under ``no_planting_max`` (a crop seen green earlier this
+    season that then failed is drought or loss, not "no planting"). Without peers the farm's
+    own history stands in. ``score`` is the gap to the peers (or history).
+    """
+    s = settings
+    ref = f["peer_median"].fillna(f["expected_mid"])
     return _rows(
         f,
-        mask.fillna(False),
+        _no_planting_mask(f, s),
         "no_planting",
         ref - f["value"],
         ref,
@@ -261,109 +333,3 @@ def normal_looks(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -
     wf = f["water_fraction"]
     dry = wf.isna() | (wf < s.flood_water / 2)
     return own_ok & peer_ok & dry
-
-
-def detect_stale(
-    f: pd.DataFrame,
-    farms: pd.DataFrame,
-    observations: pd.DataFrame,
-    *,
-    asof: pd.Timestamp,
-    settings: DetectSettings = DEFAULT_SETTINGS,
-    calendars: object = None,
-) -> pd.DataFrame:
-    """Farms we have lost sight of while the crop should stand (any time for crops without a
-    calendar). One row per stale farm dated ``asof``; ``score`` is the number of days without
-    a clear look, ``onset`` the last clear look (or the first scene), ``peer_state``:
-
-    - ``idiosyncratic``: unseen for ``stale_days`` although its region (all farms when no
-      region is given) was seen clearly -- at least ``stale_peer_share`` of its farms had a
-      clear look -- on ``stale_missed_looks`` dates since: the gap is the farm's own (tile
-      edge, no-data strip, a polygon that misses the field) and someone should look;
-    - ``regional``: the region shares the gap (monsoon cloud): only after
-      ``stale_regional_days``, when the team is blind on the whole area.
-    """
-    from ..calendar import stage_table
-
-    s = settings
-    cols = ["farm_id", "date", "hazard", "score", "value", "expected", "onset", "stage"]
-    seen = observations.assign(farm_id=observations["farm_id"].astype(str))
-    first_seen = pd.to_datetime(seen.groupby("farm_id")["date"].min()).dt.normalize()
-    last_clear = f.groupby("farm_id")["date"].max() if len(f) else pd.Series(dtype="datetime64[ns]")
-    book = farm_attributes(farms)
-    book = book[book["farm_id"].isin(first_seen.index)].reset_index(drop=True)
-    if book.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*cols, "peer_state"]})
-    ids = book["farm_id"].to_numpy()
-    book["last_clear"] = pd.to_datetime(last_clear.reindex(ids).to_numpy())
-    book["since"] = book["last_clear"].fillna(
-        pd.Series(pd.to_datetime(first_seen.reindex(ids).to_numpy()))
-    )
-    book["days"] = (asof - book["since"]).dt.days
-    # Dates on which the farm's region was seen clearly (most of its farms had a clear look)
-    # and this farm was not, since its last clear look: missing several of those is the
-    # farm's own problem; a partly cloudy date or two is chance.
-    idio = _missed_region_looks(book, f, s) >= s.stale_missed_looks
-    cal = stage_table(book["crop"], pd.Series(asof, index=book.index), calendars=calendars)  # type: ignore[arg-type]
-    in_season = cal["green"] | ~cal["has_calendar"]
-    long_gap = (book["days"] >= s.stale_days) & idio
-    blind = book["days"] >= s.stale_regional_days
-    mask = (long_gap | blind) & in_season
-    out = book.loc[mask, ["farm_id"]].copy()
-    out["date"] = asof
-    out["hazard"] = "stale_data"
-    out["score"] = book.loc[mask, "days"].astype(float)
-    out["value"] = np.nan
-    out["expected"] = np.nan
-    out["onset"] = book.loc[mask, "since"]
-    out["stage"] = cal.loc[mask, "stage"]
-    out["peer_state"] = np.where(idio[mask], "idiosyncratic", "regional")
-    return out.reset_index(drop=True)
-
-
-def _missed_region_looks(book: pd.DataFrame, f: pd.DataFrame, s: DetectSettings) -> pd.Series:
-    """Per book farm: dates after its last clear look on which its region was seen clearly."""
-    region = book.set_index("farm_id")["region"]
-    n_farms = region.groupby(region).size()
-    clear = f[["farm_id", "date"]].assign(region=f["farm_id"].map(region)) if len(f) else None
-    if clear is None or clear["region"].isna().all():
-        return pd.Series(0, index=book.index)
-    clear = clear.dropna(subset=["region"]).drop_duplicates()
-    n_clear = clear.groupby(["region", "date"]).size()
-    share = n_clear / n_clear.index.get_level_values(0).map(n_farms).to_numpy()
-    good = share[share >= s.stale_peer_share].reset_index()[["region", "date"]]
-    counted = _count_later(book, good)
-    if counted is not None:
-        return pd.Series(counted, index=book.index)
-    merged = book[["farm_id", "region", "since"]].merge(good, on="region", how="left")
-    after = merged["date"] > merged["since"]
-    missed = after.groupby(merged["farm_id"]).sum()
-    return pd.Series(missed.reindex(book["farm_id"]).fillna(0).to_numpy(), index=book.index)
-
-
-_DAY_NS = 86_400 * 10**9
-
-
-def _count_later(book: pd.DataFrame, good: pd.DataFrame) -> np.ndarray | None:
-    """Per book farm, the number of its region's ``good`` dates after its ``since``.
-
-    Binary search on region x day keys instead of a farm x date cross join (millions of rows
-    for a large book). Dates must be whole days (they are: looks are day-stamped); returns
-    None otherwise, or when farm ids repeat, and the caller falls back to the join.
-    """
-    if not book["farm_id"].is_unique or book["since"].isna().any():
-        return None
-    since = book["since"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    dates = good["date"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    if (since % _DAY_NS).any() or (dates % _DAY_NS).any():
-        return None
-    cats = pd.Index(pd.unique(pd.concat([book["region"], good["region"]], ignore_index=True)))
-    rb = cats.get_indexer(book["region"]).astype(np.int64)
-    rg = cats.get_indexer(good["region"]).astype(np.int64)
-    db, dg = since // _DAY_NS, dates // _DAY_NS
-    base = min(db.min(), dg.min()) if dg.size else db.min()
-    span = max(db.max(), dg.max() if dg.size else db.max()) - base + 2
-    key = np.sort(rg * span + (dg - base))
-    after = np.searchsorted(key, rb * span + (db - base), "right")
-    end = np.searchsorted(key, rb * span + span - 1, "right")
-    return (end - after).astype(np.int64)

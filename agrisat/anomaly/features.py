@@ -17,9 +17,17 @@ import pandas as pd
 from ..calendar import Calendar, stage_table
 from ..series import clear_looks
 from .history import _masked_median, _range_columns, own_history
+from .radius import RadiusPeers, farm_coordinates
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
-__all__ = ["look_features", "own_history", "peer_stats", "standing_change"]
+__all__ = [
+    "RadiusPeers",
+    "farm_coordinates",
+    "look_features",
+    "own_history",
+    "peer_stats",
+    "standing_change",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +67,24 @@ def _robust_group(
     return _robust_by(df[col], _group_codes(df, keys))
 
 
-def peer_stats(looks: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
-    """Peers of each clear look: same crop and region on the same date, else same crop.
+def peer_stats(
+    looks: pd.DataFrame,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    *,
+    radius: RadiusPeers | None = None,
+) -> pd.DataFrame:
+    """Peers of each clear look: same crop on the same date -- in the farm's region, else
+    within ``peer_radius_km`` of it, else anywhere.
 
-    The region group is used when it has ``min_peers`` clear looks that date, otherwise the crop
+    The region group is used when it has ``min_peers`` clear looks that date. Looks of farms
+    without a region, or whose region has fewer than ``min_peers`` farms of their crop, are
+    judged against the same-crop farms within the radius (``radius``, see
+    :class:`RadiusPeers`) when ``min_peers`` of them were seen that date; otherwise the crop
     group; with fewer than ``min_peers`` there are no peers (NaN). Returns ``peer_median``,
     ``peer_scale`` (1.4826 x MAD, floored), ``peer_n``, ``peer_water``, ``peer_ndwi``,
-    ``peer_level`` (``region``/``crop``/``none``) and ``peer_deficit_median`` when ``own_deficit``
-    is a column of ``looks``.
+    ``peer_level`` (``region``/``radius``/``crop``/``none``), ``peer_deficit_median`` when
+    ``own_deficit`` is a column of ``looks``, and ``radius_median`` (the radius group's
+    median, also on looks that used another level; NaN where there is none).
     """
     s = settings
     regional = looks["region"].astype(str) != ""
@@ -76,12 +94,17 @@ def peer_stats(looks: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
     med1, mad1, n1 = _robust_by(looks["value"], by_region)
     med2, mad2, n2 = _robust_by(looks["value"], by_crop)
     use1 = regional & (n1 >= s.min_peers)
-    use2 = ~use1 & (n2 >= s.min_peers)
-    out["peer_level"] = np.where(use1, "region", np.where(use2, "crop", "none"))
-    out["peer_median"] = np.where(use1, med1, np.where(use2, med2, np.nan))
-    out["peer_scale"] = np.maximum(1.4826 * np.where(use1, mad1, mad2), s.scale_floor)
-    out.loc[~(use1 | use2), "peer_scale"] = np.nan
-    out["peer_n"] = np.where(use1, n1, np.where(use2, n2, 0)).astype(float)
+    medr, madr, nr = _radius_robust(looks["value"], radius)
+    user = ~use1 & (nr >= s.min_peers)
+    use2 = ~use1 & ~user & (n2 >= s.min_peers)
+    level = np.where(use1, "region", np.where(user, "radius", np.where(use2, "crop", "none")))
+    out["peer_level"] = level
+    out["peer_median"] = np.where(use1, med1, np.where(user, medr, np.where(use2, med2, np.nan)))
+    mad = np.where(use1, mad1, np.where(user, madr, mad2))
+    out["peer_scale"] = np.maximum(1.4826 * mad, s.scale_floor)
+    out.loc[~(use1 | user | use2), "peer_scale"] = np.nan
+    out["peer_n"] = np.where(use1, n1, np.where(user, nr, np.where(use2, n2, 0))).astype(float)
+    out["radius_median"] = np.where(nr >= s.min_peers, medr, np.nan)
     extra = [c for c in ("water_fraction", "ndwi", "moist", "own_deficit") if c in looks.columns]
     names = {
         "water_fraction": "peer_water",
@@ -92,19 +115,44 @@ def peer_stats(looks: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
     for col in extra:
         a = looks[col].groupby(by_region, sort=False).transform("median")
         b = looks[col].groupby(by_crop, sort=False).transform("median")
-        out[names[col]] = np.where(use1, a, np.where(use2, b, np.nan))
+        r = _radius_robust(looks[col], radius, median_only=True)[0] if user.any() else np.nan
+        out[names[col]] = np.where(use1, a, np.where(user, r, np.where(use2, b, np.nan)))
     # A farm whose crop is too rare in its region is compared with the crop elsewhere; what
     # its region shares that date (weather: a regional stress, a wet spell) is added back, so
     # a region-wide condition does not make its few farms of that crop look idiosyncratic.
+    # Radius peers of such a farm may lie in other regions: each is first moved out of its
+    # own region's shared condition and into the farm's (the median of value - its region's
+    # shift, plus the farm's region's shift). Farms without a region take their neighbours
+    # as they are: their weather is the neighbours'.
     fallback = (use2 & regional).to_numpy()
-    if fallback.any():
+    rad_regional = (regional & (nr >= s.min_peers)).to_numpy()
+    if fallback.any() or rad_regional.any():
+        usable = n2 >= s.min_peers
         for col, name in (("value", "peer_median"), ("moist", "peer_moist")):
             if col not in looks.columns:
                 continue
             crop_med = med2 if col == "value" else looks[col].groupby(by_crop).transform("median")
-            shift = _region_shift(looks, looks[col] - crop_med, (n2 >= s.min_peers), s)
+            shift = _region_shift(looks, looks[col] - crop_med, usable, s)
             out.loc[fallback, name] = out.loc[fallback, name] + shift[fallback]
+            if not rad_regional.any() or radius is None:
+                continue
+            moved = radius.stats((looks[col] - shift).to_numpy(dtype=float), mad=False)[0] + shift
+            take = rad_regional & user.to_numpy()
+            out.loc[take, name] = moved[take]
+            if col == "value":
+                out.loc[rad_regional, "radius_median"] = moved[rad_regional]
     return out
+
+
+def _radius_robust(
+    values: pd.Series, radius: RadiusPeers | None, *, median_only: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median, MAD and count of ``values`` over each look's radius group (NaN, NaN, 0 for
+    looks without one)."""
+    if radius is None:
+        nan = np.full(len(values), np.nan)
+        return nan, nan, np.zeros(len(values))
+    return radius.stats(values.to_numpy(dtype=float), mad=not median_only)
 
 
 def _region_shift(
@@ -165,7 +213,8 @@ def look_features(
     with np.errstate(all="ignore"):
         f["own_deficit"] = (f["expected"] - f["value"]) / f["expected"]
         f["own_z"] = (f["value"] - f["expected"]) / f["own_scale"]
-    f = f.join(peer_stats(f, s))
+    radius = RadiusPeers.build(f, attrs, farm_coordinates(farms), s)
+    f = f.join(peer_stats(f, s, radius=radius))
     with np.errstate(all="ignore"):
         f["peer_z"] = (f["value"] - f["peer_median"]) / f["peer_scale"]
         f["peer_deficit"] = (f["peer_median"] - f["value"]) / f["peer_median"]
@@ -182,11 +231,16 @@ def look_features(
         how="left",
     )
     f["prev_peer_median"] = prev["prev_peer_median"].to_numpy()
+    # Radius groups are the farm's own: the previous look's radius median.
+    by_radius = (f["peer_level"] == "radius").to_numpy()
+    if by_radius.any():
+        prev_r = f.groupby("farm_id", sort=False)["radius_median"].shift(1)
+        f.loc[by_radius, "prev_peer_median"] = prev_r[by_radius]
     season = f["season_id"].fillna("none").astype(str)
     f["season_max"] = f.groupby([f["farm_id"], season], sort=False)["value"].cummax()
     # The peers' highest median so far this season, seen from this farm (ripening test).
     f["peer_season_max"] = f.groupby([f["farm_id"], season], sort=False)["peer_median"].cummax()
-    f = f.join(standing_change(f, s))
+    f = f.join(standing_change(f, s, radius=radius))
     f["peer_lagged"] = _peer_lagged(f, s.change_lag_guard_days)
     f["peer_lagged_max"] = _peer_lagged(f, s.late_max_lag_days)
     return f
@@ -230,26 +284,40 @@ def _ref_standing(
 _SLICE_ROWS = 100_000
 
 
-def standing_change(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
+def standing_change(
+    f: pd.DataFrame,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    *,
+    radius: RadiusPeers | None = None,
+) -> pd.DataFrame:
     """Change of each look's standing against its peers (a difference in differences).
 
     Standing is the index minus the peers' same-date median; its usual level is the farm's
     median standing over its looks ``change_ref_min_days``..``change_ref_max_days`` before.
     A farm that keeps a constant offset to its peers (soil, variety, management) has zero
-    change; weather shared by the region cancels. The change is standardised by the robust
-    spread of the same change among the peers on the same date (floored). Computed for the
-    vegetation index (``change``, ``change_rel``, ``change_z``) and the moisture index
-    (``moist_change``, ``moist_change_z``). Causal: only earlier looks and same-date peers.
+    change; weather shared by the region cancels. The reference looks are those judged by the
+    same peer level (region, radius or crop) as the current one. The change is standardised
+    by the robust spread of the same change among the peers on the same date (floored).
+    Computed for the vegetation index (``change``, ``change_rel``, ``change_z``) and the
+    moisture index (``moist_change``, ``moist_change_z``). Causal: only earlier looks and same-date peers.
     """
     s = settings
     out = pd.DataFrame(index=f.index)
     t_all = (f["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype=float)
     codes = f["farm_id"].to_numpy()
     # Contiguous runs of one farm's rows (look_features sorts by farm and date).
-    block = np.cumsum(np.r_[False, codes[1:] != codes[:-1]]).astype(float)
-    regional = f["peer_level"] == "region"
+    farm = np.cumsum(np.r_[False, codes[1:] != codes[:-1]])
+    level = f["peer_level"].to_numpy()
+    regional, radial = level == "region", level == "radius"
+    # The usual standing is taken over the farm's looks judged by the same peer group (a
+    # switch from the region's median to the crop's elsewhere on a partly cloudy date is a
+    # change of yardstick, not of the farm): blocks are farm x peer level.
+    level_code = pd.factorize(level)[0]
+    block = (farm * 4 + level_code).astype(float)
     by_region = _group_codes(f, ["crop", "region", "date"])
-    by_crop = _group_codes(f, ["crop", "date"])
+    # crop level: the same change among the looks judged by the crop-wide yardstick that date
+    # (other looks of the crop are measured against their region or radius medians)
+    by_crop = _group_codes(f, ["crop", "date", "peer_level"])
     pairs = (("change", "value", "peer_median"), ("moist_change", "moist", "peer_moist"))
     residuals = [(f[col] - f[peer]).to_numpy(dtype=float) for _, col, peer in pairs]
     refs = _ref_standing(block, t_all, residuals, s.change_ref_min_days, s.change_ref_max_days)
@@ -257,8 +325,10 @@ def standing_change(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
         d = pd.Series(res - ref, index=f.index)
         med1, mad1, _ = _robust_by(d, by_region)
         med2, mad2, _ = _robust_by(d, by_crop)
-        med = np.where(regional, med1, med2)
-        scale = np.maximum(1.4826 * np.where(regional, mad1, mad2), s.change_scale_floor)
+        medr, madr, _ = _radius_robust(d, radius if radial.any() else None)
+        med = np.where(regional, med1, np.where(radial, medr, med2))
+        mad = np.where(regional, mad1, np.where(radial, madr, mad2))
+        scale = np.maximum(1.4826 * mad, s.change_scale_floor)
         out[name] = d
         with np.errstate(all="ignore"):
             out[f"{name}_z"] = np.where(f["peer_level"] != "none", (d - med) / scale, np.nan)
@@ -269,20 +339,36 @@ def standing_change(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
 
 def _peer_lagged(f: pd.DataFrame, lag_days: int) -> pd.Series:
     """The peers' median (same peer level) on their latest date at least ``lag_days`` before
-    each look, within one revisit gap of it (NaN when there is none)."""
+    each look, within one revisit gap of it (NaN when there is none). A radius group is the
+    farm's own: its median on the farm's own looks stands in for the peers' dates."""
     if lag_days <= 0:
         return pd.Series(np.nan, index=f.index)
+    tol = pd.Timedelta(days=max(lag_days, 10))
+    radial = f["peer_level"] == "radius"
     keys = ["crop", "region", "peer_level"]
     table = (
-        f.loc[f["peer_level"] != "none", [*keys, "date", "peer_median"]]
+        f.loc[(f["peer_level"] != "none") & ~radial, [*keys, "date", "peer_median"]]
         .drop_duplicates([*keys, "date"])
         .rename(columns={"date": "lag_date", "peer_median": "peer_lagged"})
         .sort_values("lag_date", kind="stable")
     )
     left = f[keys].assign(lag_date=f["date"] - pd.Timedelta(days=lag_days), _row=np.arange(len(f)))
     left = left.sort_values("lag_date", kind="stable")
-    merged = pd.merge_asof(
-        left, table, on="lag_date", by=keys, direction="backward",
-        tolerance=pd.Timedelta(days=max(lag_days, 10)),
-    )  # fmt: skip
-    return pd.Series(merged.sort_values("_row")["peer_lagged"].to_numpy(), index=f.index)
+    merged = pd.merge_asof(left, table, on="lag_date", by=keys, direction="backward", tolerance=tol)
+    out = pd.Series(merged.sort_values("_row")["peer_lagged"].to_numpy(), index=f.index)
+    if radial.any():
+        own = (
+            f.loc[f["radius_median"].notna(), ["farm_id", "date", "radius_median"]]
+            .rename(columns={"date": "lag_date", "radius_median": "peer_lagged"})
+            .sort_values("lag_date", kind="stable")
+        )
+        rows = f.loc[radial, ["farm_id"]].assign(
+            lag_date=f.loc[radial, "date"] - pd.Timedelta(days=lag_days),
+            _row=np.flatnonzero(radial),
+        )
+        rows = rows.sort_values("lag_date", kind="stable")
+        got = pd.merge_asof(
+            rows, own, on="lag_date", by="farm_id", direction="backward", tolerance=tol
+        )
+        out.iloc[got["_row"].to_numpy()] = got["peer_lagged"].to_numpy()
+    return out

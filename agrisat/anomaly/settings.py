@@ -42,6 +42,17 @@ class DetectSettings:
 
     # --- peers: same crop (and region when it has enough farms), same acquisition date ---
     min_peers: int = 5
+    #: farms without a region, or whose region has fewer than ``min_peers`` farms of their
+    #: crop, are judged against the same-crop farms within this radius of their centroid
+    #: (km). 15 km: the scale of a county's farming area and of the rain systems and
+    #: sowing dates that farms share (convective storms are 10-20 km across), yet wide enough
+    #: to hold ``min_peers`` farms of a crop in a loan book; within it the sky on an
+    #: acquisition date is one Sentinel-2 overpass. 0 disables the radius route.
+    peer_radius_km: float = 15.0
+    #: at most this many nearest same-crop farms form a radius group (the farm included): a
+    #: median of 20 tolerates 9 odd farms; more adds cost, not information, and reaches
+    #: further than the nearest farms that share the farm's weather most
+    radius_max_peers: int = 20
 
     # --- drought: sustained deficit against own history --------------------------------
     drought_deficit: float = 0.15

@@ -1,0 +1,427 @@
+"""Incremental per-look features: classify the looks of new dates from persisted context.
+
+Every per-look feature depends only on looks up to that look's date (see the causality audit
+in :func:`extend_looks`), so the classified looks of earlier dates never change when later
+dates arrive. A night therefore computes only the looks of the dates at or after the earliest
+date that got new observations (``d0``), from:
+
+- the new looks themselves (all farms seen on those dates: the same-date peer statistics);
+- the farms' persisted looks of earlier years near the same day of year (own history);
+- their persisted looks of the last ``change_ref_max_days`` before ``d0`` (standing change);
+- their latest persisted look before ``d0`` (previous look, season maxima, open run);
+- the persisted per-date peer-group summary (peers' median on earlier dates).
+
+:func:`full_looks` is the reference (every look from scratch); :func:`extend_looks` must give
+the same rows for the new dates, which the tests check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..calendar import Calendar
+from .core import classify_looks, confirmation_runs, label_looks
+from .detectors import _count_later
+from .features import (
+    RadiusPeers,
+    _peer_lagged,
+    farm_attributes,
+    farm_coordinates,
+    look_features,
+    peer_stats,
+    standing_change,
+)
+from .history import own_history
+from .settings import DEFAULT_SETTINGS, DetectSettings
+
+__all__ = [
+    "GROUP_COLUMNS",
+    "LAST_COLUMNS",
+    "LookContext",
+    "context_windows",
+    "extend_looks",
+    "full_looks",
+    "group_summary",
+    "stale_from_state",
+]
+
+log = logging.getLogger(__name__)
+
+_YEAR = 365.25
+_FAR = pd.Timestamp("2262-01-01")
+
+#: Columns of the per-date peer-group summary (one row per crop x region x date x level).
+GROUP_COLUMNS: tuple[str, ...] = ("crop", "region", "date", "peer_level", "peer_median", "n_looks")
+#: Columns of a farm's latest earlier look that the new looks continue from.
+LAST_COLUMNS: tuple[str, ...] = (
+    "farm_id", "date", "value", "season_id", "season_max", "peer_season_run", "first_date",
+    "state", "run_looks", "onset", "run_hazard", "radius_median",
+)  # fmt: skip
+#: Columns of the persisted looks read for own history and for the standing change.
+HISTORY_COLUMNS: tuple[str, ...] = ("farm_id", "date", "value", "water_fraction")
+RECENT_COLUMNS: tuple[str, ...] = (
+    "farm_id", "date", "crop", "region", "value", "moist", "peer_median", "peer_moist",
+    "peer_level", "radius_median",
+)  # fmt: skip
+
+
+@dataclass
+class LookContext:
+    """Persisted looks (dates before ``d0``) the looks of the new dates depend on."""
+
+    #: looks of earlier years near the new dates' day of year (:data:`HISTORY_COLUMNS`)
+    history: pd.DataFrame
+    #: the farms' whole look rows of the days before ``d0`` that the standing change, the
+    #: peer lags and the detectors look back over (at least :data:`RECENT_COLUMNS`)
+    recent: pd.DataFrame
+    #: each farm's latest look before ``d0`` (:data:`LAST_COLUMNS`)
+    last: pd.DataFrame
+    #: peer-group summary rows before ``d0`` (:data:`GROUP_COLUMNS`): the lag window and the
+    #: dates of ``last``
+    groups: pd.DataFrame
+
+
+def incremental_ok(settings: DetectSettings) -> bool:
+    """False when a setting makes features depend on later looks (then only full runs)."""
+    s = settings
+    half = s.phenology_tolerance_days + s.history_window_days + 1.0
+    return s.history_min_gap_days >= 0 and 2 * half < _YEAR and s.change_ref_min_days > 0
+
+
+def context_windows(
+    d0: pd.Timestamp, d1: pd.Timestamp, settings: DetectSettings = DEFAULT_SETTINGS
+) -> dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]:
+    """Date ranges ``[start, end)`` of persisted looks needed to compute looks in ``[d0, d1]``.
+
+    ``history``: the own-history windows of every earlier year (lags and windows included);
+    ``recent``: the standing-change reference window; ``lag``: the peer-lag window.
+    """
+    s = settings
+    half = int(np.ceil(s.phenology_tolerance_days + s.history_window_days + 1.0)) + 1
+    hist = []
+    for m in range(0, 200):
+        lo = d0 - pd.Timedelta(days=int(np.ceil(m * _YEAR)) + half)
+        hi = min(d0, d1 - pd.Timedelta(days=int(np.floor(m * _YEAR)) - half))
+        if hi <= pd.Timestamp("1970-01-01"):
+            break
+        if lo < hi:
+            hist.append((lo, hi))
+    lags = [g for g in (s.change_lag_guard_days, s.late_max_lag_days) if g > 0]
+    lag_back = max([g + max(g, 10) for g in lags], default=0) + 1
+    recent = max(s.change_ref_max_days + 1, lag_back)
+    return {
+        "history": hist,
+        "recent": [(d0 - pd.Timedelta(days=recent), d0)],
+        "lag": [(d0 - pd.Timedelta(days=lag_back), d0)],
+    }
+
+
+def _season(f: pd.DataFrame) -> pd.Series:
+    return f["season_id"].fillna("none").astype(str)
+
+
+def _finish(f: pd.DataFrame, s: DetectSettings) -> pd.DataFrame:
+    """Columns the next night continues from: the farm's first look and the peers' highest
+    median so far this season (NaN-skipping, unlike ``peer_season_max`` on a NaN look)."""
+    # own_n counts history looks; it is NaN when the farm has no look at least
+    # ``history_min_gap_days`` before this one (own_history decides that per farm batch,
+    # which would make it depend on later looks).
+    first = f.groupby("farm_id", sort=False)["date"].transform("min")
+    f["first_date"] = first
+    no_hist = first > f["date"] - pd.Timedelta(days=s.history_min_gap_days)
+    f["own_n"] = f["own_n"].where(~no_hist)
+    keys = [f["farm_id"], _season(f)]
+    run = f.groupby(keys, sort=False)["peer_median"].cummax()
+    f["peer_season_run"] = run.groupby(keys, sort=False).ffill()
+    return f
+
+
+def full_looks(
+    observations: pd.DataFrame,
+    farms: pd.DataFrame,
+    *,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    calendars: Mapping[str, Calendar] | None = None,
+) -> pd.DataFrame:
+    """Every clear look classified from scratch (own-history baselines for all of them).
+
+    The rows :func:`extend_looks` continues; the ``--redetect`` path and the reference of the
+    tests.
+    """
+    s = settings
+    feats = look_features(observations, farms, settings=s, calendars=calendars)
+    if feats.empty:
+        return feats
+    return _finish(classify_looks(feats, s), s)
+
+
+def extend_looks(
+    observations: pd.DataFrame,
+    farms: pd.DataFrame,
+    context: LookContext,
+    *,
+    d0: pd.Timestamp,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    calendars: Mapping[str, Calendar] | None = None,
+) -> pd.DataFrame:
+    """The classified looks of dates >= ``d0``, equal to :func:`full_looks`' rows for them.
+
+    ``observations`` holds every observation dated ``d0`` or later (all farms: peers are the
+    same-date cross-section). Causality audit of what a look at date t reads:
+
+    - calendar stage, season: crop and t only;
+    - own history (``expected``, ``own_scale``, ``vci``, ``hist_water``): the farm's looks
+      at least ``history_min_gap_days`` before t within the day-of-year windows
+      (``context.history``); ``own_n``'s NaN-or-0 is decided by the farm's first look;
+    - peers (``peer_*``, region shift, ``peer_deficit_median``): looks dated t only;
+    - ``prev_value``/``prev_date``: the farm's previous look (``context.last``);
+    - ``prev_peer_median``, ``peer_lagged*``: the peer-group medians of earlier dates
+      (``context.groups``);
+    - ``season_max``, ``peer_season_max``: running maxima of the season (carried from
+      ``context.last``);
+    - standing change: the farm's looks ``change_ref_min_days``..``change_ref_max_days``
+      before t (``context.recent``) and the same-date peers;
+    - classification: the look's own columns; confirmation runs: the farm's run so far
+      (carried from ``context.last``).
+    """
+    s = settings
+    f = look_features(observations, farms, settings=s, calendars=calendars, eval_from=_FAR)
+    f = f[f["date"] >= d0].reset_index(drop=True)
+    if f.empty:
+        return f
+    ctx = LookContext(
+        history=_dated(context.history, HISTORY_COLUMNS),
+        recent=_dated(context.recent, RECENT_COLUMNS),
+        last=_dated(context.last, LAST_COLUMNS),
+        groups=_dated(context.groups, GROUP_COLUMNS),
+    )
+    last = ctx.last.drop_duplicates("farm_id", keep="last").set_index("farm_id")
+    # --- own history from the persisted looks of earlier years ----------------------------
+    hist = ctx.history[ctx.history["farm_id"].isin(f["farm_id"].unique())]
+    cand = pd.concat([hist[list(HISTORY_COLUMNS)], f[list(HISTORY_COLUMNS)]], ignore_index=True)
+    own = own_history(cand, s, eval_from=d0)
+    own.index = own.index - len(hist)
+    for col in own.columns:
+        f[col] = own[col].reindex(f.index).to_numpy(dtype=float)
+    with np.errstate(all="ignore"):
+        f["own_deficit"] = (f["expected"] - f["value"]) / f["expected"]
+        f["own_z"] = (f["value"] - f["expected"]) / f["own_scale"]
+    # --- peers (same date), now with own deficits ------------------------------------------
+    attrs, coords = farm_attributes(farms), farm_coordinates(farms)
+    peers = peer_stats(f, s, radius=RadiusPeers.build(f, attrs, coords, s))
+    for col in peers.columns:
+        f[col] = peers[col]
+    with np.errstate(all="ignore"):
+        f["peer_z"] = (f["value"] - f["peer_median"]) / f["peer_scale"]
+        f["peer_deficit"] = (f["peer_median"] - f["value"]) / f["peer_median"]
+    # --- previous look -----------------------------------------------------------------------
+    g = f.groupby("farm_id", sort=False)
+    head = ~f["farm_id"].duplicated()
+    f["prev_value"] = g["value"].shift(1).where(~head, _pick(f, last["value"]))
+    prev_date = g["date"].shift(1)
+    f["prev_date"] = prev_date.where(~head, pd.to_datetime(_pick(f, last["date"])))
+    keys = ["crop", "region", "date", "peer_level"]
+    key = pd.concat(
+        [f[[*keys, "peer_median"]], ctx.groups[[*keys, "peer_median"]]], ignore_index=True
+    ).drop_duplicates(keys)
+    prev = f[["crop", "region", "prev_date", "peer_level"]].merge(
+        key.rename(columns={"date": "prev_date", "peer_median": "prev_peer_median"}),
+        on=["crop", "region", "prev_date", "peer_level"],
+        how="left",
+    )
+    f["prev_peer_median"] = prev["prev_peer_median"].to_numpy()
+    # radius groups are the farm's own: its previous look's radius median
+    by_radius = (f["peer_level"] == "radius").to_numpy()
+    if by_radius.any():
+        prev_r = g["radius_median"].shift(1).where(~head, _pick(f, last["radius_median"]))
+        f.loc[by_radius, "prev_peer_median"] = prev_r[by_radius]
+    # --- running maxima of the season, continued from the latest earlier look --------------
+    season = _season(f)
+    same = (season == _pick(f, last["season_id"].fillna("none").astype(str))).to_numpy()
+    skeys = [f["farm_id"], season]
+    f["season_max"] = f.groupby(skeys, sort=False)["value"].cummax()
+    carried = _pick(f, last["season_max"]).where(same)
+    f["season_max"] = np.fmax(f["season_max"], carried)
+    peer_max = f.groupby(skeys, sort=False)["peer_median"].cummax()
+    carried = _pick(f, last["peer_season_run"]).where(same)
+    f["peer_season_max"] = np.fmax(peer_max, carried).where(f["peer_median"].notna())
+    # --- standing change against the looks of the reference window ---------------------------
+    recent = ctx.recent[ctx.recent["farm_id"].isin(f["farm_id"].unique())]
+    frame = pd.concat([recent[list(RECENT_COLUMNS)], f[list(RECENT_COLUMNS)]], ignore_index=True)
+    frame["_pos"] = np.r_[np.full(len(recent), -1), np.arange(len(f))]
+    frame = frame.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
+    change = standing_change(frame, s, radius=RadiusPeers.build(frame, attrs, coords, s))
+    new = (frame["_pos"] >= 0).to_numpy()
+    pos = frame.loc[new, "_pos"].to_numpy()
+    for col in change.columns:
+        vals = np.full(len(f), np.nan)
+        vals[pos] = change.loc[new, col].to_numpy(dtype=float)
+        f[col] = vals
+    # --- peers' median some days back ----------------------------------------------------------
+    lagkeys = ["crop", "region", "peer_level", "date", "peer_median"]
+    mine = ["farm_id", "radius_median"]
+    shared = ctx.groups[ctx.groups["peer_level"] != "radius"]  # radius groups are per farm
+    lagged = pd.concat(
+        [f[lagkeys + mine], recent[lagkeys + mine], shared[lagkeys]], ignore_index=True
+    )
+    f["peer_lagged"] = _peer_lagged(lagged, s.change_lag_guard_days).to_numpy()[: len(f)]
+    f["peer_lagged_max"] = _peer_lagged(lagged, s.late_max_lag_days).to_numpy()[: len(f)]
+    # --- classification, continuing open runs --------------------------------------------------
+    carry = last.reset_index()[["farm_id", "state", "run_looks", "onset", "run_hazard"]]
+    carry = carry.assign(run_looks=carry["run_looks"].where(carry["state"] == "anomalous", 0))
+    # Detectors may read a farm's earlier looks (the last sound one): label the new looks
+    # behind the farm's looks of the recent window (persisted whole), then continue the runs.
+    prior = recent.reindex(columns=f.columns)
+    frame = pd.concat([prior, f], ignore_index=True) if len(prior) else f.copy()
+    for col in f.columns:
+        if pd.api.types.is_bool_dtype(f[col].dtype):
+            frame[col] = frame[col].astype(bool)
+    frame["_pos"] = np.r_[np.full(len(prior), -1), np.arange(len(f))]
+    frame = frame.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
+    lab = label_looks(frame.drop(columns="_pos"), s)
+    new = (frame["_pos"] >= 0).to_numpy()
+    lab = lab[new].set_axis(frame.loc[new, "_pos"].to_numpy()).sort_index()
+    lab.index = f.index
+    out = confirmation_runs(
+        lab[[*f.columns, *[c for c in lab.columns if c not in f]]], s, carry=carry
+    )
+    first = out.groupby("farm_id", sort=False)["date"].transform("min")
+    known = pd.to_datetime(_pick(out, last["first_date"]))
+    out["first_date"] = first.where(known.isna() | (known > first), known)
+    no_hist = out["first_date"] > out["date"] - pd.Timedelta(days=s.history_min_gap_days)
+    out["own_n"] = out["own_n"].where(~no_hist)
+    run = out.groupby(skeys, sort=False)["peer_median"].cummax().groupby(skeys, sort=False).ffill()
+    carried = _pick(out, last["peer_season_run"]).where(same)
+    out["peer_season_run"] = np.fmax(run, carried)
+    return out
+
+
+def _pick(f: pd.DataFrame, by_farm: pd.Series) -> pd.Series:
+    """``by_farm`` (indexed by farm) looked up for each row of ``f`` (NaN where absent)."""
+    return pd.Series(by_farm.reindex(f["farm_id"].to_numpy()).to_numpy(), index=f.index)
+
+
+def _dated(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``df`` with ``columns`` (missing ones NaN; an empty read has no dtypes) and its date
+    columns as timestamps, so it concatenates with computed looks without turning them into
+    objects."""
+    out = df.reindex(columns=list(dict.fromkeys([*columns, *df.columns])))
+    for col in ("date", "onset", "first_date"):
+        if col in out.columns:
+            out[col] = pd.to_datetime(out[col])
+    for col in ("value", "water_fraction", "moist", "peer_median", "peer_moist", "radius_median"):
+        if col in out.columns:
+            out[col] = out[col].astype(float)
+    return out
+
+
+def group_summary(looks: pd.DataFrame) -> pd.DataFrame:
+    """One row per crop x region x date x peer level: peers' median and number of looks.
+
+    The median is the same for every look of a region or crop group (peers are chosen per
+    group), so this is what later looks read about earlier dates; a radius group is each
+    farm's own (its median travels with the farm's looks, ``radius_median``).
+    """
+    if looks.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in GROUP_COLUMNS})
+    g = looks.groupby(["crop", "region", "date", "peer_level"], sort=True)
+    out = g[["peer_median"]].first().reset_index()
+    out["n_looks"] = g.size().to_numpy()
+    return out[list(GROUP_COLUMNS)]
+
+
+def stale_from_state(
+    state: pd.DataFrame,
+    farms: pd.DataFrame,
+    region_looks: pd.DataFrame,
+    *,
+    asof: pd.Timestamp,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    calendars: Mapping[str, Calendar] | None = None,
+) -> pd.DataFrame:
+    """:func:`agrisat.anomaly.detect_stale` from per-farm summaries instead of every look.
+
+    ``state`` has ``farm_id``, ``first_seen`` (first observation) and ``last_clear`` (latest
+    clear look), both as of ``asof``; ``region_looks`` has ``region``, ``date``, ``n_looks``
+    (clear looks per region and date, dates <= ``asof``).
+    """
+    from ..calendar import stage_table
+
+    s = settings
+    cols = ["farm_id", "date", "hazard", "score", "value", "expected", "onset", "stage"]
+    book = farm_attributes(farms)
+    st = state.set_index("farm_id")
+    seen = pd.to_datetime(book["farm_id"].map(st["first_seen"]))
+    book = book[seen.notna().to_numpy() & (seen <= asof).to_numpy()].reset_index(drop=True)
+    if book.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*cols, "peer_state"]})
+    last = pd.to_datetime(book["farm_id"].map(st["last_clear"]))
+    book["since"] = last.fillna(pd.to_datetime(book["farm_id"].map(st["first_seen"])))
+    book["days"] = (asof - book["since"]).dt.days
+    n_farms = book.groupby("region").size()  # farms seen so far, per region
+    rl = region_looks[region_looks["region"].isin(n_farms.index)]
+    share = rl["n_looks"].to_numpy() / rl["region"].map(n_farms).to_numpy()
+    good = rl.loc[share >= s.stale_peer_share, ["region", "date"]].reset_index(drop=True)
+    # Only farms unseen long enough can be stale: the region counts and the calendar are
+    # looked up for them alone (the same rows as for the whole book).
+    book = book[book["days"] >= min(s.stale_days, s.stale_regional_days)].reset_index(drop=True)
+    if book.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*cols, "peer_state"]})
+    good = good[good["date"] > book["since"].min()].reset_index(drop=True)
+    counted = _count_later(book, good)
+    if counted is None:
+        merged = book[["farm_id", "region", "since"]].merge(good, on="region", how="left")
+        after = (merged["date"] > merged["since"]).groupby(merged["farm_id"]).sum()
+        counted = after.reindex(book["farm_id"]).fillna(0).to_numpy()
+    idio = pd.Series(counted >= s.stale_missed_looks, index=book.index)
+    cal = stage_table(book["crop"], pd.Series(asof, index=book.index), calendars=calendars)
+    in_season = cal["green"] | ~cal["has_calendar"]
+    mask = (((book["days"] >= s.stale_days) & idio) | (book["days"] >= s.stale_regional_days)) & (
+        in_season
+    )
+    out = book.loc[mask, ["farm_id"]].copy()
+    out["date"] = asof
+    out["hazard"] = "stale_data"
+    out["score"] = book.loc[mask, "days"].astype(float)
+    out["value"] = np.nan
+    out["expected"] = np.nan
+    out["onset"] = book.loc[mask, "since"]
+    out["stage"] = cal.loc[mask, "stage"]
+    out["peer_state"] = np.where(idio[mask], "idiosyncratic", "regional")
+    return out.reset_index(drop=True)
+
+
+def context_from_looks(
+    looks: pd.DataFrame,
+    *,
+    d0: pd.Timestamp,
+    d1: pd.Timestamp,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+) -> LookContext:
+    """The :class:`LookContext` for dates ``d0``..``d1`` cut from classified looks in memory
+    (the store version reads the same ranges with row filters)."""
+    before = looks[looks["date"] < d0]
+    win = context_windows(d0, d1, settings)
+
+    def within(ranges: list[tuple[pd.Timestamp, pd.Timestamp]]) -> np.ndarray:
+        m = np.zeros(len(before), dtype=bool)
+        for lo, hi in ranges:
+            m |= ((before["date"] >= lo) & (before["date"] < hi)).to_numpy()
+        return m
+
+    last = before.groupby("farm_id", sort=False).tail(1)
+    groups = group_summary(before)
+    lag = within(win["lag"])
+    gsel = groups["date"].isin(set(last["date"])) | (groups["date"] >= win["lag"][0][0])
+    del lag
+    return LookContext(
+        history=before.loc[within(win["history"]), list(HISTORY_COLUMNS)],
+        recent=before.loc[within(win["recent"])],
+        last=last[list(LAST_COLUMNS)],
+        groups=groups[gsel],
+    )

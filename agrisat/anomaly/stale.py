@@ -1,0 +1,121 @@
+"""The stale-data detector: farms we have lost sight of while the crop should stand.
+
+Split from :mod:`.detectors` (which re-exports :func:`detect_stale`): it reads the book and
+the observations, not the per-look features of the vegetation detectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .features import farm_attributes
+from .settings import DEFAULT_SETTINGS, DetectSettings
+
+__all__ = ["detect_stale"]
+
+
+def detect_stale(
+    f: pd.DataFrame,
+    farms: pd.DataFrame,
+    observations: pd.DataFrame,
+    *,
+    asof: pd.Timestamp,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    calendars: object = None,
+) -> pd.DataFrame:
+    """Farms we have lost sight of while the crop should stand (any time for crops without a
+    calendar). One row per stale farm dated ``asof``; ``score`` is the number of days without
+    a clear look, ``onset`` the last clear look (or the first scene), ``peer_state``:
+
+    - ``idiosyncratic``: unseen for ``stale_days`` although its region (all farms when no
+      region is given) was seen clearly -- at least ``stale_peer_share`` of its farms had a
+      clear look -- on ``stale_missed_looks`` dates since: the gap is the farm's own (tile
+      edge, no-data strip, a polygon that misses the field) and someone should look;
+    - ``regional``: the region shares the gap (monsoon cloud): only after
+      ``stale_regional_days``, when the team is blind on the whole area.
+    """
+    from ..calendar import stage_table
+
+    s = settings
+    cols = ["farm_id", "date", "hazard", "score", "value", "expected", "onset", "stage"]
+    seen = observations.assign(farm_id=observations["farm_id"].astype(str))
+    first_seen = pd.to_datetime(seen.groupby("farm_id")["date"].min()).dt.normalize()
+    last_clear = f.groupby("farm_id")["date"].max() if len(f) else pd.Series(dtype="datetime64[ns]")
+    book = farm_attributes(farms)
+    book = book[book["farm_id"].isin(first_seen.index)].reset_index(drop=True)
+    if book.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*cols, "peer_state"]})
+    ids = book["farm_id"].to_numpy()
+    book["last_clear"] = pd.to_datetime(last_clear.reindex(ids).to_numpy())
+    book["since"] = book["last_clear"].fillna(
+        pd.Series(pd.to_datetime(first_seen.reindex(ids).to_numpy()))
+    )
+    book["days"] = (asof - book["since"]).dt.days
+    # Dates on which the farm's region was seen clearly (most of its farms had a clear look)
+    # and this farm was not, since its last clear look: missing several of those is the
+    # farm's own problem; a partly cloudy date or two is chance.
+    idio = _missed_region_looks(book, f, s) >= s.stale_missed_looks
+    cal = stage_table(book["crop"], pd.Series(asof, index=book.index), calendars=calendars)  # type: ignore[arg-type]
+    in_season = cal["green"] | ~cal["has_calendar"]
+    long_gap = (book["days"] >= s.stale_days) & idio
+    blind = book["days"] >= s.stale_regional_days
+    mask = (long_gap | blind) & in_season
+    out = book.loc[mask, ["farm_id"]].copy()
+    out["date"] = asof
+    out["hazard"] = "stale_data"
+    out["score"] = book.loc[mask, "days"].astype(float)
+    out["value"] = np.nan
+    out["expected"] = np.nan
+    out["onset"] = book.loc[mask, "since"]
+    out["stage"] = cal.loc[mask, "stage"]
+    out["peer_state"] = np.where(idio[mask], "idiosyncratic", "regional")
+    return out.reset_index(drop=True)
+
+
+def _missed_region_looks(book: pd.DataFrame, f: pd.DataFrame, s: DetectSettings) -> pd.Series:
+    """Per book farm: dates after its last clear look on which its region was seen clearly."""
+    region = book.set_index("farm_id")["region"]
+    n_farms = region.groupby(region).size()
+    clear = f[["farm_id", "date"]].assign(region=f["farm_id"].map(region)) if len(f) else None
+    if clear is None or clear["region"].isna().all():
+        return pd.Series(0, index=book.index)
+    clear = clear.dropna(subset=["region"]).drop_duplicates()
+    n_clear = clear.groupby(["region", "date"]).size()
+    share = n_clear / n_clear.index.get_level_values(0).map(n_farms).to_numpy()
+    good = share[share >= s.stale_peer_share].reset_index()[["region", "date"]]
+    counted = _count_later(book, good)
+    if counted is not None:
+        return pd.Series(counted, index=book.index)
+    merged = book[["farm_id", "region", "since"]].merge(good, on="region", how="left")
+    after = merged["date"] > merged["since"]
+    missed = after.groupby(merged["farm_id"]).sum()
+    return pd.Series(missed.reindex(book["farm_id"]).fillna(0).to_numpy(), index=book.index)
+
+
+_DAY_NS = 86_400 * 10**9
+
+
+def _count_later(book: pd.DataFrame, good: pd.DataFrame) -> np.ndarray | None:
+    """Per book farm, the number of its region's ``good`` dates after its ``since``.
+
+    Binary search on region x day keys instead of a farm x date cross join (millions of rows
+    for a large book). Dates must be whole days (they are: looks are day-stamped); returns
+    None otherwise, or when farm ids repeat, and the caller falls back to the join.
+    """
+    if not book["farm_id"].is_unique or book["since"].isna().any():
+        return None
+    since = book["since"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    dates = good["date"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    if (since % _DAY_NS).any() or (dates % _DAY_NS).any():
+        return None
+    cats = pd.Index(pd.unique(pd.concat([book["region"], good["region"]], ignore_index=True)))
+    rb = cats.get_indexer(book["region"]).astype(np.int64)
+    rg = cats.get_indexer(good["region"]).astype(np.int64)
+    db, dg = since // _DAY_NS, dates // _DAY_NS
+    base = min(db.min(), dg.min()) if dg.size else db.min()
+    span = max(db.max(), dg.max() if dg.size else db.max()) - base + 2
+    key = np.sort(rg * span + (dg - base))
+    after = np.searchsorted(key, rb * span + (db - base), "right")
+    end = np.searchsorted(key, rb * span + span - 1, "right")
+    return (end - after).astype(np.int64)

@@ -1,0 +1,297 @@
+"""Persisted classified looks in the store, read with row and column filters.
+
+Tables (all written in the detection transaction, with the alerts):
+
+- ``looks_YYYYMM``: the classified looks of one month (:func:`agrisat.anomaly.incremental.
+  full_looks` rows). Monthly tables keep every read and rewrite to the months it needs and a
+  month gets at most one append a night (the store compacts a table past 64 parts by reading
+  it whole: a month stays small).
+- ``look_groups``: per crop x region x date, the peer level, peers' median and look count.
+- ``look_farms``: one row per farm: first observation, latest observation and its status,
+  first and latest clear look, latest anomalous look (as of the latest computed date).
+- ``look_ledger``: the ledger signature each item had when its day was last computed.
+
+The manifest's ``meta["looks"]`` holds the settings fingerprint, the observation parts and
+the latest computed date.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import StoreError
+from .store import Store
+
+__all__ = [
+    "FARM_STATE_COLUMNS",
+    "look_tables",
+    "month_table",
+    "read_filtered",
+    "read_looks",
+]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "looks_"
+FARM_STATE_COLUMNS: tuple[str, ...] = (
+    "farm_id", "first_seen", "last_obs", "last_status", "first_clear", "last_clear",
+    "last_anomalous",
+)  # fmt: skip
+
+Range = tuple[pd.Timestamp, pd.Timestamp]
+
+
+def month_table(day: pd.Timestamp) -> str:
+    """Name of the table holding the looks of ``day``'s month."""
+    return f"{PREFIX}{pd.Timestamp(day):%Y%m}"
+
+
+def _month_bounds(name: str) -> Range:
+    start = pd.Timestamp(f"{name[len(PREFIX) : len(PREFIX) + 4]}-{name[-2:]}-01")
+    return start, start + pd.offsets.MonthBegin(1)
+
+
+def look_tables(manifest: dict[str, Any]) -> list[str]:
+    """Names of the monthly look tables in ``manifest``, oldest first."""
+    names = [t for t in manifest.get("tables", {}) if t.startswith(PREFIX) and t[-6:].isdigit()]
+    return sorted(names)
+
+
+def read_filtered(
+    store: Store,
+    manifest: dict[str, Any],
+    table: str,
+    *,
+    filters: list[list[tuple[str, str, Any]]] | None = None,
+    columns: Iterable[str] | None = None,
+    keys: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
+    """Rows of ``table`` matching ``filters`` (pyarrow DNF), only ``columns``.
+
+    Parts are read one by one with the filters applied while reading, so memory holds the
+    matching rows only. With ``keys``, the latest part's row wins per key (the store's rule).
+    """
+    import pyarrow.parquet as pq
+
+    frames = []
+    cols = list(columns) if columns is not None else None
+    for path in store.parts(table, manifest):
+        try:
+            frames.append(_read(pq, path, cols, filters))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"store part {path} of table {table!r} is unreadable: {exc}") from None
+    frames = [f for f in frames if len(f)] or frames[:1]
+    if not frames:
+        return pd.DataFrame(columns=cols or [])
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if keys and len(frames) > 1:
+        df = df.drop_duplicates(list(keys), keep="last").reset_index(drop=True)
+    return df
+
+
+def _read(pq: Any, path: Path, cols: list[str] | None, filters: Any) -> pd.DataFrame:
+    schema = pq.read_schema(path)
+    if cols is not None:
+        cols = [c for c in cols if c in schema.names]
+    if filters is not None and len(schema.names) == 0:
+        return pd.DataFrame(columns=cols or [])
+    return pq.read_table(path, columns=cols, filters=filters).to_pandas()
+
+
+def read_looks(
+    store: Store,
+    manifest: dict[str, Any],
+    ranges: list[Range],
+    *,
+    farms: Iterable[str] | None = None,
+    columns: Iterable[str] | None = None,
+    where: list[tuple[str, str, Any]] | None = None,
+) -> pd.DataFrame:
+    """Persisted looks with dates in any of ``ranges`` (``[start, end)``), optionally only
+    of ``farms`` and only the rows matching ``where``; sorted by farm and date."""
+    ids = sorted(set(map(str, farms))) if farms is not None else None
+    if ids is not None and not ids:
+        return pd.DataFrame(columns=list(columns) if columns is not None else [])
+    frames = []
+    for name in look_tables(manifest):
+        m0, m1 = _month_bounds(name)
+        dnf = []
+        for lo, hi in ranges:
+            lo, hi = max(lo, m0), min(hi, m1)
+            if lo >= hi:
+                continue
+            conj: list[tuple[str, str, Any]] = [("date", ">=", lo), ("date", "<", hi)]
+            if ids is not None:
+                conj.append(("farm_id", "in", ids))
+            dnf.append(conj + list(where or []))
+        if dnf:
+            part = read_filtered(store, manifest, name, filters=dnf, columns=columns)
+            if len(part):
+                frames.append(part)
+    if not frames:
+        return pd.DataFrame(columns=list(columns) if columns is not None else [])
+    df = pd.concat(frames, ignore_index=True)
+    return df.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
+
+
+def last_looks_before(
+    store: Store,
+    manifest: dict[str, Any],
+    state: pd.DataFrame,
+    farms: Iterable[str],
+    d0: pd.Timestamp,
+    columns: Iterable[str],
+) -> pd.DataFrame:
+    """Each farm's latest persisted look dated before ``d0``.
+
+    ``state`` (``look_farms``) says where to look: a farm whose latest look is before ``d0``
+    has it on that date (one filtered read per month); one whose latest look is later (a
+    recomputation of past dates) is searched month by month backwards to its first look.
+    """
+    st = state.set_index("farm_id")
+    ids = pd.Index(sorted(set(map(str, farms))))
+    ids = ids[ids.isin(st.index)]
+    first = pd.to_datetime(st.loc[ids, "first_clear"])
+    ids = ids[(first < d0).to_numpy()]
+    if not len(ids):
+        return pd.DataFrame(columns=list(columns))
+    last = pd.to_datetime(st.loc[ids, "last_clear"])
+    known = last < d0
+    frames = []
+    exact = pd.DataFrame({"farm_id": ids[known.to_numpy()], "date": last[known].to_numpy()})
+    for month, grp in exact.groupby(exact["date"].dt.to_period("M")):
+        lo = pd.Timestamp(month.start_time)
+        frames.append(
+            read_looks(
+                store, manifest, [(lo, min(lo + pd.offsets.MonthBegin(1), d0))],
+                farms=grp["farm_id"], columns=columns,
+                where=[("date", "in", list(grp["date"].drop_duplicates()))],
+            )
+        )  # fmt: skip
+    todo = set(ids[~known.to_numpy()])
+    hi = d0
+    floor = first.min()
+    while todo and hi > floor:
+        lo = pd.Timestamp(hi.year, hi.month, 1) if hi.day > 1 else hi - pd.offsets.MonthBegin(1)
+        got = read_looks(store, manifest, [(lo, hi)], farms=todo, columns=columns)
+        if len(got):
+            got = got.groupby("farm_id", sort=False).tail(1)
+            frames.append(got)
+            todo -= set(got["farm_id"])
+        hi = lo
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(columns))
+    out = pd.concat(frames, ignore_index=True).sort_values(["farm_id", "date"], kind="stable")
+    return out.groupby("farm_id", sort=False).tail(1).reset_index(drop=True)
+
+
+def farm_state(
+    obs: pd.DataFrame, looks: pd.DataFrame, farm_ids: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """``look_farms`` rows from observations and classified looks (dates as timestamps)."""
+    ids = pd.Index(sorted(set(map(str, farm_ids)))) if farm_ids is not None else None
+    o = obs.assign(farm_id=obs["farm_id"].astype(str), date=pd.to_datetime(obs["date"]))
+    o = o.sort_values(["farm_id", "date"], kind="stable")
+    g = o.groupby("farm_id", sort=True)
+    out = pd.DataFrame({"first_seen": g["date"].min(), "last_obs": g["date"].max()})
+    out["last_status"] = g["status"].last().astype(str)
+    if len(looks):
+        lg = looks.groupby("farm_id")["date"]
+        out["first_clear"] = lg.min()
+        out["last_clear"] = lg.max()
+        an = looks[looks["state"] == "anomalous"]
+        out["last_anomalous"] = an.groupby("farm_id")["date"].max()
+    for col in ("first_clear", "last_clear", "last_anomalous"):
+        if col not in out.columns:
+            out[col] = pd.NaT
+        out[col] = pd.to_datetime(out[col])
+    if ids is not None:
+        out = out.reindex(out.index.union(ids))
+    out.index.name = "farm_id"
+    return out.reset_index()[list(FARM_STATE_COLUMNS)]
+
+
+def merge_state(old: pd.DataFrame, new: pd.DataFrame, d0: pd.Timestamp) -> pd.DataFrame:
+    """Combine the stored state with the state of the rows dated ``d0`` or later.
+
+    Observations are never removed (a later row of the same farm and date supersedes), so
+    first and latest observation combine by min and max. A clear or anomalous look dated
+    ``d0`` or later that the recomputation no longer produces must not survive: those
+    fields of ``old`` count only when before ``d0`` (the caller fills the gaps).
+    """
+    o = old.set_index("farm_id")
+    n = new.set_index("farm_id")
+    idx = o.index.union(n.index)
+    o, n = o.reindex(idx), n.reindex(idx)
+    out = pd.DataFrame(index=idx)
+    out["first_seen"] = np.fmin(pd.to_datetime(o["first_seen"]), pd.to_datetime(n["first_seen"]))
+    newer = n["last_obs"].notna() & ~(pd.to_datetime(n["last_obs"]) < pd.to_datetime(o["last_obs"]))
+    out["last_obs"] = pd.to_datetime(n["last_obs"]).where(newer, pd.to_datetime(o["last_obs"]))
+    out["last_status"] = n["last_status"].where(newer, o["last_status"])
+    before = {
+        c: pd.to_datetime(o[c]).where(pd.to_datetime(o[c]) < d0) for c in FARM_STATE_COLUMNS[4:]
+    }
+    out["first_clear"] = before["first_clear"].fillna(pd.to_datetime(n["first_clear"]))
+    for col in ("last_clear", "last_anomalous"):
+        out[col] = pd.to_datetime(n[col]).fillna(before[col])
+    out.index.name = "farm_id"
+    return out.reset_index()[list(FARM_STATE_COLUMNS)]
+
+
+def write_looks(
+    txn: Any,
+    store: Store,
+    manifest: dict[str, Any],
+    looks: pd.DataFrame,
+    groups: pd.DataFrame,
+    state: pd.DataFrame,
+    *,
+    d0: pd.Timestamp,
+    full: bool,
+    through: pd.Timestamp | None,
+) -> None:
+    """Put the looks of dates >= ``d0`` (all of them when ``full``), their group summary
+    and the farm state into ``txn``.
+
+    New dates after everything stored are appended; recomputed dates replace the months (and
+    group rows) from ``d0`` on, so a look that is no longer produced does not survive.
+    """
+    months = looks["date"].dt.to_period("M") if len(looks) else pd.Series(dtype=object)
+    by_month = (
+        {month_table(p.start_time): g for p, g in looks.groupby(months)} if len(looks) else {}
+    )
+    existing = look_tables(manifest)
+    append = not full and through is not None and d0 > through
+    if full:
+        for name in existing:
+            if name not in by_month:
+                txn.replace(name, looks.iloc[:0])
+        for name, rows in by_month.items():
+            txn.replace(name, rows.reset_index(drop=True))
+    elif append:
+        for name, rows in by_month.items():
+            txn.append(name, rows.reset_index(drop=True))
+    else:
+        touched = {n for n in existing if _month_bounds(n)[1] > d0} | set(by_month)
+        for name in sorted(touched):
+            m0, _ = _month_bounds(name)
+            old = read_looks(store, manifest, [(m0, d0)]) if name in existing else looks.iloc[:0]
+            rows = by_month.get(name, looks.iloc[:0])
+            both = pd.concat([f for f in (old, rows) if len(f)] or [rows], ignore_index=True)
+            txn.replace(name, both)
+    if full:
+        txn.replace("look_groups", groups.reset_index(drop=True))
+    elif append:
+        txn.append("look_groups", groups.reset_index(drop=True))
+    else:
+        old = read_filtered(store, manifest, "look_groups", filters=[[("date", "<", d0)]])
+        both = pd.concat([f for f in (old, groups) if len(f)] or [groups], ignore_index=True)
+        txn.replace("look_groups", both)
+    txn.replace("look_farms", state.reset_index(drop=True))
