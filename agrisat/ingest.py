@@ -9,6 +9,7 @@ any moment loses at most the batch in flight and a rerun picks up where it stopp
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,9 +31,11 @@ from .observations import observation_columns
 from .stack import prepared_stack
 from .store import Store
 from .zonal import (
+    WeightsCache,
     ZoneWeights,
     assign_zones,
     coverage_weights,
+    release_shipped,
     resolve_same_day,
     zonal_stats_stack,
 )
@@ -118,16 +121,33 @@ def ingest(
     done_count = 0
     result.seconds["zones"] = time.perf_counter() - t0
     t_obs = t_weights = 0.0
-    with _scheduler(settings.run.scheduler, gdal_options(settings)):
+    cache = WeightsCache(store.weights_cache_dir)
+    with _scheduler(settings.run.scheduler, gdal_options(settings)) as client:
+        # on a cluster each chunk's weights are scattered once per zone, not sent per batch
+        ship = None if client is None else functools.partial(client.scatter, hash=False)
         for code, zitems in new_by_zone.items():
             if not zitems:
                 continue
             t0 = time.perf_counter()
-            _, weights = _zone_grid(farms.gdf.iloc[zones[code]], code, settings, by_zone[code])
+            _, weights = _zone_grid(
+                farms.gdf.iloc[zones[code]],
+                code,
+                settings,
+                by_zone[code],
+                cache=cache,
+                parallel=client is not None,
+            )
             t_weights += time.perf_counter() - t0
+            log.info(
+                "EPSG:%d: weights of %d farm group(s) loaded, %d computed",
+                code,
+                cache.hits,
+                cache.misses,
+            )
+            cache.hits = cache.misses = 0
             for batch in _batches(zitems, batch_items):
                 t0 = time.perf_counter()
-                obs, failed = _observe_batch(batch, code, weights, indices, settings)
+                obs, failed = _observe_batch(batch, code, weights, indices, settings, ship=ship)
                 if stored_days & {scene_day(i) for i in batch}:
                     # a day already stored (a late tile, a reprocessing): resolve against it
                     obs = _merge_with_store(store, obs, replaced=replaced)
@@ -150,6 +170,7 @@ def ingest(
                 done_count += len(batch)
                 if progress:
                     progress(done_count, total, f"EPSG:{code} up to {scene_day(batch[-1])}")
+    cache.prune()
     result.seconds["weights"] = t_weights
     result.seconds["observe"] = t_obs
     return result
@@ -214,6 +235,9 @@ def _zone_grid(
     epsg: int,
     settings: Settings,
     items: Sequence[pystac.Item] = (),
+    *,
+    cache: WeightsCache | None = None,
+    parallel: bool = False,
 ) -> tuple[Any, ZoneWeights]:
     local = farms.to_crs(epsg=epsg)
     x0, y0, x1, y1 = local.total_bounds
@@ -227,7 +251,10 @@ def _zone_grid(
     grid = grid_for(
         (x0 - pad, y0 - pad, x1 + pad, y1 + pad), epsg, resolution=res, anchor=anchor, block=block
     )
-    return grid, coverage_weights(farms, grid, block=settings.cube.chunk_size)
+    weights = coverage_weights(
+        local, grid, block=settings.cube.chunk_size, cache=cache, parallel=parallel
+    )
+    return grid, weights
 
 
 def _observe(
@@ -236,6 +263,7 @@ def _observe(
     weights: ZoneWeights,
     indices: Sequence[str],
     settings: Settings,
+    ship: Callable[[list[Any]], list[Any]] | None = None,
 ) -> pd.DataFrame:
     """Compute the observations of ``items`` (one zone) for the farms of ``weights``."""
     stack, _ = prepared_stack(items, weights.geobox, indices=indices, settings=settings.cube)
@@ -248,6 +276,7 @@ def _observe(
         days=[scene_day(i) for i in items],
         settings=settings.zonal,
         footprints=footprints,
+        ship=ship,
     )
     frames = [f for f in dask.compute(*parts) if len(f)]
     if not frames:
@@ -256,7 +285,7 @@ def _observe(
 
 
 @contextlib.contextmanager
-def _scheduler(address: str | None, gdal: dict[str, Any]) -> Iterator[None]:
+def _scheduler(address: str | None, gdal: dict[str, Any]) -> Iterator[Any]:
     """Run dask work on the cluster at ``address``, else on local threads; GDAL set on each."""
     import odc.stac
 
@@ -264,7 +293,7 @@ def _scheduler(address: str | None, gdal: dict[str, Any]) -> Iterator[None]:
         clear_gdal_http_cache()  # GDAL remembers failed URLs for the life of the process
         odc.stac.configure_rio(**gdal)
         with dask.config.set(scheduler="threads"):
-            yield
+            yield None
         return
     from distributed import Client
 
@@ -279,8 +308,9 @@ def _scheduler(address: str | None, gdal: dict[str, Any]) -> Iterator[None]:
         client.run(install_log_redaction)
         client.run(odc.stac.configure_rio, **gdal)
         with dask.config.set(scheduler=client.get):
-            yield
+            yield client
     finally:
+        release_shipped()
         client.close()
 
 
@@ -290,15 +320,18 @@ def _observe_batch(
     weights: ZoneWeights,
     indices: Sequence[str],
     settings: Settings,
+    *,
+    ship: Callable[[list[Any]], list[Any]] | None = None,
 ) -> tuple[pd.DataFrame, set[str]]:
     """Observe a batch; when it fails, isolate the failing scenes one by one."""
     try:
-        return _observe(batch, epsg, weights, indices, settings), set()
+        return _observe(batch, epsg, weights, indices, settings, ship), set()
     except (
         Exception
     ) as exc:  # any failure of a scene's read (GDAL, odc-geo asserts on a cut header...)
         # must not stop the night: isolate it, report it, retry it next run
         clear_gdal_http_cache()
+        release_shipped()  # a lost worker may have held scattered weights: scatter them again
         if len(batch) == 1:
             log.error("scene %s failed: %s", batch[0].id, _short(exc))
             return pd.DataFrame(columns=observation_columns(indices)), {batch[0].id}
@@ -307,7 +340,7 @@ def _observe_batch(
         )
     frames, failed = [], set()
     for item in batch:
-        obs, bad = _observe_batch([item], epsg, weights, indices, settings)
+        obs, bad = _observe_batch([item], epsg, weights, indices, settings, ship=ship)
         frames.append(obs)
         failed |= bad
     frames = [f for f in frames if len(f)]

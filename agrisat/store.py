@@ -41,6 +41,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "frame_fingerprint",
 ]
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,28 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def frame_fingerprint(df: pd.DataFrame) -> str:
+    """A digest of a table's columns, dtypes, index, values and geometries (as WKB).
+
+    Cheaper than writing the table: a caller that replaces a table every run with the same
+    content (the farms of an unchanged book) compares fingerprints and skips the write.
+    """
+    h = hashlib.blake2b(digest_size=20)
+    h.update(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode("utf-8"))
+    geo = [c for c, t in df.dtypes.items() if str(t) == "geometry"]
+    plain = df.drop(columns=geo)
+    h.update(pd.util.hash_pandas_object(plain, index=True).to_numpy().tobytes())
+    for c in geo:
+        import shapely
+
+        col = df[c]
+        h.update(str(getattr(col, "crs", None)).encode("utf-8"))
+        wkbs = shapely.to_wkb(col.values)
+        h.update(repr([0 if w is None else len(w) for w in wkbs]).encode("ascii"))
+        h.update(b"".join(w for w in wkbs if w is not None))
+    return h.hexdigest()
+
+
 @dataclass
 class Transaction:
     """Pending changes; committed by :meth:`Store.transaction` when the block exits cleanly."""
@@ -147,6 +170,11 @@ class Store:
         self.workdir = Path(workdir)
         self.root = self.workdir / "store"
         self.manifest_path = self.root / "manifest.json"
+
+    @property
+    def weights_cache_dir(self) -> Path:
+        """Folder of the coverage-weights cache (:mod:`agrisat.zonal.cache`); not a table."""
+        return self.root / "cache" / "weights"
 
     # -- reading -------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:

@@ -878,3 +878,66 @@ def test_real_parcel_files_were_found() -> None:
     readable = [f for f in _parcel_files() if _read_sources(PARCELS / f)]
     # 36 vector files from 20+ countries at the time of writing; a drop means data went missing.
     assert len(readable) >= 30, readable
+
+
+# -- whole-column normalisation equals the per-cell rules -------------------------------------
+
+_CELLS = [
+    " F-01 ",
+    "0012",
+    "NaN",
+    "n/a",
+    "",
+    "  -  ",
+    None,
+    math.nan,
+    7,
+    12.0,
+    12.5,
+    True,
+    b"b\xc3\xa9",
+    "Winter  Wheat",
+    "maize/soy",
+    "1,234.50",
+    "(12)",
+    "-3",
+    "¥ 1 000",
+    math.inf,
+    -0.0,
+]
+
+
+def _columns_for_equivalence() -> list[pd.Series]:
+    text = [c for c in _CELLS if isinstance(c, str)]
+    return [
+        pd.Series(_CELLS, dtype=object),  # mixed: the per-cell path
+        pd.Series([*text, None], dtype=object),  # text with a missing cell: the fast path
+        pd.Series(text, dtype="str"),  # pandas string dtype
+        pd.Series([1, 20, -3, 0], dtype="int64"),
+        pd.Series([1, None, 3], dtype="Int64"),  # nullable ints: NA is missing, not "<NA>"
+        pd.Series([1.0, -2.5, math.nan, math.inf, -0.0, 3e9], dtype="float64"),
+        pd.Series([True, False], dtype=bool),
+    ]
+
+
+@pytest.mark.parametrize("col", range(7))
+def test_column_normalisation_matches_the_cell_rules(col: int) -> None:
+    from agrisat.book._columns import (
+        normalise_crop,
+        normalise_crops,
+        normalise_id,
+        normalise_ids,
+        parse_exposure,
+        parse_exposures,
+    )
+
+    s = _columns_for_equivalence()[col]
+    cells = list(s.astype(object).where(s.notna(), None))
+    assert list(normalise_ids(s)) == [normalise_id(v) for v in cells]
+    crops, why = normalise_crops(s)
+    assert list(zip(crops, why, strict=True)) == [normalise_crop(v) for v in cells]
+    amounts, why = parse_exposures(s)
+    expected = [parse_exposure(v) for v in cells]
+    assert list(why) == [e[1] for e in expected]
+    for got, (want, _) in zip(amounts, expected, strict=True):
+        assert (got is None and want is None) or (got == want and math.copysign(1, got) == 1)

@@ -125,3 +125,54 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path) -> None:
             detect=False,
             settings=Settings().replace("run", scheduler=bad),
         )
+
+
+def test_cluster_gets_each_zones_weights_once_across_batches(
+    cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distributed import Client
+
+    import agrisat.zonal.weights as weights_mod
+
+    scattered: list[int] = []
+    real_scatter = Client.scatter
+
+    def counting(self, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        scattered.append(len(data))
+        return real_scatter(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Client, "scatter", counting)
+    # farms spread over several 16-pixel chunks and groups; 2 items per batch: 3 batches
+    farms = [
+        SyntheticFarm(
+            f"F{i}",
+            box(X0 + 20 + 90 * i, Y0 - 60 - 90 * (i % 3), X0 + 95 + 90 * i, Y0 - 5 - 90 * (i % 3)),
+            {"red": 0.04 + 0.01 * i, "nir": 0.4 - 0.02 * i},
+        )
+        for i in range(4)
+    ]
+    dates = [f"2026-05-{d:02d}" for d in (1, 6, 11, 16, 21, 26)]
+    arc = make_archive(tmp_path / "a", farms, dates=dates, shape=(40, 40))
+    s = Settings().replace("run", batch_items=2).replace("cube", chunk_size=16)
+    local = run(arc.book, str(arc.catalog), tmp_path / "local", detect=False, settings=s)
+    measured: list[int] = []
+    real_measure = weights_mod._measure
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        measured.append(1)
+        return real_measure(*args)
+
+    monkeypatch.setattr(weights_mod, "_measure", spy)
+    remote = run(
+        arc.book,
+        str(arc.catalog),
+        tmp_path / "remote",
+        detect=False,
+        settings=s.replace("run", scheduler=cluster),
+    )
+    assert remote.items_ingested == local.items_ingested == len(dates)
+    assert len(scattered) == 1 and scattered[0] > 1  # one scatter of every chunk's weights
+    assert measured == []  # the groups were measured by tasks on the workers, not here
+    a, b = read_observations(tmp_path / "local"), read_observations(tmp_path / "remote")
+    assert len(a) == 4 * len(dates)
+    pd.testing.assert_frame_equal(a, b)

@@ -110,3 +110,27 @@ def test_atomic_files_get_normal_permissions(tmp_path: Path) -> None:
     assert path.read_text() == "a,b\n"
     assert (path.stat().st_mode & 0o777) == 0o644  # not mkstemp's 0600: exports are shared
     assert list(tmp_path.iterdir()) == [path]  # no temporary left behind
+
+
+def test_frame_fingerprint_sees_every_kind_of_change() -> None:
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from agrisat.store import frame_fingerprint
+
+    base = gpd.GeoDataFrame(
+        {"farm_id": ["a", "b"], "exposure": [1.0, 2.0]},
+        geometry=[box(0, 0, 1, 1), box(2, 2, 3, 3)],
+        crs="EPSG:4326",
+    )
+    fp = frame_fingerprint(base)
+    assert frame_fingerprint(base.copy()) == fp
+    moved = base.copy()
+    moved.loc[1, "geometry"] = box(2, 2, 3, 3.000001)
+    value = base.copy()
+    value.loc[0, "exposure"] = 1.5
+    renamed = base.rename(columns={"exposure": "amount"})
+    other_crs = base.set_crs("EPSG:3857", allow_override=True)
+    changed = [moved, value, renamed, other_crs, base.iloc[:1]]
+    prints = {frame_fingerprint(df) for df in changed}
+    assert fp not in prints and len(prints) == len(changed)

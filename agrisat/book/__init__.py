@@ -98,7 +98,13 @@ import shapely
 from ..config import BookSettings
 from ..errors import BookError
 from ..gcj02 import offset_system
-from ._columns import match_columns, normalise_crop, normalise_id, parse_exposure
+from ._columns import (
+    match_columns,
+    normalise_crops,
+    normalise_ids,
+    parse_exposure,
+    parse_exposures,
+)
 from ._geometry import check_geometries, is_none
 from ._offset import apply_offsets, row_offsets
 from ._read import MAX_FILE_MB, SUPPORTED_SUFFIXES, RawBook, read_geodataframe, read_path
@@ -261,17 +267,19 @@ def _check(raw: RawBook, settings: BookSettings, offsets: np.ndarray) -> Farms:
         mask = mask & is_none(reasons)
         reasons[mask] = reason if isinstance(reason, str) else reason[mask]
 
-    ids = {k: np.array([normalise_id(v) for v in frame[cols[k]]], dtype=object) for k in _KEYS}
+    ids = {k: normalise_ids(frame[cols[k]]) for k in _KEYS}
     for key in _KEYS:
         reject(is_none(ids[key]), f"missing {key}")
     farm_ids = pd.Series(ids["farm_id"], dtype=object)
     counts = farm_ids.map(farm_ids.dropna().value_counts()).fillna(0).to_numpy(dtype=int)
-    dup_text = np.array([f"duplicate farm_id: {c} rows share it" for c in counts], dtype=object)
+    dup_text = np.full(n, None, dtype=object)
+    for i in np.flatnonzero(counts > 1):  # texts for the duplicates only, not for every row
+        dup_text[i] = f"duplicate farm_id: {counts[i]} rows share it"
     reject(counts > 1, dup_text)
 
-    crops, crop_why = _split(normalise_crop(v) for v in frame[cols["crop"]])
+    crops, crop_why = normalise_crops(frame[cols["crop"]])
     reject(~is_none(crop_why), crop_why)
-    amounts, amount_why = _split(parse_exposure(v) for v in frame[cols["exposure"]])
+    amounts, amount_why = parse_exposures(frame[cols["exposure"]])
     reject(~is_none(amount_why), amount_why)
     if raw.pre_reasons is not None:
         reject(~is_none(raw.pre_reasons), raw.pre_reasons)
@@ -282,9 +290,11 @@ def _check(raw: RawBook, settings: BookSettings, offsets: np.ndarray) -> Farms:
     reject(~is_none(geo.reasons), geo.reasons)
 
     ok = is_none(reasons)
-    region = (
-        [normalise_id(v) or "" for v in frame[cols["region"]]] if "region" in cols else [""] * n
-    )
+    if "region" in cols:
+        region = normalise_ids(frame[cols["region"]])
+        region[is_none(region)] = ""
+    else:
+        region = np.full(n, "", dtype=object)
     gdf = gpd.GeoDataFrame(
         {
             "farm_id": pd.Series(ids["farm_id"][ok], dtype=str),
@@ -309,14 +319,6 @@ def _check(raw: RawBook, settings: BookSettings, offsets: np.ndarray) -> Farms:
         summary,
     )
     return Farms(gdf=gdf, rejects=rejects, source=name)
-
-
-def _split(pairs: Any) -> tuple[np.ndarray, np.ndarray]:
-    values, why = [], []
-    for value, reason in pairs:
-        values.append(value)
-        why.append(reason)
-    return np.array(values, dtype=object), np.array(why, dtype=object)
 
 
 def _rejects(

@@ -36,7 +36,12 @@ _TYPE_NAMES = {
 
 def is_none(values: np.ndarray) -> np.ndarray:
     """Boolean mask of the cells that are None (object arrays of reasons and ids)."""
-    return np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+    arr = np.asarray(values, dtype=object)
+    try:
+        # elementwise ``== None`` runs in C: text and None cells compare by identity
+        return np.asarray(arr == None, dtype=bool)  # noqa: E711
+    except (TypeError, ValueError):  # a cell whose == is not a bool (pd.NA): one by one
+        return np.fromiter((v is None for v in arr), dtype=bool, count=len(arr))
 
 
 @dataclass
@@ -165,7 +170,11 @@ def check_geometries(geoms: np.ndarray, crs: CRS, settings: BookSettings) -> Geo
     geoms = np.asarray(geoms, dtype=object).copy()
     reject(shapely.is_missing(geoms) | shapely.is_empty(geoms), "empty geometry")
     geoms[~alive()] = None
-    geoms = shapely.force_2d(geoms)
+    extra_dims = shapely.has_z(geoms)
+    if hasattr(shapely, "has_m"):
+        extra_dims |= shapely.has_m(geoms)
+    if extra_dims.any():  # force_2d copies every geometry: only when some carry Z or M
+        geoms = shapely.force_2d(geoms)
 
     type_ids = shapely.get_type_id(geoms)
     for i in np.flatnonzero(alive() & (type_ids == 7)):  # keep all-polygonal collections
@@ -173,8 +182,11 @@ def check_geometries(geoms: np.ndarray, crs: CRS, settings: BookSettings) -> Geo
         if all(shapely.get_type_id(p) in (3, 6) for p in parts):
             geoms[i] = _polygonal(geoms[i])
             type_ids[i] = shapely.get_type_id(geoms[i])
-    names = np.array([f"not a polygon: {_TYPE_NAMES.get(int(t), 'unknown')}" for t in type_ids])
-    reject(~np.isin(type_ids, (3, 6)), names)
+    not_poly = ~np.isin(type_ids, (3, 6))
+    names = np.full(n, None, dtype=object)
+    for i in np.flatnonzero(not_poly):
+        names[i] = f"not a polygon: {_TYPE_NAMES.get(int(type_ids[i]), 'unknown')}"
+    reject(not_poly, names)
     geoms[~alive()] = None
 
     coords, index = shapely.get_coordinates(geoms, return_index=True)
@@ -265,7 +277,9 @@ def check_geometries(geoms: np.ndarray, crs: CRS, settings: BookSettings) -> Geo
     large = alive() & (area_ha > settings.max_area_ha)
     for mask_, word, limit in ((small, "small", "<"), (large, "large", ">")):
         bound = settings.min_area_ha if word == "small" else settings.max_area_ha
-        texts = np.array([f"area too {word}: {a:.4g} ha {limit} {bound:g} ha" for a in area_ha])
+        texts = np.full(n, None, dtype=object)
+        for i in np.flatnonzero(mask_):
+            texts[i] = f"area too {word}: {area_ha[i]:.4g} ha {limit} {bound:g} ha"
         reject(mask_, texts)
     out[~alive()] = None
     return GeometryCheck(out, area_ha, repaired & alive(), reasons)

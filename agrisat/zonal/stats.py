@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import dask
 import dask.array as da
@@ -16,7 +17,13 @@ from dask.delayed import Delayed
 from ..config import ZonalSettings
 from .weights import ZoneWeights
 
-__all__ = ["STATUS_ORDER", "resolve_same_day", "zonal_stats", "zonal_stats_stack"]
+__all__ = [
+    "STATUS_ORDER",
+    "release_shipped",
+    "resolve_same_day",
+    "zonal_stats",
+    "zonal_stats_stack",
+]
 
 #: Preference when one farm has several looks on one day (best first).
 STATUS_ORDER = ("ok", "cloudy", "too_small", "no_data")
@@ -122,6 +129,7 @@ def zonal_stats_stack(
     settings: ZonalSettings = ZonalSettings(),
     time_batch: int = 8,
     footprints: Sequence[shapely.Geometry] | None = None,
+    ship: Callable[[list[Any]], list[Any]] | None = None,
 ) -> list[Delayed]:
     """:func:`zonal_stats` on a stacked array (variable, time, y, x).
 
@@ -132,12 +140,17 @@ def zonal_stats_stack(
     task then adds up the partial sums of the chunks under its window. A chunk is read once per
     date and has exactly one consumer, so it is freed at once (memory stays flat with the
     number of chunks).
+
+    ``ship`` (e.g. a distributed ``Client.scatter``) turns the chunks' weights into handles
+    of data already on the workers; it is called once per zone and its handles are reused by
+    every later batch, so workers receive the weights once (see :func:`release_shipped`).
     """
     if stack.numblocks[0] != 1:
         stack = stack.rechunk({0: stack.shape[0]})
     blocks = stack.to_delayed()
     tb, yb, xb = (np.cumsum((0, *c)) for c in stack.chunks[1:])
     split = _split_by_chunk(weights, yb, xb)
+    shipped = _shipped(weights, split, ship) if ship is not None else {}
     nt = stack.shape[1]
     a = weights.geobox.affine
     tag = f"{id(weights):x}-{len(yb)}-{len(xb)}"
@@ -146,7 +159,9 @@ def zonal_stats_stack(
 
     def chunk_sums(it: int, iy: int, ix: int) -> Delayed:
         if (it, iy, ix) not in sums:
-            if (iy, ix) not in chunk_w:
+            if (iy, ix) in shipped:  # already on the cluster (scattered once per zone)
+                chunk_w[iy, ix] = shipped[iy, ix]
+            elif (iy, ix) not in chunk_w:
                 # one graph key per chunk's weights: shipped to a worker once, not once per date
                 chunk_w[iy, ix] = dask.delayed(
                     split[iy, ix][1], name=f"agrisat-weights-{tag}-{iy}-{ix}", pure=False
@@ -200,78 +215,134 @@ def zonal_stats_stack(
 #: (weights id, chunk edges) → (weights, split): the split is reused by every batch of a zone
 _SPLIT_CACHE: dict[tuple[int, bytes, bytes], tuple[ZoneWeights, dict]] = {}
 
+#: A chunk's weights: the chunk's pixels under any farm (flat indices into the chunk, sorted)
+#: and the CSR matrix farms × those pixels.
+ChunkWeights = tuple[np.ndarray, sp.csr_matrix]
+
 
 def _split_by_chunk(
     weights: ZoneWeights, yb: np.ndarray, xb: np.ndarray
-) -> dict[tuple[int, int], tuple[np.ndarray, sp.csr_matrix]]:
-    """Each chunk's slice of the weights: (global farm rows, CSR farms × chunk pixels)."""
+) -> dict[tuple[int, int], tuple[np.ndarray, ChunkWeights]]:
+    """Each chunk's slice of the weights: (global farm rows, :data:`ChunkWeights`)."""
     key = (id(weights), yb.tobytes(), xb.tobytes())
     hit = _SPLIT_CACHE.get(key)
     if hit is not None and hit[0] is weights:
         return hit[1]
-    pieces: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-    offset = 0
-    # group by group (a few hundred thousand entries each), so no zone-sized temporaries
-    for g in weights.groups:
+    nxb = len(xb) - 1
+
+    def entries(g: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixel row, column and chunk of each entry of a group's matrix."""
         r0, _, c0, c1 = g.window
+        ys = r0 + g.weights.indices // (c1 - c0)
+        xs = c0 + g.weights.indices % (c1 - c0)
+        return ys, xs, _chunk_of(ys, yb) * nxb + _chunk_of(xs, xb)
+
+    # two passes, so that each chunk's arrays are allocated once at their final size: the
+    # entries are not collected in pieces first (that peaked at twice the weights' memory)
+    sizes = np.zeros(nxb * (len(yb) - 1), dtype=np.int64)
+    for g in weights.groups:
+        cid = entries(g)[2]
+        sizes[: cid.max() + 1 if len(cid) else 0] += np.bincount(cid)
+    rows_of = {int(c): np.empty(sizes[c], np.int32) for c in np.flatnonzero(sizes)}
+    cell_of = {c: np.empty(sizes[c], np.int32) for c in rows_of}
+    data_of = {c: np.empty(sizes[c], np.float64) for c in rows_of}
+    filled = dict.fromkeys(rows_of, 0)
+    offset = 0
+    for g in weights.groups:
         m = g.weights
-        rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) + offset
-        ys = r0 + m.indices // (c1 - c0)
-        xs = c0 + m.indices % (c1 - c0)
-        iy = np.searchsorted(yb, ys, "right") - 1
-        ix = np.searchsorted(xb, xs, "right") - 1
-        for cy in np.unique(iy):
-            in_y = iy == cy
-            for cx in np.unique(ix[in_y]):
-                sel = np.flatnonzero(in_y & (ix == cx))
-                bw = int(xb[cx + 1] - xb[cx])
-                cell = (ys[sel] - yb[cy]) * bw + (xs[sel] - xb[cx])
-                pieces.setdefault((int(cy), int(cx)), []).append((rows[sel], cell, m.data[sel]))
+        rows = np.repeat(np.arange(m.shape[0], dtype=np.int32), np.diff(m.indptr)) + offset
+        ys, xs, cid = entries(g)
+        # a group spans a few chunks: count them instead of sorting its entries
+        for c in np.flatnonzero(np.bincount(cid)).tolist():
+            sel = np.flatnonzero(cid == c)
+            cy, cx = divmod(c, nxb)
+            a, b = filled[c], filled[c] + len(sel)
+            rows_of[c][a:b] = rows[sel]
+            cell_of[c][a:b] = (ys[sel] - yb[cy]) * int(xb[cx + 1] - xb[cx]) + (xs[sel] - xb[cx])
+            data_of[c][a:b] = m.data[sel]
+            filled[c] = b
         offset += len(g.farm_ids)
-    split: dict[tuple[int, int], tuple[np.ndarray, sp.csr_matrix]] = {}
-    for (cy, cx), parts in pieces.items():
+    split: dict[tuple[int, int], tuple[np.ndarray, ChunkWeights]] = {}
+    for k in list(rows_of):
+        cy, cx = divmod(k, nxb)
         # rows are sorted: CSR order within a group, groups in order of their row offsets
-        rows = np.concatenate([q[0] for q in parts])
+        rows = rows_of.pop(k)
+        cell = cell_of.pop(k)
         new_row = np.r_[True, rows[1:] != rows[:-1]]
-        local = np.cumsum(new_row) - 1
-        indptr = np.r_[0, np.cumsum(np.bincount(local))]
+        indptr = np.r_[0, np.cumsum(np.bincount(np.cumsum(new_row) - 1))]
         bw = int(xb[cx + 1] - xb[cx])
         bh = int(yb[cy + 1] - yb[cy])
+        # only the pixels under some farm are gathered per date (a quarter to a half of a
+        # chunk): a mark per pixel gives them, sorted, and each one's column without a sort
+        used = np.zeros(bh * bw, dtype=bool)
+        used[cell] = True
+        cols = np.flatnonzero(used).astype(np.int32)  # < 2³¹ pixels in a chunk
+        column = np.cumsum(used, dtype=np.int32) - 1
         mat = sp.csr_matrix(
-            (
-                np.concatenate([q[2] for q in parts]),
-                np.concatenate([q[1] for q in parts]).astype(np.int64),
-                indptr,
-            ),
-            shape=(len(indptr) - 1, bh * bw),
+            (data_of.pop(k), column[cell], indptr), shape=(len(indptr) - 1, len(cols))
         )
-        split[cy, cx] = (rows[new_row], mat)
+        split[cy, cx] = (rows[new_row].astype(np.int64), (cols, mat))
     _SPLIT_CACHE.clear()  # one zone at a time: keep memory bounded
     _SPLIT_CACHE[key] = (weights, split)
     return split
 
 
-def _chunk_sums(weights: sp.csr_matrix, n_indices: int, block: np.ndarray) -> np.ndarray:
+#: handles from ``ship`` for the zone in _SPLIT_CACHE: (weights, ship, {chunk: handle})
+_SHIPPED: list[tuple[ZoneWeights, Callable[..., Any], dict[tuple[int, int], Any]]] = []
+
+
+def _shipped(
+    weights: ZoneWeights, split: dict[tuple[int, int], Any], ship: Callable[..., Any]
+) -> dict[tuple[int, int], Any]:
+    if _SHIPPED and _SHIPPED[0][0] is weights and _SHIPPED[0][1] is ship:
+        return _SHIPPED[0][2]
+    keys = sorted(split)
+    handles = dict(zip(keys, ship([split[k][1] for k in keys]), strict=True))
+    _SHIPPED[:] = [(weights, ship, handles)]
+    return handles
+
+
+def release_shipped() -> None:
+    """Forget the handles of shipped weights (call before closing the client that made them)."""
+    _SHIPPED.clear()
+
+
+def _chunk_of(pos: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Index of the chunk holding each pixel position (``edges``: cumulative chunk bounds)."""
+    sizes = np.diff(edges)
+    if len(sizes) > 1 and np.all(sizes[:-1] == sizes[0]) and sizes[-1] <= sizes[0]:
+        # regular chunks (the usual case): a division, not a binary search per entry
+        return np.minimum(pos // int(sizes[0]), len(sizes) - 1)
+    return np.searchsorted(edges, pos, "right") - 1
+
+
+def _chunk_sums(weights: ChunkWeights, n_indices: int, block: np.ndarray) -> np.ndarray:
     """Per-farm partial sums over one chunk: array (t, n_farms, 3 + 3 × n_indices).
 
     Columns: Σ w valid, Σ w clear, Σ w clear water, then per index Σ w m, Σ w m x, Σ w m x²
-    with m = clear and x finite.
+    with m = clear and x finite. Only the pixels under a farm are taken out of the block, the
+    products are float64 (the sums of squares need it), and one sparse × dense product per
+    date gives every column at once.
     """
-    t = block.shape[1]
-    out = np.empty((t, weights.shape[0], 3 + 3 * n_indices))
+    cols, mat = weights
+    nv, t = block.shape[0], block.shape[1]
+    px = block.reshape(nv, t, -1)[:, :, cols]
+    k = 3 + 3 * n_indices
+    out = np.empty((t, mat.shape[0], k))
+    cells = np.empty((len(cols), k))
     for i in range(t):
-        v = block[0, i].reshape(-1).astype(np.float64)
-        c = block[1, i].reshape(-1).astype(np.float64)
-        out[i, :, 0] = weights @ v
-        out[i, :, 1] = weights @ c
-        out[i, :, 2] = weights @ (c * block[2, i].reshape(-1))
+        c = px[1, i]
+        cells[:, 0] = px[0, i]
+        cells[:, 1] = c
+        cells[:, 2] = c * px[2, i]
         for j in range(n_indices):
-            x = block[3 + j, i].reshape(-1).astype(np.float64)
+            x = px[3 + j, i].astype(np.float64)
             m = c * np.isfinite(x)
             x = np.where(m > 0, x, 0.0)
-            out[i, :, 3 + 3 * j] = weights @ m
-            out[i, :, 4 + 3 * j] = weights @ (m * x)
-            out[i, :, 5 + 3 * j] = weights @ (m * x * x)
+            cells[:, 3 + 3 * j] = m
+            cells[:, 4 + 3 * j] = m * x
+            cells[:, 5 + 3 * j] = m * x * x
+        out[i] = mat @ cells
     return out
 
 

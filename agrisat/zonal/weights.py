@@ -12,6 +12,8 @@ import scipy.sparse as sp
 import shapely
 from odc.geo.geobox import GeoBox
 
+from .cache import WeightsCache, group_key
+
 __all__ = ["FarmGroup", "ZoneWeights", "assign_zones", "coverage_weights"]
 
 
@@ -100,7 +102,14 @@ def assign_zones(
     }
 
 
-def coverage_weights(farms: gpd.GeoDataFrame, geobox: GeoBox, *, block: int = 1024) -> ZoneWeights:
+def coverage_weights(
+    farms: gpd.GeoDataFrame,
+    geobox: GeoBox,
+    *,
+    block: int = 1024,
+    cache: WeightsCache | None = None,
+    parallel: bool = False,
+) -> ZoneWeights:
     """Exact coverage weights of ``farms`` on ``geobox``, grouped by ``block`` × ``block`` cells.
 
     A farm belongs to the block holding its bounding box's upper-left corner; a group's window is
@@ -114,11 +123,19 @@ def coverage_weights(farms: gpd.GeoDataFrame, geobox: GeoBox, *, block: int = 10
         The grid (north-up, as made by :func:`agrisat.cube.grid_for`).
     block
         Block size in pixels; the cube's chunk size, so a group mostly reads one chunk.
+    cache
+        Optional disk cache: a group whose farms, geometries and window are unchanged is
+        loaded from it instead of measured again (see :mod:`agrisat.zonal.cache`).
+    parallel
+        Measure the groups as dask tasks on the active scheduler (worth it on a distributed
+        cluster: exactextract holds the GIL, so local threads would gain nothing).
     """
-    from exactextract.raster import NumPyRasterSource
-
     crs_wkt = _wkt(geobox)
-    local = farms[["farm_id", "geometry"]].to_crs(crs_wkt)
+    local = farms[["farm_id", "geometry"]]
+    if local.crs is None or not local.crs.equals(crs_wkt):
+        # farms already in the grid's CRS (as the pipeline passes them) are not reprojected
+        # again: 100,000 polygons take a third of a second
+        local = local.to_crs(crs_wkt)
     # geometries go to exactextract as WKB, not as GeoJSON text built feature by feature
     wkbs = shapely.to_wkb(local.geometry.values)
     farm_ids = local["farm_id"].to_numpy(dtype=object)
@@ -131,32 +148,73 @@ def coverage_weights(farms: gpd.GeoDataFrame, geobox: GeoBox, *, block: int = 10
     row0 = np.clip(np.floor((y0 - b[:, 3]) / res).astype(int), 0, ny - 1)
     row1 = np.clip(np.ceil((y0 - b[:, 1]) / res).astype(int), 1, ny)
     key = (row0 // block) * (nx // block + 1) + (col0 // block)
-    groups: list[FarmGroup] = []
+    groups: list[FarmGroup | None] = []
+    todo: list[tuple[int, tuple[int, int, int, int], np.ndarray, str]] = []
     for k in np.unique(key):
         sel = np.flatnonzero(key == k)
         r0, r1 = int(row0[sel].min()), int(row1[sel].max())
         c0, c1 = int(col0[sel].min()), int(col1[sel].max())
         h, w = r1 - r0, c1 - c0
-        wx0, wy1 = x0 + c0 * res, y0 - r0 * res
-        src = NumPyRasterSource(
-            np.zeros((h, w), dtype=np.uint8),
-            wx0,
-            wy1 - h * res,
-            wx0 + w * res,
-            wy1,
-            srs_wkt=crs_wkt,
-        )
-        cells, cover, rows = _cells(src, wkbs[sel], crs_wkt)
-        mat = sp.csr_matrix((cover, (rows, cells)), shape=(len(sel), h * w))
-        groups.append(
-            FarmGroup(
-                window=(r0, r1, c0, c1),
-                farm_ids=farm_ids[sel],
-                weights=mat,
-                total=np.asarray(mat.sum(axis=1)).ravel(),
+        ids = farm_ids[sel]
+        ckey = ""
+        if cache is not None:
+            ckey = group_key(
+                crs_wkt=crs_wkt,
+                resolution=float(res),
+                origin=(float(x0 + c0 * res), float(y0 - r0 * res)),
+                shape=(h, w),
+                farm_ids=ids,
+                wkbs=wkbs[sel],
             )
-        )
-    return ZoneWeights(geobox=geobox, groups=tuple(groups))
+            mat = cache.load(ckey, ids, h * w)
+            if mat is not None:
+                groups.append(_group((r0, r1, c0, c1), ids, mat))
+                continue
+        todo.append((len(groups), (r0, r1, c0, c1), sel, ckey))
+        groups.append(None)
+    args = [
+        ((x0 + c0 * res, y0 - r0 * res, res), (r1 - r0, c1 - c0), wkbs[sel], crs_wkt)
+        for _, (r0, r1, c0, c1), sel, _ in todo
+    ]
+    if parallel and len(todo) > 1:
+        import dask
+
+        # exactextract holds the GIL: on a cluster each group is a task, measured in parallel
+        mats = dask.compute(*[dask.delayed(_measure, pure=True)(*a) for a in args])
+    else:
+        mats = tuple(_measure(*a) for a in args)
+    for (pos, window, sel, ckey), mat in zip(todo, mats, strict=True):
+        ids = farm_ids[sel]
+        if cache is not None:
+            cache.save(ckey, ids, mat)
+        groups[pos] = _group(window, ids, mat)
+    return ZoneWeights(geobox=geobox, groups=tuple(g for g in groups if g is not None))
+
+
+def _measure(
+    corner: tuple[float, float, float], shape: tuple[int, int], wkbs: np.ndarray, crs_wkt: str
+) -> sp.csr_matrix:
+    """Coverage weights of ``wkbs`` on a window: upper-left (x, y, pixel size) and shape."""
+    from exactextract.raster import NumPyRasterSource
+
+    wx0, wy1, res = corner
+    h, w = shape
+    src = NumPyRasterSource(
+        np.zeros((h, w), dtype=np.uint8),
+        wx0,
+        wy1 - h * res,
+        wx0 + w * res,
+        wy1,
+        srs_wkt=crs_wkt,
+    )
+    cells, cover, rows = _cells(src, wkbs, crs_wkt)
+    return sp.csr_matrix((cover, (rows, cells)), shape=(len(wkbs), h * w))
+
+
+def _group(window: tuple[int, int, int, int], ids: np.ndarray, mat: sp.csr_matrix) -> FarmGroup:
+    return FarmGroup(
+        window=window, farm_ids=ids, weights=mat, total=np.asarray(mat.sum(axis=1)).ravel()
+    )
 
 
 def _cells(src: object, wkbs: np.ndarray, crs_wkt: str) -> tuple[np.ndarray, ...]:
