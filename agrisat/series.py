@@ -16,9 +16,6 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import sparse
-from scipy.signal import savgol_filter
-from scipy.sparse.linalg import spsolve
 
 from .calendar import Calendar, season_span
 
@@ -61,6 +58,11 @@ def whittaker(y: np.ndarray, weights: np.ndarray | None = None, *, lam: float = 
     w = np.isfinite(y).astype(float) if weights is None else np.where(np.isfinite(y), weights, 0.0)
     if n < 3 or np.count_nonzero(w) < 3:
         return np.full(n, np.nan)
+    # imported here: scipy.signal and scipy.sparse cost ~0.7 s at start-up, and detection
+    # (which imports this module) never smooths
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
     d = sparse.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(n - 2, n))
     a = sparse.diags(w) + lam * (d.T @ d)
     return np.asarray(spsolve(a.tocsc(), w * np.nan_to_num(y)))
@@ -77,6 +79,8 @@ def savgol_fill(y: np.ndarray, *, window: int = 7, polyorder: int = 2) -> np.nda
     win = min(window, y.size if y.size % 2 else y.size - 1)
     if win <= polyorder:
         return filled
+    from scipy.signal import savgol_filter
+
     return savgol_filter(filled, win, polyorder, mode="interp")
 
 
