@@ -95,6 +95,7 @@ def _run_pipeline(
     *,
     crs: str | None = None,
     layer: str | None = None,
+    redetect: bool = False,
 ) -> int:
     from .book import load_book
     from .pipeline import run
@@ -107,13 +108,14 @@ def _run_pipeline(
         def tick(done: int, total: int, desc: str) -> None:
             bar.update(task, completed=done, total=total, description=f"scenes ({desc})")
 
-        result = run(farms, catalog, workdir, settings=settings, progress=tick)
+        result = run(farms, catalog, workdir, settings=settings, progress=tick, redetect=redetect)
     out.print(
         f"run {result.run_id} for {result.end}: farms {result.farms} (rejected "
         f"{result.rejected}, unseen {result.farms_unseen}); scenes found {result.items_found}, "
         f"new {result.items_new}, ingested {result.items_ingested}, failed "
         f"{len(result.items_failed)}; observations added {result.observations_added}; alerts "
         + ", ".join(f"{k} {v}" for k, v in result.alerts.items())
+        + (f" (detection {result.detection})" if result.detection else "")
         + f"; {result.seconds.get('total', 0):.1f} s"
     )
     if result.rejected:
@@ -160,6 +162,14 @@ def run(
         ),
     ] = None,
     layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer book file.")] = None,
+    redetect: Annotated[
+        bool,
+        typer.Option(
+            "--redetect",
+            help="Recompute the anomaly features of every stored look (automatic when the "
+            "detection settings, calendars or the book's crops/regions change).",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     log_format: LogFormatOpt = "text",
 ) -> None:
@@ -174,7 +184,9 @@ def run(
         indices=resolve_indices(indices) if indices else None,
         scheduler=scheduler,
     )
-    raise typer.Exit(_run_pipeline(book, catalog, workdir, settings, crs=crs, layer=layer))
+    raise typer.Exit(
+        _run_pipeline(book, catalog, workdir, settings, crs=crs, layer=layer, redetect=redetect)
+    )
 
 
 def _check_date(value: str | None, name: str) -> str | None:

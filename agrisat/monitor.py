@@ -63,6 +63,8 @@ class MonitorSummary:
 
     alerts: dict[str, int] = field(default_factory=dict)
     farms_by_status: dict[str, int] = field(default_factory=dict)
+    #: how the looks were brought up to date: "full", "incremental" or "none" (nothing new)
+    detection: str = "none"
 
 
 def _observations(store: Store, run_date: str) -> pd.DataFrame:
@@ -170,6 +172,7 @@ def detect_and_update(
     calendars = load_calendars(settings.run.calendars) if settings.run.calendars else None
     fp = looks_fingerprint(settings, farms, calendars)
     mode, d0, sig = _plan(store, manifest, fp, full, settings)
+    summary.detection = str(mode)
     meta = manifest.get("meta", {}).get("looks") or {}
     through = pd.Timestamp(meta["through"]) if meta.get("through") else None
     old_through = through

@@ -50,6 +50,8 @@ class RunResult:
     farms_unseen: int = 0
     farms_by_status: dict[str, int] = field(default_factory=dict)
     alerts: dict[str, int] = field(default_factory=dict)
+    #: "full" (every look recomputed), "incremental", "none" (nothing new) or "" (no detection)
+    detection: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -66,6 +68,7 @@ def run(
     settings: Settings = Settings(),
     progress: ProgressFn | None = None,
     detect: bool = True,
+    redetect: bool = False,
 ) -> RunResult:
     """Ingest the new scenes of ``catalog`` over the book's farms, then update the alerts.
 
@@ -83,6 +86,11 @@ def run(
         Optional callback after each committed batch.
     detect
         Run detection and the alert lifecycle after ingestion (the default).
+    redetect
+        Recompute the anomaly features of every stored look instead of only the dates with
+        new observations. Detection settings, calendars and the farms' crops and regions are
+        fingerprinted and a change triggers this by itself; use it after editing detection
+        code or to rebuild the looks from scratch.
 
     Returns
     -------
@@ -155,7 +163,10 @@ def run(
 
         if detect:
             t0 = time.perf_counter()
-            summary = detect_and_update(store, farms.gdf, run_date=end, settings=settings)
+            summary = detect_and_update(
+                store, farms.gdf, run_date=end, settings=settings, full=redetect
+            )
+            result.detection = summary.detection
             result.alerts = summary.alerts
             result.farms_by_status = summary.farms_by_status
             result.seconds["detect"] = time.perf_counter() - t0
@@ -210,6 +221,7 @@ def _run_row(result: RunResult, started: dt.datetime) -> pd.DataFrame:
         "items_failed": len(result.items_failed),
         "failed_items": ",".join(result.items_failed),
         "observations_added": result.observations_added,
+        "detection": result.detection,
         "exit_code": result.exit_code,
     }
     for status in ("ok", "cloudy", "no_data", "too_small"):

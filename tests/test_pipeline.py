@@ -351,3 +351,37 @@ def test_run_record_keeps_an_absolute_catalog_path(archive, tmp_path: Path, monk
     run(archive.book, "catalog/catalog.json", tmp_path / "w", detect=False)
     recorded = Store(tmp_path / "w").read("runs")["catalog"].iloc[-1]
     assert Path(recorded).is_absolute() and Path(recorded) == archive.catalog.resolve()
+
+
+def test_redetect_recomputes_every_look_with_the_same_result(archive, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """First night: every look computed; next night: only the new dates; ``--redetect``:
+    everything again -- and the stored looks and alerts do not change."""
+    w = tmp_path / "w"
+    base = ["run", "--book", str(archive.book), "--catalog", str(archive.catalog)]
+    base += ["--workdir", str(w)]
+    for end, extra, mode in (
+        ("2026-04-11", [], "full"),
+        ("2026-04-21", [], "incremental"),
+        ("2026-04-21", ["--redetect"], "full"),
+    ):
+        if mode == "full" and extra:
+            store = Store(w)
+            looks_before = {
+                t: store.read(t) for t in store.manifest()["tables"] if t.startswith("looks_")
+            }
+            alerts_before = store.read("alerts")
+        res = _cli(*base, "--end", end, *extra)
+        assert res.returncode == 0, res.stderr
+        assert f"(detection {mode})" in res.stdout
+    runs = Store(w).read("runs")
+    assert list(runs["detection"]) == ["full", "incremental", "full"]
+    store = Store(w)
+    looks_after = {t: store.read(t) for t in store.manifest()["tables"] if t.startswith("looks_")}
+    assert looks_after.keys() == looks_before.keys() and looks_before
+    for t, df in looks_before.items():  # incremental nights append, a full one sorts by farm
+
+        def order(x: pd.DataFrame) -> pd.DataFrame:
+            return x.sort_values(["farm_id", "date"]).reset_index(drop=True)
+
+        pd.testing.assert_frame_equal(order(df), order(looks_after[t]))
+    pd.testing.assert_frame_equal(alerts_before, store.read("alerts"))
