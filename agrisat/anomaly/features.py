@@ -9,7 +9,7 @@ the replay compute them once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ __all__ = [
     "look_features",
     "own_history",
     "peer_stats",
+    "prev_peer_median",
     "standing_change",
 ]
 
@@ -221,21 +222,9 @@ def look_features(
     g = f.groupby("farm_id", sort=False)
     f["prev_value"] = g["value"].shift(1)
     f["prev_date"] = g["date"].shift(1)
-    # Peers' median on the previous look's date, same peer level as now.
-    key = f[["crop", "region", "date", "peer_level", "peer_median"]].drop_duplicates(
-        ["crop", "region", "date", "peer_level"]
+    f["prev_peer_median"] = prev_peer_median(
+        f, f, lambda: f.groupby("farm_id", sort=False)["radius_median"].shift(1)
     )
-    prev = f[["crop", "region", "prev_date", "peer_level"]].merge(
-        key.rename(columns={"date": "prev_date", "peer_median": "prev_peer_median"}),
-        on=["crop", "region", "prev_date", "peer_level"],
-        how="left",
-    )
-    f["prev_peer_median"] = prev["prev_peer_median"].to_numpy()
-    # Radius groups are the farm's own: the previous look's radius median.
-    by_radius = (f["peer_level"] == "radius").to_numpy()
-    if by_radius.any():
-        prev_r = f.groupby("farm_id", sort=False)["radius_median"].shift(1)
-        f.loc[by_radius, "prev_peer_median"] = prev_r[by_radius]
     season = f["season_id"].fillna("none").astype(str)
     f["season_max"] = f.groupby([f["farm_id"], season], sort=False)["value"].cummax()
     # The peers' highest median so far this season, seen from this farm (ripening test).
@@ -282,6 +271,27 @@ def _ref_standing(
 
 #: rows per slice of the vectorised reference-window medians (bounds their memory)
 _SLICE_ROWS = 100_000
+
+
+def prev_peer_median(
+    f: pd.DataFrame, groups: pd.DataFrame, prev_radius: Callable[[], pd.Series]
+) -> pd.Series:
+    """The peers' median on each look's previous date (``prev_date``), at the look's peer
+    level, from ``groups`` (``crop``, ``region``, ``date``, ``peer_level``, ``peer_median``).
+    Radius groups are the farm's own: those looks take ``prev_radius()`` (the previous look's
+    radius median; called only when some look is judged by radius)."""
+    keys = ["crop", "region", "date", "peer_level"]
+    key = groups[[*keys, "peer_median"]].drop_duplicates(keys)
+    prev = f[["crop", "region", "prev_date", "peer_level"]].merge(
+        key.rename(columns={"date": "prev_date", "peer_median": "prev_peer_median"}),
+        on=["crop", "region", "prev_date", "peer_level"],
+        how="left",
+    )
+    out = pd.Series(prev["prev_peer_median"].to_numpy(), index=f.index)
+    by_radius = (f["peer_level"] == "radius").to_numpy()
+    if by_radius.any():
+        out[by_radius] = prev_radius()[by_radius]
+    return out
 
 
 def standing_change(

@@ -34,10 +34,12 @@ from .features import (
     farm_coordinates,
     look_features,
     peer_stats,
+    prev_peer_median,
     standing_change,
 )
 from .history import own_history
 from .settings import DEFAULT_SETTINGS, DetectSettings
+from .stale import stale_rows
 
 __all__ = [
     "GROUP_COLUMNS",
@@ -225,21 +227,12 @@ def extend_looks(
     f["prev_value"] = g["value"].shift(1).where(~head, _pick(f, last["value"]))
     prev_date = g["date"].shift(1)
     f["prev_date"] = prev_date.where(~head, pd.to_datetime(_pick(f, last["date"])))
-    keys = ["crop", "region", "date", "peer_level"]
-    key = pd.concat(
-        [f[[*keys, "peer_median"]], ctx.groups[[*keys, "peer_median"]]], ignore_index=True
-    ).drop_duplicates(keys)
-    prev = f[["crop", "region", "prev_date", "peer_level"]].merge(
-        key.rename(columns={"date": "prev_date", "peer_median": "prev_peer_median"}),
-        on=["crop", "region", "prev_date", "peer_level"],
-        how="left",
+    keys = ["crop", "region", "date", "peer_level", "peer_median"]
+    f["prev_peer_median"] = prev_peer_median(
+        f,
+        pd.concat([f[keys], ctx.groups[keys]], ignore_index=True),
+        lambda: g["radius_median"].shift(1).where(~head, _pick(f, last["radius_median"])),
     )
-    f["prev_peer_median"] = prev["prev_peer_median"].to_numpy()
-    # radius groups are the farm's own: its previous look's radius median
-    by_radius = (f["peer_level"] == "radius").to_numpy()
-    if by_radius.any():
-        prev_r = g["radius_median"].shift(1).where(~head, _pick(f, last["radius_median"]))
-        f.loc[by_radius, "prev_peer_median"] = prev_r[by_radius]
     # --- running maxima of the season, continued from the latest earlier look --------------
     season = _season(f)
     same = (season == _pick(f, last["season_id"].fillna("none").astype(str))).to_numpy()
@@ -350,8 +343,6 @@ def stale_from_state(
     clear look), both as of ``asof``; ``region_looks`` has ``region``, ``date``, ``n_looks``
     (clear looks per region and date, dates <= ``asof``).
     """
-    from ..calendar import stage_table
-
     s = settings
     cols = ["farm_id", "date", "hazard", "score", "value", "expected", "onset", "stage"]
     book = farm_attributes(farms)
@@ -379,21 +370,7 @@ def stale_from_state(
         after = (merged["date"] > merged["since"]).groupby(merged["farm_id"]).sum()
         counted = after.reindex(book["farm_id"]).fillna(0).to_numpy()
     idio = pd.Series(counted >= s.stale_missed_looks, index=book.index)
-    cal = stage_table(book["crop"], pd.Series(asof, index=book.index), calendars=calendars)
-    in_season = cal["green"] | ~cal["has_calendar"]
-    mask = (((book["days"] >= s.stale_days) & idio) | (book["days"] >= s.stale_regional_days)) & (
-        in_season
-    )
-    out = book.loc[mask, ["farm_id"]].copy()
-    out["date"] = asof
-    out["hazard"] = "stale_data"
-    out["score"] = book.loc[mask, "days"].astype(float)
-    out["value"] = np.nan
-    out["expected"] = np.nan
-    out["onset"] = book.loc[mask, "since"]
-    out["stage"] = cal.loc[mask, "stage"]
-    out["peer_state"] = np.where(idio[mask], "idiosyncratic", "regional")
-    return out.reset_index(drop=True)
+    return stale_rows(book, idio, asof, settings=s, calendars=calendars)
 
 
 def context_from_looks(

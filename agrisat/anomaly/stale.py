@@ -6,13 +6,19 @@ the observations, not the per-look features of the vegetation detectors.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from .features import farm_attributes
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
-__all__ = ["detect_stale"]
+if TYPE_CHECKING:
+    from ..calendar import Calendar
+
+__all__ = ["detect_stale", "stale_rows"]
 
 
 def detect_stale(
@@ -22,7 +28,7 @@ def detect_stale(
     *,
     asof: pd.Timestamp,
     settings: DetectSettings = DEFAULT_SETTINGS,
-    calendars: object = None,
+    calendars: Mapping[str, Calendar] | None = None,
 ) -> pd.DataFrame:
     """Farms we have lost sight of while the crop should stand (any time for crops without a
     calendar). One row per stale farm dated ``asof``; ``score`` is the number of days without
@@ -35,7 +41,6 @@ def detect_stale(
     - ``regional``: the region shares the gap (monsoon cloud): only after
       ``stale_regional_days``, when the team is blind on the whole area.
     """
-    from ..calendar import stage_table
 
     s = settings
     cols = ["farm_id", "date", "hazard", "score", "value", "expected", "onset", "stage"]
@@ -56,7 +61,24 @@ def detect_stale(
     # and this farm was not, since its last clear look: missing several of those is the
     # farm's own problem; a partly cloudy date or two is chance.
     idio = _missed_region_looks(book, f, s) >= s.stale_missed_looks
-    cal = stage_table(book["crop"], pd.Series(asof, index=book.index), calendars=calendars)  # type: ignore[arg-type]
+    return stale_rows(book, idio, asof, settings=s, calendars=calendars)
+
+
+def stale_rows(
+    book: pd.DataFrame,
+    idio: pd.Series,
+    asof: pd.Timestamp,
+    *,
+    settings: DetectSettings,
+    calendars: Mapping[str, Calendar] | None = None,
+) -> pd.DataFrame:
+    """The ``stale_data`` rows of ``book`` (``farm_id``, ``crop``, ``since``, ``days``): a gap
+    of ``stale_days`` that is the farm's own (``idio``), or of ``stale_regional_days``
+    whatever the region did, while the crop should stand (any time without a calendar)."""
+    from ..calendar import stage_table
+
+    s = settings
+    cal = stage_table(book["crop"], pd.Series(asof, index=book.index), calendars=calendars)
     in_season = cal["green"] | ~cal["has_calendar"]
     long_gap = (book["days"] >= s.stale_days) & idio
     blind = book["days"] >= s.stale_regional_days
