@@ -130,14 +130,32 @@ def agrisat_api(book: Path, catalog: Path) -> dict[str, Any]:
     return {"seconds": seconds, "phases": phases, "observations": obs}
 
 
+def last_day(cogs: Any) -> str:
+    """The workload's last acquisition day (YYYY-MM-DD), from its COG folders."""
+    d = max(Path(c["red"]).parent.name for c in cogs)
+    return f"{d[:4]}-{d[4:6]}-{d[6:]}"
+
+
 def agrisat_cli(
-    book: Path, catalog: Path, *, scheduler: str | None = None, wrap: list[str] | None = None
+    book: Path,
+    catalog: Path,
+    *,
+    end: str | None = None,
+    scheduler: str | None = None,
+    wrap: list[str] | None = None,
 ) -> dict[str, Any]:
-    """``agrisat run --indices ndvi`` as a subprocess: whole-process wall time and peak RSS."""
+    """``agrisat run --indices ndvi`` as a subprocess: whole-process wall time and peak RSS.
+
+    ``end`` dates the run (the night of the last scene, as a nightly job would be): without
+    it the run is dated today and, months after the workload's scenes, raises a stale-data
+    alert on every farm, which times the alert lifecycle rather than the pixel path.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="agrisat-cli-", dir=_tmp()))
     shutil.rmtree(workdir)  # a fresh, missing workdir, as on a first night
     cmd = [str(VENV_BIN / "agrisat"), "run", "--book", str(book), "--catalog", str(catalog)]
     cmd += ["--workdir", str(workdir), "--indices", "ndvi"]
+    if end:
+        cmd += ["--end", end]
     if scheduler:
         cmd += ["--scheduler", scheduler]
     timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []

@@ -45,7 +45,7 @@ def _one(name: str, wl: Any, subset: int) -> dict[str, Any]:
     if name == "agrisat_api":
         return A.agrisat_api(wl.book, wl.catalog)
     if name == "agrisat_cli":
-        return A.agrisat_cli(wl.book, wl.catalog)
+        return A.agrisat_cli(wl.book, wl.catalog, end=A.last_day(wl.cogs))
     if name == "exactextract":
         return A.exactextract_per_date(wl.book, wl.cogs, wl.item_ids)
     if name == "rasterstats":
@@ -123,7 +123,7 @@ def bench_scaleout(
         order = workers[r % len(workers) :] + workers[: r % len(workers)]
         for k in order:
             with local_cluster(k) as address:
-                m = A.agrisat_cli(wl.book, wl.catalog, scheduler=address)
+                m = A.agrisat_cli(wl.book, wl.catalog, end=A.last_day(wl.cogs), scheduler=address)
             secs[k].append(m["seconds"])
             print(f"  rep {r + 1} workers={k} {m['seconds']:9.2f} s", flush=True)
     return [
