@@ -1,0 +1,197 @@
+"""Column-wise alert records for the bulk case: farms whose only rows are ``stale_data`` rows.
+
+Split from :mod:`agrisat.alerts`. A province under a month of cloud (or a run dated long after
+its scenes) gives tens of thousands of farms a stale row and nothing else; their episodes need
+none of the per-farm walk (no crop episode to open, extend or carry), so ids, severity, evidence
+and the record fields are built for all of them at once. The result must equal, field for
+field, what :func:`agrisat.alerts._record` builds for the same episodes (tests compare both);
+the evidence sentence of the per-farm walk lives here too, beside its column-wise twin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .severity import SEVERITIES, SeverityRule
+
+__all__ = ["evidence", "member", "split_stale", "stale_records"]
+
+
+def _d(ts: Any) -> str:
+    return "?" if pd.isna(ts) else f"{pd.Timestamp(ts):%Y-%m-%d}"
+
+
+def evidence(ep: dict[str, Any]) -> str:
+    """The evidence sentence of one episode (the per-farm walk's; :func:`stale_records` writes
+    the same sentence for its stale episodes column-wise)."""
+    r = ep["row"]
+    idx = str(r.get("index") or "ndvi").upper()
+    hz, n, onset = ep["hazard"], ep["n_looks"], _d(ep["onset"])
+    looks = f"{n} clear look{'s' if n != 1 else ''}"
+    peers = ""
+    if pd.notna(r.get("peer_median")):
+        peers = f"; peers at {r['peer_median']:.2f} (n={int(r.get('peer_n') or 0)})"
+    if hz == "drought":
+        z = f", robust z {r['own_z']:.1f}" if pd.notna(r.get("own_z")) else ""
+        text = (
+            f"{idx} {r['value']:.2f} on {_d(r['date'])} vs {r['expected']:.2f} expected "
+            f"({-r['score']:+.0%}{z}); below normal since {onset} over {looks}{peers}; "
+            f"{r.get('peer_state', 'unknown')}"
+        )
+    elif hz == "abrupt_loss":
+        text = (
+            f"{idx} fell {r['score']:.0%} from {r['expected']:.2f} to {r['value']:.2f} "
+            f"on {_d(ep['onset'])} outside the harvest window{peers}; {looks} since, "
+            f"latest {r['value']:.2f} on {_d(r['date'])}"
+        )
+    elif hz == "flood":
+        text = (
+            f"standing water on {r['score']:.0%} of the clear area on {_d(r['date'])} "
+            f"(usual {r['expected']:.0%}); {idx} {r['value']:.2f}; since {onset}, {looks}"
+        )
+    elif hz == "no_planting":
+        text = (
+            f"no green-up: {idx} {r['value']:.2f} on {_d(r['date'])} while peers/history "
+            f"are at {r['expected']:.2f} ({r.get('stage') or 'season'}); since {onset}, {looks}"
+        )
+    else:
+        stage = r.get("stage")
+        text = f"no clear look since {onset} ({int(r['score'])} days)" + (
+            f" during the {stage} stage" if isinstance(stage, str) else ""
+        )
+        why = r.get("peer_state")
+        if why == "idiosyncratic":
+            text += "; most farms of its region were seen clearly meanwhile"
+        elif why == "regional":
+            text += "; the whole region is unseen (persistent cloud)"
+    if ep.get("resolved"):
+        text += f"; resolved {_d(ep['resolved'])} after clear looks back in the normal range"
+    return text[:1].upper() + text[1:] + "."
+
+
+def member(col: pd.Series | pd.Index, values: Any) -> np.ndarray:
+    """``col.isin(values)`` by hash lookup: pandas' ``isin`` on Arrow strings converts every
+    value to a pyarrow scalar, seconds for a hundred thousand farm ids."""
+    return np.asarray(pd.Index(list(values)).unique().get_indexer(col) >= 0)
+
+
+def split_stale(
+    stale: pd.DataFrame, *, dates: pd.Series, blocked: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``stale`` rows split into (column-wise, per-farm walk).
+
+    A farm goes column-wise when it is not in ``blocked`` (farms with crop looks to walk or
+    open alerts that need matching) and all its stale rows are ordinary: a day-stamped onset
+    and a finite score. Anything else (which the per-farm walk handles or rejects with its own
+    error) keeps the per-farm path, and so does everything when the date columns are not
+    naive datetimes (the walk converts those value by value).
+    """
+    if stale.empty or not (_naive(stale["onset"]) and _naive(dates)):
+        return stale.iloc[:0], stale
+    score = pd.to_numeric(stale["score"], errors="coerce")
+    odd = (
+        stale["onset"].isna()
+        | ~np.isfinite(score.to_numpy(dtype=float, na_value=np.nan))
+        | stale["peer_median"].notna()
+    )
+    slow = member(stale["farm_id"], blocked) | member(stale["farm_id"], stale.loc[odd, "farm_id"])
+    return stale[~slow], stale[slow]
+
+
+def stale_records(
+    rows: pd.DataFrame,
+    hist: pd.DataFrame,
+    *,
+    day: pd.Timestamp,
+    last_seen: dict[Any, Any],
+    rules: tuple[SeverityRule, ...],
+) -> dict[str, list[Any]]:
+    """Alert fields (lists, in the order of :func:`agrisat.alerts._record`'s keys) of the open
+    ``stale_data`` episodes of ``rows`` (farms with stale rows only, from :func:`split_stale`).
+
+    ``hist`` is the history indexed by ``alert_id``; ``last_seen`` the last clear look per farm.
+    A farm's rows with the same onset make one alert: the last row wins, as in the per-farm walk.
+    """
+    rows = rows.sort_values("farm_id", kind="stable")
+    farm = [str(f) for f in rows["farm_id"].tolist()]
+    onset = rows["onset"]
+    day_str = np.datetime_as_string(onset.to_numpy().astype("datetime64[D]"), unit="D").tolist()
+    ids = [
+        "A" + hashlib.sha1(f"{f}|stale_data|{d}".encode()).hexdigest()[:15]
+        for f, d in zip(farm, day_str, strict=True)
+    ]
+    keep = ~pd.Series(ids).duplicated(keep="last").to_numpy()
+    if not keep.all():
+        rows, onset = rows[keep], onset[keep]
+        farm, day_str, ids = (
+            [v for v, k in zip(x, keep, strict=True) if k] for x in (farm, day_str, ids)
+        )
+    n = len(ids)
+    score = rows["score"].astype(float).to_numpy()
+    days = (day - onset).dt.days.to_numpy()
+    level = np.zeros(n, dtype=int)
+    for r in rules:
+        if r.hazard == "stale_data":
+            hit = (score >= r.min_magnitude) & (days >= r.min_days)
+            level[hit] = np.maximum(level[hit], SEVERITIES.index(r.severity))
+    pos = hist.index.get_indexer(ids)
+    known = pos >= 0
+    h_hazard = _take(hist["hazard"], pos)
+    h_first = _take(hist["first_raised"], pos)
+    h_last = _take(hist["last_observed"], pos)
+    seen = [last_seen.get(f, pd.NaT) for f in rows["farm_id"].tolist()]
+    first_raised = [f if k else day for f, k in zip(h_first, known, strict=True)]
+    stage = rows["stage"].tolist()
+    why = rows["peer_state"].tolist()
+    evidence = [
+        f"No clear look since {d} ({int(s)} days)"
+        + (f" during the {st} stage" if isinstance(st, str) else "")
+        + _WHY.get(w if isinstance(w, str) else "", "")
+        + "."
+        for d, s, st, w in zip(day_str, score.tolist(), stage, why, strict=True)
+    ]
+    return {
+        "alert_id": ids,
+        "farm_id": farm,
+        "hazard": [h if k else "stale_data" for h, k in zip(h_hazard, known, strict=True)],
+        "severity": [SEVERITIES[i] for i in level.tolist()],
+        "status": ["new" if f == day else "ongoing" for f in first_raised],
+        "onset_date": onset.tolist(),
+        "last_observed": [
+            pd.Timestamp(s) if pd.notna(s) else (h if k else pd.NaT)
+            for s, h, k in zip(seen, h_last, known, strict=True)
+        ],
+        "evidence": evidence,
+        "peer_state": why,
+        "score": score.tolist(),
+        "value": rows["value"].tolist(),
+        "expected": rows["expected"].tolist(),
+        "index": rows["index"].tolist(),
+        "n_looks": [0] * n,
+        "first_raised": first_raised,
+        "last_updated": [day] * n,
+        "resolved_date": [pd.NaT] * n,
+    }
+
+
+def _naive(col: pd.Series) -> bool:
+    return isinstance(col.dtype, np.dtype) and col.dtype.kind == "M"
+
+
+_WHY = {
+    "idiosyncratic": "; most farms of its region were seen clearly meanwhile",
+    "regional": "; the whole region is unseen (persistent cloud)",
+}
+
+
+def _take(col: pd.Series, pos: np.ndarray) -> list[Any]:
+    """``col`` at positions ``pos`` (None where -1), as the Python values ``to_dict`` gives."""
+    hit = pos >= 0
+    out: list[Any] = [None] * len(pos)
+    for i, v in zip(np.flatnonzero(hit).tolist(), col.iloc[pos[hit]].tolist(), strict=True):
+        out[i] = v
+    return out
