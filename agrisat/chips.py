@@ -10,7 +10,7 @@ the same 10 m grid as the run), with the run's GDAL options.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +22,12 @@ from .catalog import normalize_item, search_items
 from .config import Settings
 from .cube import grid_for, item_epsg, load_cube
 from .errors import AgrisatError, CatalogError, SceneError
-from .i18n import check_lang
+from .i18n import check_lang, t
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["ChipSet", "SceneIndex", "load_chips", "plot_chips", "true_colour"]
+__all__ = ["ChipSet", "SceneIndex", "chip_labels", "load_chips", "plot_chips", "true_colour"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ class ChipSet:
     bounds: tuple[float, float, float, float]
     labels: list[str] = field(default_factory=list)
     figure: Figure | None = None
+    #: each date's observation status and clear share (what :func:`chip_labels` prints)
+    statuses: list[str] = field(default_factory=list)
+    clear_fractions: list[float] = field(default_factory=list)
 
     def _repr_png_(self) -> bytes | None:
         if self.figure is None:
@@ -205,10 +208,6 @@ def load_chips(
             f"chips of farm {farm['farm_id']} fall on different grids (UTM zones); "
             "ask for dates of one tile at a time"
         )
-    labels = [
-        f"{p['date']}\n{p['status']} · clear {float(p['clear_fraction']):.0%}"
-        for _, p in picks.iterrows()
-    ]
     chips = ChipSet(
         farm_id=str(farm["farm_id"]),
         dates=picks["date"].astype(str).tolist(),
@@ -220,11 +219,28 @@ def load_chips(
         transform=reads[0]["transform"],
         outline=reads[0]["outline"],
         bounds=reads[0]["bounds"],
-        labels=labels,
+        statuses=picks["status"].astype(str).tolist(),
+        clear_fractions=picks["clear_fraction"].astype(float).tolist(),
     )
+    chips.labels = chip_labels(chips)
     if draw:
         chips.figure = plot_chips(chips)
     return chips
+
+
+def chip_labels(
+    chips: ChipSet, *, lang: str = "en", tags: Sequence[str] | None = None
+) -> list[str]:
+    """One title per date: ``"<tag> 2026-06-27\nok · clear 100%"`` (in ``lang``)."""
+    check_lang(lang)
+    tags = list(tags) if tags is not None else [""] * len(chips.dates)
+    clear = t("chart.clear", lang)
+    return [
+        f"{tag} {d}".strip() + f"\n{t('obs.' + st, lang)} · {clear} {cf:.0%}"
+        for tag, d, st, cf in zip(
+            tags, chips.dates, chips.statuses, chips.clear_fractions, strict=False
+        )
+    ]
 
 
 def plot_chips(chips: ChipSet, *, size: float = 2.6, lang: str = "en") -> Figure:

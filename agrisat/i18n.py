@@ -129,6 +129,12 @@ _MISC: dict[str, dict[str, str]] = {
     "chart.resolved": {"en": " (resolved)", "zh": "（已解除）"},
     "chart.loan": {"en": "loan", "zh": "贷款"},
     "chart.exposure": {"en": "exposure", "zh": "风险敞口"},
+    "chart.clear": {"en": "clear", "zh": "晴空"},
+    # observation status (observations export, chips)
+    "obs.ok": {"en": "ok", "zh": "有效"},
+    "obs.cloudy": {"en": "cloudy", "zh": "多云"},
+    "obs.no_data": {"en": "no_data", "zh": "无数据"},
+    "obs.too_small": {"en": "too_small", "zh": "过小"},
 }
 _TABLES: dict[str, Mapping[str, dict[str, str]]] = {
     "hazard": HAZARDS,

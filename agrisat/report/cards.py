@@ -163,19 +163,9 @@ def _chips_img(ws: Workspace, a: Any, looks: pd.DataFrame, lang: str) -> str:
     except AgrisatError as exc:
         log.warning("chips of alert %s skipped: %s", a.alert_id, exc)
         return f'<p class="note">{escape(label("chips_skipped", lang, reason=str(exc)))}</p>'
-    from ..chips import plot_chips
+    from ..chips import chip_labels, plot_chips
 
-    tags = [label("before", lang), label("after", lang)] if before and after else [""]
-    chips.labels = [f"{t} {lbl}".strip() for t, lbl in zip(tags, chips.labels, strict=False)]
-    if lang != "en":  # "2026-06-27\nok · clear 100%" -> "有效 · 晴空 100%"
-        chips.labels = [_zh_chip_label(lbl) for lbl in chips.labels]
+    tags = [label("before", lang), label("after", lang)] if before and after else None
+    chips.labels = chip_labels(chips, lang=lang, tags=tags)
     fig = plot_chips(chips, size=1.9, lang=lang)
     return f'<img alt="{escape(str(a.farm_id))} chips" src="{figure_data_uri(fig, lang)}">'
-
-
-def _zh_chip_label(text: str) -> str:
-    status = {"ok": "有效", "cloudy": "多云", "no_data": "无数据", "too_small": "过小"}
-    out = text.replace(" clear ", " 晴空 ")
-    for en, zh in status.items():
-        out = out.replace(f"\n{en} · ", f"\n{zh} · ")
-    return out
