@@ -88,6 +88,10 @@ class RunSettings:
     #: scenes computed and committed together (whole days are never split); smaller batches
     #: lose less work to a crash, larger ones mean fewer commits
     batch_items: int = 24
+    #: observation rows (farms x scenes) held in memory at once: ingestion batches and the
+    #: steps of a full detection recompute are cut to stay under it (whole days are never
+    #: split), which bounds peak memory whatever the book size or the length of the history
+    step_rows: int = 400_000
 
 
 @dataclass(frozen=True)

@@ -14,43 +14,39 @@ replaces that date's rows, so reruns are idempotent.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 
 from .alerts import ALERT_COLUMNS, OPEN, update_alerts
 from .anomaly.core import ANOMALY_COLUMNS, anomaly_table, window_rows
-from .anomaly.features import farm_attributes, farm_coordinates
-from .anomaly.incremental import (
-    HISTORY_COLUMNS,
-    LAST_COLUMNS,
-    LookContext,
-    context_windows,
-    extend_looks,
-    full_looks,
-    group_summary,
-    incremental_ok,
-    stale_from_state,
-)
+from .anomaly.incremental import full_looks, group_summary, stale_from_state
 from .calendar import load_calendars
 from .config import Settings
-from .looks import (
-    farm_state,
-    last_looks_before,
-    merge_state,
-    read_filtered,
-    read_looks,
-    write_looks,
+from .lookrun import (
+    LOOKS_VERSION,
+    OBS_KEYS,
+    commit_prefix,
+    context_days,
+    date_steps,
+    incremental_looks,
+    looks_fingerprint,
+    plan,
 )
+from .looks import farm_state, read_filtered, read_looks, write_looks
 from .store import Store, Transaction
 
-__all__ = ["MonitorSummary", "alert_history", "detect_and_update", "latest_alerts"]
+__all__ = [
+    "LOOKS_VERSION",
+    "MonitorSummary",
+    "alert_history",
+    "detect_and_update",
+    "latest_alerts",
+    "looks_fingerprint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +61,6 @@ class MonitorSummary:
     farms_by_status: dict[str, int] = field(default_factory=dict)
     #: how the looks were brought up to date: "full", "incremental" or "none" (nothing new)
     detection: str = "none"
-
-
-def _observations(store: Store, run_date: str) -> pd.DataFrame:
-    obs = store.read("observations")
-    if obs.empty:
-        return obs
-    obs = obs.assign(date=pd.to_datetime(obs["date"]))
-    return obs[obs["date"] <= pd.Timestamp(run_date)]
 
 
 def alert_history(store: Store) -> pd.DataFrame:
@@ -92,62 +80,6 @@ def latest_alerts(store: Store, *, status: str = "open") -> pd.DataFrame:
     if status == "open":
         last = last[last["status"].isin(OPEN_STATUSES)]
     return last.reset_index(drop=True)
-
-
-#: Bump when the persisted look rows change meaning (forces one full recomputation).
-LOOKS_VERSION = 1
-_OBS_KEYS = ("farm_id", "date")
-
-
-def looks_fingerprint(settings: Settings, farms: pd.DataFrame, calendars: Any) -> str:
-    """Digest of what the persisted looks depend on besides observations: detection
-    settings, crop calendars and the farms' peer attributes and centroids (not exposure or
-    loans)."""
-    s = dataclasses.asdict(settings.detect)
-    for k in ("chunk_farms", "parallel_min_farms"):
-        s.pop(k, None)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"v{LOOKS_VERSION}|{sorted(s.items())!r}|{calendars!r}".encode())
-    attrs = farm_attributes(farms).sort_values("farm_id", kind="stable").reset_index(drop=True)
-    h.update(pd.util.hash_pandas_object(attrs, index=False).to_numpy().tobytes())
-    order = farm_attributes(farms)["farm_id"].argsort(kind="stable").to_numpy()
-    coords = farm_coordinates(farms)  # radius peers
-    h.update(b"" if coords is None else np.round(coords[order], 3).tobytes())
-    return h.hexdigest()
-
-
-def _ledger_signature(store: Store, manifest: dict[str, Any]) -> pd.DataFrame:
-    led = store.read("ledger", manifest=manifest)
-    if led.empty:
-        return pd.DataFrame({"item_id": [], "day": [], "sig": []}, dtype=str)
-    sig = led[["item_id", "day"]].astype(str).copy()
-    sig["sig"] = (
-        led["day"].astype(str) + "|" + led["status"].astype(str) + "|"
-        + led.get("updated", "").astype(str) + "|" + led.get("run_id", "").astype(str)
-    )  # fmt: skip
-    return sig.sort_values("item_id", kind="stable").reset_index(drop=True)
-
-
-def _plan(
-    store: Store, manifest: dict[str, Any], fp: str, full: bool, settings: Settings
-) -> tuple[str, pd.Timestamp | None, pd.DataFrame]:
-    """("full" | "incremental" | "none", first date to recompute, ledger signature)."""
-    sig = _ledger_signature(store, manifest)
-    meta = manifest.get("meta", {}).get("looks")
-    if full or not meta or meta.get("fingerprint") != fp or not incremental_ok(settings.detect):
-        return "full", None, sig
-    old = store.read("look_ledger", manifest=manifest)
-    known = dict(zip(old["item_id"], old["sig"], strict=True)) if len(old) else {}
-    changed = sig[[known.get(i) != v for i, v in zip(sig["item_id"], sig["sig"], strict=True)]]
-    parts_changed = [str(p) for p in manifest["tables"].get("observations", [])] != meta.get(
-        "obs_parts"
-    )
-    if changed.empty:
-        # observations changed without a ledger entry: written by something else, start over
-        return ("full", None, sig) if parts_changed else ("none", None, sig)
-    # a day's margin: a scene's day and its observations' date must not disagree at midnight
-    d0 = pd.Timestamp(min(changed["day"])) - pd.Timedelta(days=1)
-    return "incremental", d0, sig
 
 
 def detect_and_update(
@@ -171,14 +103,24 @@ def detect_and_update(
     s = settings.detect
     calendars = load_calendars(settings.run.calendars) if settings.run.calendars else None
     fp = looks_fingerprint(settings, farms, calendars)
-    mode, d0, sig = _plan(store, manifest, fp, full, settings)
+    mode, d0, sig = plan(store, manifest, fp, full, settings)
     summary.detection = str(mode)
     meta = manifest.get("meta", {}).get("looks") or {}
     through = pd.Timestamp(meta["through"]) if meta.get("through") else None
     old_through = through
+    if mode == "full":
+        # a long history is recomputed in steps of whole dates, each committed on its own
+        # and continued by the incremental path: memory is bounded by a step, not the history
+        steps = date_steps(store, manifest, settings.run.step_rows, min_days=context_days(settings))
+        if len(steps) > 1:
+            manifest, d0, through = commit_prefix(
+                store, manifest, farms, steps, sig, fp, settings, calendars
+            )
+            mode = "incremental"
+            old_through = through
     txn = Transaction()
     if mode == "full":
-        obs = read_filtered(store, manifest, "observations", keys=_OBS_KEYS)
+        obs = read_filtered(store, manifest, "observations", keys=OBS_KEYS)
         obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
         new = full_looks(obs, farms, settings=s, calendars=calendars)
         groups_new = group_summary(new)
@@ -188,10 +130,10 @@ def detect_and_update(
         log.info("looks: full recomputation, %d looks", len(new))
     elif mode == "incremental":
         assert d0 is not None  # set with "incremental"
-        new, groups_new, state, through = _incremental(
+        new, groups_new, state, through = incremental_looks(
             store, manifest, farms, d0, through, settings, calendars
         )
-        log.info("looks: %d looks of dates from %s recomputed", len(new), d0.date())
+        log.info("looks: %d looks of dates from %s computed", len(new), d0.date())
     else:
         new = groups_new = None
         state = store.read("look_farms", manifest=manifest)
@@ -238,67 +180,6 @@ def detect_and_update(
     return summary
 
 
-def _incremental(
-    store: Store,
-    manifest: dict[str, Any],
-    farms: pd.DataFrame,
-    d0: pd.Timestamp,
-    through: pd.Timestamp | None,
-    settings: Settings,
-    calendars: Any,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Timestamp]:
-    """Looks of dates >= ``d0`` from the observations of those dates and the stored context;
-    returns (looks, their group summary, the new farm state, the latest computed date)."""
-    s = settings.detect
-    obs = read_filtered(
-        store, manifest, "observations", filters=[[("date", ">=", f"{d0:%Y-%m-%d}")]],
-        keys=_OBS_KEYS,
-    )  # fmt: skip
-    obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
-    old_state = store.read("look_farms", manifest=manifest)
-    d1 = obs["date"].max() if len(obs) else d0
-    win = context_windows(d0, d1, s)
-    ids = set(obs["farm_id"].astype(str))
-    lost = set(old_state.loc[pd.to_datetime(old_state["last_clear"]) >= d0, "farm_id"])
-    last = last_looks_before(store, manifest, old_state, ids | lost, d0, LAST_COLUMNS)
-    lag_lo = win["lag"][0][0]
-    groups = read_filtered(
-        store, manifest, "look_groups",
-        filters=[[("date", ">=", lag_lo), ("date", "<", d0)]]
-        + ([[("date", "in", list(pd.to_datetime(last["date"]).drop_duplicates()))]]
-           if len(last) else []),
-    )  # fmt: skip
-    ctx = LookContext(
-        history=read_looks(store, manifest, win["history"], farms=ids, columns=HISTORY_COLUMNS),
-        recent=read_looks(store, manifest, win["recent"], farms=ids),
-        last=last,
-        groups=groups,
-    )
-    new = extend_looks(obs, farms, ctx, d0=d0, settings=s, calendars=calendars)
-    state = merge_state(old_state, farm_state(obs, new), d0)
-    # farms whose looks from d0 on are gone: their latest look is the one before d0
-    st = state.set_index("farm_id")
-    gap = st.index[st["last_clear"].isna() & st.index.isin(list(lost))]
-    if len(gap) and len(last):
-        lk = last.set_index("farm_id")["date"]
-        st.loc[gap, "last_clear"] = pd.to_datetime(lk.reindex(gap)).to_numpy()
-    gone = set(old_state.loc[pd.to_datetime(old_state["last_anomalous"]) >= d0, "farm_id"])
-    gap = st.index[st["last_anomalous"].isna() & st.index.isin(list(gone))]
-    if len(gap):
-        lo = d0 - pd.Timedelta(days=s.lookback_days + 1)
-        an = read_looks(
-            store, manifest, [(lo, d0)], farms=gap, columns=["farm_id", "date"],
-            where=[("state", "==", "anomalous")],
-        )  # fmt: skip
-        if len(an):
-            st.loc[gap, "last_anomalous"] = (
-                an.groupby("farm_id")["date"].max().reindex(gap).to_numpy()
-            )
-    state = st.reset_index()
-    latest = max([d for d in (through, d1) if d is not None])
-    return new, group_summary(new), state, latest
-
-
 def _anomalies(
     store: Store,
     manifest: dict[str, Any],
@@ -328,7 +209,7 @@ def _anomalies(
             looks = pd.concat([looks, new.loc[new["date"] < end, list(looks.columns)]])
         obs = read_filtered(
             store, manifest, "observations", filters=[[("date", "<=", f"{day:%Y-%m-%d}")]],
-            columns=["farm_id", "date", "status"], keys=_OBS_KEYS,
+            columns=["farm_id", "date", "status"], keys=OBS_KEYS,
         )  # fmt: skip
         state = farm_state(obs, looks)
     st = state.assign(farm_id=state["farm_id"].astype(str))

@@ -107,7 +107,9 @@ def _ledger(days: list[str], tag: str) -> pd.DataFrame:
     )
 
 
-def store_night(n: int, workdir: str, phase: str) -> dict[str, object]:
+def store_night(
+    n: int, workdir: str, phase: str, step_rows: int | None = None
+) -> dict[str, object]:
     """One night of the store path: ``phase`` "full" builds the store up to the
     second-to-last date and runs a full night; "incremental" adds the last date and runs."""
     from agrisat.config import Settings
@@ -141,7 +143,8 @@ def store_night(n: int, workdir: str, phase: str) -> dict[str, object]:
     del last
     load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    summary = detect_and_update(store, farms, run_date=night, settings=Settings())
+    settings = Settings().replace("run", step_rows=step_rows)
+    summary = detect_and_update(store, farms, run_date=night, settings=settings)
     t1 = time.perf_counter()
     return {
         "farms": n,
@@ -155,7 +158,7 @@ def store_night(n: int, workdir: str, phase: str) -> dict[str, object]:
     }
 
 
-def main_store(sizes: list[int]) -> None:
+def main_store(sizes: list[int], step_rows: int | None = None) -> None:
     import tempfile
 
     for n in sizes:
@@ -163,6 +166,8 @@ def main_store(sizes: list[int]) -> None:
             for phase in ("prepare", "full", "incremental"):
                 cmd = [sys.executable, "-W", "ignore", __file__, "--child", "--mode", "store"]
                 cmd += ["--farms", str(n), "--workdir", tmp, "--phase", phase]
+                if step_rows:
+                    cmd += ["--step-rows", str(step_rows)]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 if phase == "prepare":
@@ -182,6 +187,9 @@ def main() -> None:
     ap.add_argument("--nights", default="2026-08-20,2026-08-21")
     ap.add_argument("--save", default=None, help="pickle both nights' tables here (one size)")
     ap.add_argument("--mode", choices=("legacy", "store"), default="legacy")
+    ap.add_argument(
+        "--step-rows", type=int, default=None, help="run.step_rows (full recompute in steps)"
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     ap.add_argument("--phase", help=argparse.SUPPRESS)
@@ -190,9 +198,9 @@ def main() -> None:
     nights = a.nights.split(",")
     if a.mode == "store":
         if a.child:
-            print(json.dumps(store_night(sizes[0], a.workdir, a.phase)))
+            print(json.dumps(store_night(sizes[0], a.workdir, a.phase, a.step_rows)))
         else:
-            main_store(sizes)
+            main_store(sizes, a.step_rows)
         return
     if a.child:
         print(json.dumps(run_one(sizes[0], nights, a.save)))

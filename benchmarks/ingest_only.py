@@ -25,6 +25,7 @@ def main() -> None:
     p.add_argument("--plots", type=int, default=20000)
     p.add_argument("--dates", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-items", type=int, default=None, help="override run.batch_items")
     a = p.parse_args()
     from agrisat.config import Settings
     from agrisat.pipeline import run
@@ -37,7 +38,11 @@ def main() -> None:
             wl.book,
             str(wl.catalog),
             workdir,
-            settings=Settings().replace("run", indices=("ndvi",)),
+            settings=Settings().replace(
+                "run",
+                indices=("ndvi",),
+                **({"batch_items": a.batch_items} if a.batch_items else {}),
+            ),
             detect=False,
         )
         seconds = time.perf_counter() - t0

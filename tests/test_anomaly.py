@@ -636,3 +636,121 @@ def test_radius_stats_same_in_slices_without_cache(monkeypatch) -> None:
     sliced = look_features(obs, book)
     assert (whole["peer_level"] == "radius").any()
     pd.testing.assert_frame_equal(whole, sliced)
+
+
+# --- robustness rules for crops without a calendar (real-series findings) ---------------------
+
+
+def _other_obs(series: dict[str, list[tuple[str, float]]], water: float = 0.0) -> pd.DataFrame:
+    """Clear looks of crop-``other`` farms from ``farm -> [(date, ndvi), ...]``."""
+    rows = [
+        {"farm_id": fid, "date": d, "item_id": f"S_{d}", "status": "ok", "clear_fraction": 1.0,
+         "clear_pixels": 100.0, "water_fraction": water, "ndvi_mean": v, "ndvi_std": 0.02}
+        for fid, looks in series.items()
+        for d, v in looks
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _other_book(ids: list[str], region: str = "r") -> pd.DataFrame:
+    return pd.DataFrame(
+        {"farm_id": ids, "loan_id": ids, "borrower_id": ids, "crop": "other",
+         "region": region, "exposure": 1.0}
+    )  # fmt: skip
+
+
+def _classified(obs: pd.DataFrame, book: pd.DataFrame) -> pd.DataFrame:
+    return classify_looks(look_features(obs, book)).set_index(["farm_id", "date"])
+
+
+def _stand(years: int, *, swing: float = 0.0) -> list[tuple[str, float]]:
+    """16-day looks of an evergreen stand (NDVI ~0.85); ``swing`` makes earlier seasons jump
+    up and down by that much around August (a rangeland's fast moves)."""
+    out = []
+    for i, d in enumerate(pd.date_range("2000-01-01", periods=23 * years, freq="16D")):
+        jump = swing * (1 if (i % 2) else -1) if d.month in (8, 9) else 0.0
+        out.append((f"{d:%Y-%m-%d}", 0.85 + 0.01 * np.sin(i) + jump))
+    return out
+
+
+def test_loss_over_two_composites_without_peers_is_abrupt_loss() -> None:
+    """A stand felled over two composites (-0.11, -0.11) with no peers and no calendar is an
+    abrupt loss on the second look; the same fall on a farm whose earlier seasons moved that
+    fast at this time of year is not."""
+    book = _other_book(["STAND"], region="")
+    stand = _stand(5)
+    fell = [d for d, _ in stand if d >= "2004-08-10"][:3]
+    felled = [(d, v) for d, v in stand if d < fell[0]] + [
+        (fell[0], 0.84), (fell[1], 0.73), (fell[2], 0.62)
+    ]  # fmt: skip
+    c = _classified(_other_obs({"STAND": felled}), book).loc["STAND"]
+    assert c.loc[pd.Timestamp(fell[2]), "hazard"] == "abrupt_loss"
+    assert c.loc[pd.Timestamp(fell[2]), "confirmed"]
+    assert not (c.loc[: pd.Timestamp(fell[1]), "hazard"] == "abrupt_loss").any()
+    swinging = _stand(5, swing=0.2)
+    moved = [(d, v) for d, v in swinging if d < fell[0]] + [
+        (fell[0], 0.84), (fell[1], 0.73), (fell[2], 0.62)
+    ]  # fmt: skip
+    c2 = _classified(_other_obs({"STAND": moved}), book).loc["STAND"]
+    assert (c2["hazard"] != "abrupt_loss").all()
+
+
+def _peer_series(dates: list[str], peers: list[float], farm: list[float]) -> pd.DataFrame:
+    series = {f"P{k}": [(d, v + 0.01 * k) for d, v in zip(dates, peers, strict=True)]
+              for k in range(6)}  # fmt: skip
+    series["F"] = list(zip(dates, farm, strict=True))
+    return _other_obs(series)
+
+
+def test_drop_on_a_date_the_peers_share_waits_for_a_second_look() -> None:
+    """Haze over the whole group (peers' median 0.72 -> 0.56, back five days later) does not
+    confirm a one-look abrupt loss on a farm that fell further; the same fall while its peers
+    stay green does."""
+    dates = ["2017-06-20", "2017-07-05", "2017-07-10", "2017-07-15", "2017-07-20"]
+    book = _other_book([*(f"P{k}" for k in range(6)), "F"])
+    farm = [0.72, 0.73, 0.72, 0.37, 0.70]
+    hazy = _classified(_peer_series(dates, [0.72, 0.73, 0.72, 0.56, 0.71], farm), book)
+    day = pd.Timestamp("2017-07-15")
+    assert hazy.loc[("F", day), "hazard"] == "abrupt_loss"
+    assert not hazy["confirmed"].any()
+    clear = _classified(_peer_series(dates, [0.72, 0.73, 0.72, 0.71, 0.71], farm), book)
+    assert clear.loc[("F", day), "hazard"] == "abrupt_loss" and clear.loc[("F", day), "confirmed"]
+
+
+def test_gap_to_dormant_peers_is_not_a_drought() -> None:
+    """December: the peers' median is far below its summer high (dormant, snow); a farm
+    0.2 below them is snow cover, not drought. The same gap in July is a drought."""
+    book = _other_book([*(f"P{k}" for k in range(6)), "F"])
+    winter = ["2015-07-11", "2015-08-30", "2015-12-18", "2015-12-28"]
+    c = _classified(_peer_series(winter, [0.76, 0.72, 0.44, 0.45], [0.77, 0.73, 0.23, 0.25]), book)
+    assert (c.loc["F", "hazard"] == "none").all()
+    summer = ["2015-05-01", "2015-05-21", "2015-07-11", "2015-07-21"]
+    c = _classified(_peer_series(summer, [0.60, 0.72, 0.76, 0.75], [0.61, 0.73, 0.53, 0.52]), book)
+    assert c.loc["F", "hazard"].iloc[-2:].eq("drought").all()
+
+
+def test_water_on_a_field_bare_every_spring_is_not_a_flood() -> None:
+    """Snowmelt water on a farm without a calendar whose own history is bare in May is not a
+    flooded crop; the same water where its history is green is."""
+    book = _other_book(["F"], region="")
+    dates = [f"{y}-05-{d:02d}" for y in range(2008, 2013) for d in (5, 13, 21)]
+    for level, flood in ((0.25, False), (0.70, True)):
+        obs = _other_obs({"F": [(d, level) for d in dates]})
+        obs.loc[obs.index[-1], "water_fraction"] = 0.3
+        c = _classified(obs, book).loc["F"]
+        assert (c["hazard"].iloc[-1] == "flood") is flood
+
+
+def test_record_low_and_strong_reference_rules() -> None:
+    """The record-low route needs enough earlier seasons and a margin over the noise; the
+    one-look two-band route needs a usual standing from more than one look."""
+    from agrisat.anomaly.core import strong_drought
+    from agrisat.anomaly.detectors import record_low
+
+    s = DetectSettings()
+    f = pd.DataFrame({"value": [0.30, 0.30, 0.30], "own_min": [0.40, 0.32, 0.40],
+                      "own_n": [10.0, 10.0, 5.0]})  # fmt: skip
+    assert record_low(f, s).tolist() == [True, False, False]
+    g = pd.DataFrame({"change_z": [-5.0, -5.0], "moist_change_z": [-5.0, -5.0],
+                      "peer_deficit": [0.2, 0.2], "change_ref_n": [3.0, 1.0]})  # fmt: skip
+    assert strong_drought(g, s).tolist() == [True, False]

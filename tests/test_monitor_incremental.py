@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from agrisat import monitor
 from agrisat.anomaly import DetectSettings, classify_looks, look_features
 from agrisat.anomaly.incremental import context_from_looks, extend_looks, full_looks
 from agrisat.config import Settings
+from agrisat.lookrun import date_steps
 from agrisat.looks import look_tables, read_looks
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
@@ -106,14 +108,14 @@ def test_nightly_incremental_equals_full_recompute(data, tmp_path: Path, monkeyp
     farms, obs = data
     inc, ref = Store(tmp_path / "inc"), Store(tmp_path / "ref")
     modes: list[str] = []
-    plan = monitor._plan
+    plan = monitor.plan
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         out = plan(*args, **kwargs)
         modes.append(out[0])
         return out
 
-    monkeypatch.setattr(monitor, "_plan", spy)
+    monkeypatch.setattr(monitor, "plan", spy)
     for i, (night, rows) in enumerate(_nights(obs)):
         _feed(inc, rows, f"r{i}")
         _feed(ref, rows, f"r{i}")
@@ -186,3 +188,86 @@ def test_a_failed_detection_commit_leaves_a_state_the_next_run_repairs(
     detect_and_update(broken, farms, run_date="2026-05-15", settings=Settings())
     assert alert_history(broken).equals(alert_history(clean))
     pd.testing.assert_frame_equal(_looks(broken), _looks(clean))
+
+
+def _stepped(step_rows: int) -> Settings:
+    return Settings().replace("run", step_rows=step_rows)
+
+
+def test_a_full_recompute_in_steps_equals_one_pass(data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A long history is recomputed in steps of whole dates (memory bounded by a step);
+    the looks and the alerts are those of the one-pass recomputation."""
+    farms, obs = data
+    one, steps = Store(tmp_path / "one"), Store(tmp_path / "steps")
+    for st in (one, steps):
+        _feed(st, obs, "a")
+    n_dates = obs["date"].nunique()
+    night = obs["date"].max()
+    detect_and_update(one, farms, run_date=night, settings=_stepped(10**9))
+    commits = []
+    real_commit = steps.commit
+
+    def counting(txn):  # type: ignore[no-untyped-def]
+        commits.append(txn)
+        return real_commit(txn)
+
+    steps.commit = counting  # type: ignore[method-assign]
+    # 20 farms x 7 dates a step, but each step spans the 61-day context window at least
+    summary = detect_and_update(steps, farms, run_date=night, settings=_stepped(140))
+    span = (pd.Timestamp(night) - pd.Timestamp(obs["date"].min())).days
+    assert span // 120 <= len(commits) <= n_dates // 7  # one commit per step
+    assert summary.detection == "full"
+    pd.testing.assert_frame_equal(_looks(steps), _looks(one))
+    assert alert_history(steps).to_csv(index=False) == alert_history(one).to_csv(index=False)
+    assert (_looks(one)["state"] == "anomalous").any()
+
+
+def test_a_recompute_killed_between_steps_is_finished_by_the_next_run(
+    data, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    farms, obs = data
+    ref, killed = Store(tmp_path / "ref"), Store(tmp_path / "killed")
+    for st in (ref, killed):
+        _feed(st, obs, "a")
+    night = obs["date"].max()
+    detect_and_update(ref, farms, run_date=night, settings=_stepped(10**9))
+    real_commit = killed.commit
+    done: list[int] = []
+
+    def dies_on_third(txn):  # type: ignore[no-untyped-def]
+        if len(done) == 2:
+            raise KeyboardInterrupt("killed during the third step")
+        done.append(1)
+        return real_commit(txn)
+
+    killed.commit = dies_on_third  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        detect_and_update(killed, farms, run_date=night, settings=_stepped(140))
+    meta = killed.manifest()["meta"]["looks"]
+    assert meta["through"] < night  # two steps landed, the rest did not
+    assert alert_history(killed).empty
+    killed.commit = real_commit  # type: ignore[method-assign]
+    modes = []
+    plan = monitor.plan
+    monkeypatch.setattr(monitor, "plan", lambda *a, **k: modes.append(plan(*a, **k)) or modes[-1])
+    detect_and_update(killed, farms, run_date=night, settings=_stepped(140))
+    assert modes[0][0] == "incremental"  # continued, not started over
+    pd.testing.assert_frame_equal(_looks(killed), _looks(ref))
+    assert alert_history(killed).to_csv(index=False) == alert_history(ref).to_csv(index=False)
+
+
+def test_date_steps_bound_rows_but_span_the_context_window(data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, obs = data
+    store = Store(tmp_path / "w")
+    _feed(store, obs, "a")
+    per_date = obs.groupby("date").size()
+    steps = date_steps(store, store.manifest(), 140, min_days=61)
+    days = pd.to_datetime(per_date.index)
+    assert steps[0][0] == days.min() and steps[-1][1] == days.max()
+    for (lo, hi), (nxt, _) in itertools.pairwise(steps):
+        assert (hi - lo).days >= 61  # no step shorter than its context window
+        assert days[days > hi].min() == nxt  # consecutive, no date lost or repeated
+        rows = per_date[(days >= lo) & (days <= hi)].sum()
+        # the last date was added only because the step was still too short
+        assert rows <= 140 or (days[(days >= lo) & (days < hi)].max() - lo).days < 61
+    assert len(date_steps(store, store.manifest(), 10**9)) == 1

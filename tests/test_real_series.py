@@ -130,11 +130,6 @@ def test_clearfell_raises_an_alert_in_the_event_window() -> None:
     assert _looks_until(rs, hit["first_run"].min()) <= 8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: first raised 2004-10-31, the 5th composite after 2004-08-12 (80 days): "
-    "the 2004-09-29 composite (0.66, own z -2.2) breaks the two-look drought run",
-)
 def test_clearfell_raised_within_four_looks() -> None:
     """The loss is unambiguous on the 2nd composite (2004-09-13: 0.62 against 0.77 expected,
     -20 %, >3 robust sigma); a second agreeing look confirms it and one more is slack: raised
@@ -145,11 +140,6 @@ def test_clearfell_raised_within_four_looks() -> None:
     assert len(hit) and _looks_until(rs, hit["first_run"].min()) <= 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: named drought. abrupt_loss needs peers or a calendar for crop 'other' "
-    "(detectors.detect_abrupt_loss) and compares consecutive looks only (drops 0.11 + 0.11)",
-)
 def test_clearfell_is_named_a_loss() -> None:
     """Felling a plantation is a loss of the stand, not a drought."""
     _need("bfast", "harvest_ndvi_modis16day.csv")
@@ -188,21 +178,7 @@ def _drought_alerts(alerts: pd.DataFrame, farm: str) -> pd.DataFrame:
     ]
 
 
-@pytest.mark.parametrize(
-    "farm",
-    [
-        "SOM_b",
-        pytest.param(
-            "SOM_a",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="measured: not raised. Nov-Dec 2010 is 38-40 % below its own history "
-                "but own z only -3.0 then -2.2 (MAD of a variable rangeland history): one "
-                "anomalous look, never two in a row; no peers to corroborate",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("farm", ["SOM_a", "SOM_b"])
 def test_somalia_drought_raised_by_end_of_failed_deyr(farm: str) -> None:
     """The Oct-Dec 2010 deyr rains failed: the green-up that every earlier year shows in
     November did not come. Drought is raised on each pixel before the season is over
@@ -239,13 +215,6 @@ def _allowed(farm_seasons: float, target_per_100: float = 0.5, p: float = 0.02) 
     return int(poisson.ppf(1.0 - p, target_per_100 * farm_seasons / 100.0))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: 3 crop alerts / 88.2 farm-seasons = 3.4 per 100 (allowed 2): drought "
-    "SI1458611 2015-12-18 (unmasked snow, NDVI 0.74 -> 0.23 in December), drought SI232648 "
-    "2016-08-24 (grassland mown), abrupt_loss SI63121 2017-07-15 (unmasked haze, patch "
-    "median 0.70 -> 0.45, back to 0.69 five days later)",
-)
 def test_eolearn_patch_false_alerts_within_target() -> None:
     """No event is known on the patch (forest, meadows, shrubs; real clouds). At the issue's
     0.5 false alerts per 100 farm-seasons, 88 farm-seasons allow at most 2."""
@@ -271,13 +240,6 @@ def test_eolearn_patch_has_no_moisture_index_and_still_runs() -> None:
     assert (looks["state"] == "normal").mean() > 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: 7 crop alerts / 510 farm-seasons = 1.4 per 100 (allowed 5): drought on "
-    "4 adjacent blocks 2010-09-16 (early autumn senescence against a mixed peer group, no own "
-    "history yet), drought LS0005 2009-08-20, one-look drought LS0900 2009-08-04, flood "
-    "LS0306 2013-05-11 (snowmelt water in May)",
-)
 def test_landsat_false_alerts_within_target() -> None:
     """Montane vegetation 2008-2013 with no known event: at 0.5 per 100 farm-seasons, 510
     farm-seasons allow at most 5 false alerts."""

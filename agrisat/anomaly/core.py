@@ -157,10 +157,23 @@ def confirmation_runs(
     usual = needed
     needed = np.where(strong, 1, needed)
     needed = np.where(f["clear_fraction"] < s.single_look_min_clear, np.maximum(needed, 2), needed)
+    needed = np.where(suspect_sky(f, s), np.maximum(needed, 2), needed)
     f["confirmed"] = anom & (f["run_looks"] >= needed)
     # Confirmed before the hazard's usual count of looks: the alert opens at ``watch``.
     f["early"] = f["confirmed"] & (f["run_looks"] < usual)
     return f
+
+
+def suspect_sky(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> np.ndarray:
+    """Looks on a date where the peers' median fell ``sky_peer_drop`` (relative) since the
+    farm's previous look: haze, smoke, thin cloud or snow over the whole group, or a
+    region-wide event that the next look will show again. One look is not enough there."""
+    s = settings
+    if s.sky_peer_drop <= 0 or "prev_peer_median" not in f.columns:
+        return np.zeros(len(f), dtype=bool)
+    with np.errstate(all="ignore"):
+        fall = 1.0 - f["peer_median"] / f["prev_peer_median"]
+    return (fall >= s.sky_peer_drop).fillna(False).to_numpy(dtype=bool)
 
 
 def strong_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.Series:
@@ -184,6 +197,8 @@ def strong_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
         (col("change_z") <= -s.strong_z)
         & (col("moist_change_z") <= -s.strong_z)
         & (col("peer_deficit") >= s.drought_peer_deficit)
+        # a usual standing read off one look is that look's noise, not a reference
+        & (col("change_ref_n") >= s.strong_min_ref_looks)
     )
     two_refs = (
         (col("own_z") <= -s.strong_z)

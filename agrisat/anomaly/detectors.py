@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .robust import dormant_peers, own_abrupt, record_low
 from .settings import DEFAULT_SETTINGS, DetectSettings
 from .stale import _count_later as _count_later
 from .stale import detect_stale
@@ -65,8 +66,13 @@ def drought_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     by at least ``systemic_deficit`` (a deficit the peers share must be large), or no peers.
     """
     has_own = f["expected"].notna() & (f["expected"] >= s.green_min)
-    own = has_own & (f["own_deficit"] >= s.drought_deficit) & (f["own_z"] <= -s.drought_z)
-    has_peers = f["peer_median"].notna() & (f["peer_median"] >= s.green_min)
+    own = (
+        has_own
+        & (f["own_deficit"] >= s.drought_deficit)
+        & ((f["own_z"] <= -s.drought_z) | record_low(f, s))
+    )
+    dormant = dormant_peers(f, s)
+    has_peers = f["peer_median"].notna() & (f["peer_median"] >= s.green_min) & ~dormant
     below_peers = has_peers & (f["peer_z"] <= -s.drought_peer_z)
     with np.errstate(all="ignore"):
         own_mid_def = (f["expected_mid"] - f["value"]) / f["expected_mid"]
@@ -74,8 +80,8 @@ def drought_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     by_peers = below_peers & (f["peer_deficit"] >= s.drought_deficit) & mid_ok
     idio = below_peers & (f["peer_deficit"] >= s.drought_peer_deficit)
     systemic = own & (f["own_deficit"] >= s.systemic_deficit)
-    by_own = own & (idio | systemic | f["peer_median"].isna())
-    return by_peers | by_own | change_mask(f, s)
+    by_own = own & (idio | systemic | f["peer_median"].isna() | dormant)
+    return by_peers | by_own | (change_mask(f, s) & ~dormant)
 
 
 def change_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
@@ -207,7 +213,7 @@ def _abrupt_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     check = (mask & long_gap).to_numpy()
     if check.any():
         mask &= ~pd.Series(check, index=f.index) | _same_season_as_previous(f, check)
-    return mask
+    return mask | (own_abrupt(f, s)[0] & ~harvest)
 
 
 def _same_season_as_previous(f: pd.DataFrame, rows: np.ndarray) -> pd.Series:
@@ -238,13 +244,16 @@ def detect_abrupt_loss(
     """
     s = settings
     mask = _abrupt_mask(f, s)
-    drop = f["prev_value"] - f["value"]
+    # a loss judged against own history over two looks quotes its reference look
+    own, own_ref = own_abrupt(f, s)
+    before = f["prev_value"].where(~own, np.fmax(own_ref, f["prev_value"]))
+    drop = before - f["value"]
     return _rows(
         f,
         mask,
         "abrupt_loss",
-        drop / f["prev_value"],
-        f["prev_value"],
+        drop / before,
+        before,
         ["prev_date", "peer_z", "peer_median"],
     )
 
@@ -266,11 +275,16 @@ def _water_excess(f: pd.DataFrame, s: DetectSettings) -> tuple[pd.Series, pd.Ser
 
 def _flood_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     excess, _ = _water_excess(f, s)
-    return (excess & (f["green"] | ~f["has_calendar"])).fillna(False)
+    # Water where a crop should stand: the calendar's green stages, or for crops without a
+    # calendar any time their own history does not say the field is bare now (snowmelt on
+    # a field that is brown every spring is not a flooded crop).
+    bare_now = f["expected_mid"] < s.green_min
+    return (excess & (f["green"] | (~f["has_calendar"] & ~bare_now))).fillna(False)
 
 
 def detect_flood(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
-    """Standing water where the crop should be: SCL-water share of the clear area above
+    """Standing water where the crop should be (crops without a calendar: unless their own
+    history says the field is bare now): SCL-water share of the clear area above
     ``flood_water`` and above both the peers' and the farm's own usual share by
     ``flood_margin`` (so paddy rice or a pond in the parcel is not a flood). NDWI is the
     fallback when no water share is given. ``score`` is the water share.

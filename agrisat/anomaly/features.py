@@ -210,6 +210,9 @@ def look_features(
     if f.empty:
         return f
     f = pd.concat([f, stage_table(f["crop"], f["date"], calendars=calendars)], axis=1)
+    g = f.groupby("farm_id", sort=False)
+    f["prev_value"] = g["value"].shift(1)
+    f["prev_date"] = g["date"].shift(1)
     f = f.join(own_history(f, s, eval_from=eval_from))
     with np.errstate(all="ignore"):
         f["own_deficit"] = (f["expected"] - f["value"]) / f["expected"]
@@ -219,9 +222,6 @@ def look_features(
     with np.errstate(all="ignore"):
         f["peer_z"] = (f["value"] - f["peer_median"]) / f["peer_scale"]
         f["peer_deficit"] = (f["peer_median"] - f["value"]) / f["peer_median"]
-    g = f.groupby("farm_id", sort=False)
-    f["prev_value"] = g["value"].shift(1)
-    f["prev_date"] = g["date"].shift(1)
     f["prev_peer_median"] = prev_peer_median(
         f, f, lambda: f.groupby("farm_id", sort=False)["radius_median"].shift(1)
     )
@@ -239,13 +239,15 @@ def _ref_standing(
     block: np.ndarray, t: np.ndarray, residuals: list[np.ndarray], lo: int, hi: int
 ) -> list[np.ndarray]:
     """Median of each of ``residuals`` over each look's looks of the same block ``lo``..``hi``
-    days back.
+    days back, and (last) the number of those looks with the first residual known.
 
     Vectorised across blocks (farms): a look's candidates are a contiguous range of the
     block x day sorted looks, found by binary search; rows go in slices so the padded
     candidate matrices stay small.
     """
     outs = [np.full(t.size, np.nan) for _ in residuals]
+    count = np.zeros(t.size)
+    outs.append(count)
     if t.size == 0:
         return outs
     order = np.lexsort((t, block))
@@ -263,9 +265,11 @@ def _ref_standing(
         idx, valid = _range_columns(a_all[sl], b_all[sl])
         age = ts[sl, None] - ts[idx]
         window = valid & (age >= lo) & (age <= hi)
-        for out, ok, val in zip(outs, oks, filled, strict=True):
+        for k, (out, ok, val) in enumerate(zip(outs, oks, filled, strict=False)):
             med, n = _masked_median(val[idx], window & ok[idx])
             out[order[sl]] = np.where(n > 0, med, np.nan)
+            if k == 0:
+                count[order[sl]] = n
     return outs
 
 
@@ -330,7 +334,10 @@ def standing_change(
     by_crop = _group_codes(f, ["crop", "date", "peer_level"])
     pairs = (("change", "value", "peer_median"), ("moist_change", "moist", "peer_moist"))
     residuals = [(f[col] - f[peer]).to_numpy(dtype=float) for _, col, peer in pairs]
-    refs = _ref_standing(block, t_all, residuals, s.change_ref_min_days, s.change_ref_max_days)
+    *refs, n_ref = _ref_standing(
+        block, t_all, residuals, s.change_ref_min_days, s.change_ref_max_days
+    )
+    out["change_ref_n"] = n_ref
     for (name, _, _), res, ref in zip(pairs, residuals, refs, strict=True):
         d = pd.Series(res - ref, index=f.index)
         med1, mad1, _ = _robust_by(d, by_region)

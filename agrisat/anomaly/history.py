@@ -38,6 +38,7 @@ def _own_stats(
     vv: np.ndarray,
     tt: np.ndarray,
     ww: np.ndarray,
+    cc: np.ndarray,
     valid: np.ndarray,
     ti: np.ndarray,
     vi: np.ndarray,
@@ -45,7 +46,9 @@ def _own_stats(
 ) -> dict[str, np.ndarray]:
     """Own-history statistics of looks (rows) against candidate history looks (columns).
 
-    ``vv``/``tt``/``ww`` are the candidates' value, day and water share (NaN as 0); ``valid``
+    ``vv``/``tt``/``ww``/``cc`` are the candidates' value, day, water share (NaN as 0) and
+    change since their previous look (NaN when unknown or longer ago than
+    ``abrupt_own_window_days``); ``valid``
     marks real candidates. Any superset of the looks that can fall in a history window gives
     the same result (medians, MAD, min and max are taken over masked sets).
     """
@@ -63,6 +66,11 @@ def _own_stats(
             mask0, n0, med0 = m, n, med
     enough = n0 >= s.min_history_looks
     mad, _ = _masked_median(np.abs(vv - med0[:, None]), mask0)
+    # look-to-look changes of the same time of year (how fast the farm moves then)
+    cok = mask0 & np.isfinite(cc)
+    cfill = np.where(cok, cc, 0.0)
+    cmed, cn = _masked_median(cfill, cok)
+    cmad, _ = _masked_median(np.abs(cfill - cmed[:, None]), cok)
     stacked = np.vstack(meds)
     with np.errstate(all="ignore"):
         low = np.nanmin(np.where(np.isfinite(stacked), stacked, np.inf), axis=0)
@@ -78,10 +86,27 @@ def _own_stats(
         "own_n": n0.astype(float),
         "vci": np.where(enough, (vi - vmin) / span, np.nan),
         "hist_water": np.where(enough, wmax, np.nan),
+        "own_min": np.where(enough, vmin, np.nan),
+        "own_change_scale": np.where(
+            cn >= s.min_history_looks, np.maximum(1.4826 * cmad, s.scale_floor), np.nan
+        ),
     }
 
 
-_OWN_COLS = ["expected", "expected_mid", "own_scale", "own_n", "vci", "hist_water"]
+_OWN_COLS = [
+    "expected", "expected_mid", "own_scale", "own_n", "vci", "hist_water", "own_min",
+    "own_change_scale",
+]  # fmt: skip
+
+
+def _look_change(chunk: pd.DataFrame, s: DetectSettings) -> np.ndarray:
+    """Each look's change since the farm's previous look (``prev_value``/``prev_date``
+    columns; NaN without them or when that look is over ``abrupt_own_window_days`` back)."""
+    if "prev_value" not in chunk.columns or "prev_date" not in chunk.columns:
+        return np.full(len(chunk), np.nan)
+    gap = (chunk["date"] - pd.to_datetime(chunk["prev_date"])).dt.days
+    chg = chunk["value"].astype(float) - chunk["prev_value"].astype(float)
+    return chg.where(gap <= max(s.abrupt_own_window_days, 0)).to_numpy(dtype=float)
 
 
 def _range_columns(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,13 +134,14 @@ def _own_chunk(
     t = (chunk["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype=float)
     v = chunk["value"].to_numpy(dtype=float)
     w = np.nan_to_num(chunk["water_fraction"].to_numpy(dtype=float), nan=0.0)
+    c = _look_change(chunk, s)
     em = (
         np.ones(len(chunk), dtype=bool)
         if eval_from is None
         else (chunk["date"] >= eval_from).to_numpy()
     )
     order = np.lexsort((t, code))
-    cs, ts, vs, ws = code[order], t[order], v[order], w[order]
+    cs, ts, vs, ws, chs = code[order], t[order], v[order], w[order], c[order]
     ev = np.flatnonzero(em[order])
     if ev.size == 0:
         return pd.DataFrame(columns=_OWN_COLS, dtype=float)
@@ -151,7 +177,7 @@ def _own_chunk(
                 parts.append(_range_columns(lo, hi))
             idx = np.hstack([p[0] for p in parts])
             ok = np.hstack([p[1] for p in parts])
-        res = _own_stats(vs[idx], ts[idx], ws[idx], ok, ts[evh], vs[evh], s)
+        res = _own_stats(vs[idx], ts[idx], ws[idx], chs[idx], ok, ts[evh], vs[evh], s)
         for k, a in res.items():
             out[k][has_hist] = a
     # Rows in the order of the per-farm loop this replaces: farms by first appearance.

@@ -26,7 +26,6 @@ import pandas as pd
 
 from ..calendar import Calendar
 from .core import classify_looks, confirmation_runs, label_looks
-from .detectors import _count_later
 from .features import (
     RadiusPeers,
     _peer_lagged,
@@ -39,7 +38,7 @@ from .features import (
 )
 from .history import own_history
 from .settings import DEFAULT_SETTINGS, DetectSettings
-from .stale import stale_rows
+from .stale import stale_from_state
 
 __all__ = [
     "GROUP_COLUMNS",
@@ -65,7 +64,9 @@ LAST_COLUMNS: tuple[str, ...] = (
     "state", "run_looks", "onset", "run_hazard", "radius_median",
 )  # fmt: skip
 #: Columns of the persisted looks read for own history and for the standing change.
-HISTORY_COLUMNS: tuple[str, ...] = ("farm_id", "date", "value", "water_fraction")
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "farm_id", "date", "value", "water_fraction", "prev_value", "prev_date",
+)  # fmt: skip
 RECENT_COLUMNS: tuple[str, ...] = (
     "farm_id", "date", "crop", "region", "value", "moist", "peer_median", "peer_moist",
     "peer_level", "radius_median",
@@ -179,7 +180,8 @@ def extend_looks(
     - calendar stage, season: crop and t only;
     - own history (``expected``, ``own_scale``, ``vci``, ``hist_water``): the farm's looks
       at least ``history_min_gap_days`` before t within the day-of-year windows
-      (``context.history``); ``own_n``'s NaN-or-0 is decided by the farm's first look;
+      (``context.history``, with each one's change since its own previous look,
+      ``own_change_scale``); ``own_n``'s NaN-or-0 is decided by the farm's first look;
     - peers (``peer_*``, region shift, ``peer_deficit_median``): looks dated t only;
     - ``prev_value``/``prev_date``: the farm's previous look (``context.last``);
     - ``prev_peer_median``, ``peer_lagged*``: the peer-group medians of earlier dates
@@ -203,6 +205,12 @@ def extend_looks(
         groups=_dated(context.groups, GROUP_COLUMNS),
     )
     last = ctx.last.drop_duplicates("farm_id", keep="last").set_index("farm_id")
+    # --- previous look (own history reads each look's change since it) --------------------
+    g = f.groupby("farm_id", sort=False)
+    head = ~f["farm_id"].duplicated()
+    f["prev_value"] = g["value"].shift(1).where(~head, _pick(f, last["value"]))
+    prev_date = g["date"].shift(1)
+    f["prev_date"] = prev_date.where(~head, pd.to_datetime(_pick(f, last["date"])))
     # --- own history from the persisted looks of earlier years ----------------------------
     hist = ctx.history[ctx.history["farm_id"].isin(f["farm_id"].unique())]
     cand = pd.concat([hist[list(HISTORY_COLUMNS)], f[list(HISTORY_COLUMNS)]], ignore_index=True)
@@ -221,12 +229,6 @@ def extend_looks(
     with np.errstate(all="ignore"):
         f["peer_z"] = (f["value"] - f["peer_median"]) / f["peer_scale"]
         f["peer_deficit"] = (f["peer_median"] - f["value"]) / f["peer_median"]
-    # --- previous look -----------------------------------------------------------------------
-    g = f.groupby("farm_id", sort=False)
-    head = ~f["farm_id"].duplicated()
-    f["prev_value"] = g["value"].shift(1).where(~head, _pick(f, last["value"]))
-    prev_date = g["date"].shift(1)
-    f["prev_date"] = prev_date.where(~head, pd.to_datetime(_pick(f, last["date"])))
     keys = ["crop", "region", "date", "peer_level", "peer_median"]
     f["prev_peer_median"] = prev_peer_median(
         f,
@@ -287,7 +289,9 @@ def extend_looks(
     known = pd.to_datetime(_pick(out, last["first_date"]))
     out["first_date"] = first.where(known.isna() | (known > first), known)
     no_hist = out["first_date"] > out["date"] - pd.Timedelta(days=s.history_min_gap_days)
-    out["own_n"] = out["own_n"].where(~no_hist)
+    # a farm with earlier seasons but no context look near this day of year has none (0),
+    # as the full path counts; NaN only for a farm without earlier seasons
+    out["own_n"] = out["own_n"].where(~no_hist).where(no_hist | out["own_n"].notna(), 0.0)
     run = out.groupby(skeys, sort=False)["peer_median"].cummax().groupby(skeys, sort=False).ffill()
     carried = _pick(out, last["peer_season_run"]).where(same)
     out["peer_season_run"] = np.fmax(run, carried)
@@ -304,10 +308,11 @@ def _dated(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     columns as timestamps, so it concatenates with computed looks without turning them into
     objects."""
     out = df.reindex(columns=list(dict.fromkeys([*columns, *df.columns])))
-    for col in ("date", "onset", "first_date"):
+    for col in ("date", "onset", "first_date", "prev_date"):
         if col in out.columns:
             out[col] = pd.to_datetime(out[col])
-    for col in ("value", "water_fraction", "moist", "peer_median", "peer_moist", "radius_median"):
+    for col in ("value", "water_fraction", "moist", "peer_median", "peer_moist", "radius_median",
+                "prev_value"):  # fmt: skip
         if col in out.columns:
             out[col] = out[col].astype(float)
     return out
@@ -326,51 +331,6 @@ def group_summary(looks: pd.DataFrame) -> pd.DataFrame:
     out = g[["peer_median"]].first().reset_index()
     out["n_looks"] = g.size().to_numpy()
     return out[list(GROUP_COLUMNS)]
-
-
-def stale_from_state(
-    state: pd.DataFrame,
-    farms: pd.DataFrame,
-    region_looks: pd.DataFrame,
-    *,
-    asof: pd.Timestamp,
-    settings: DetectSettings = DEFAULT_SETTINGS,
-    calendars: Mapping[str, Calendar] | None = None,
-) -> pd.DataFrame:
-    """:func:`agrisat.anomaly.detect_stale` from per-farm summaries instead of every look.
-
-    ``state`` has ``farm_id``, ``first_seen`` (first observation) and ``last_clear`` (latest
-    clear look), both as of ``asof``; ``region_looks`` has ``region``, ``date``, ``n_looks``
-    (clear looks per region and date, dates <= ``asof``).
-    """
-    s = settings
-    cols = ["farm_id", "date", "hazard", "score", "value", "expected", "onset", "stage"]
-    book = farm_attributes(farms)
-    st = state.set_index("farm_id")
-    seen = pd.to_datetime(book["farm_id"].map(st["first_seen"]))
-    book = book[seen.notna().to_numpy() & (seen <= asof).to_numpy()].reset_index(drop=True)
-    if book.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*cols, "peer_state"]})
-    last = pd.to_datetime(book["farm_id"].map(st["last_clear"]))
-    book["since"] = last.fillna(pd.to_datetime(book["farm_id"].map(st["first_seen"])))
-    book["days"] = (asof - book["since"]).dt.days
-    n_farms = book.groupby("region").size()  # farms seen so far, per region
-    rl = region_looks[region_looks["region"].isin(n_farms.index)]
-    share = rl["n_looks"].to_numpy() / rl["region"].map(n_farms).to_numpy()
-    good = rl.loc[share >= s.stale_peer_share, ["region", "date"]].reset_index(drop=True)
-    # Only farms unseen long enough can be stale: the region counts and the calendar are
-    # looked up for them alone (the same rows as for the whole book).
-    book = book[book["days"] >= min(s.stale_days, s.stale_regional_days)].reset_index(drop=True)
-    if book.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*cols, "peer_state"]})
-    good = good[good["date"] > book["since"].min()].reset_index(drop=True)
-    counted = _count_later(book, good)
-    if counted is None:
-        merged = book[["farm_id", "region", "since"]].merge(good, on="region", how="left")
-        after = (merged["date"] > merged["since"]).groupby(merged["farm_id"]).sum()
-        counted = after.reindex(book["farm_id"]).fillna(0).to_numpy()
-    idio = pd.Series(counted >= s.stale_missed_looks, index=book.index)
-    return stale_rows(book, idio, asof, settings=s, calendars=calendars)
 
 
 def context_from_looks(

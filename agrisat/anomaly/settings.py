@@ -63,6 +63,18 @@ class DetectSettings:
     #: a deficit shared by the peers (systemic) must be at least this large to alert: a
     #: region-wide mild stress is not an event, a regional drought is
     systemic_deficit: float = 0.30
+    #: a look ``drought_deficit`` below its own history and lower than every earlier
+    #: same-stage look of the farm by more than the look-to-look noise (``scale_floor``) is
+    #: below its own history even when a very variable history (a
+    #: rangeland's rainy seasons) keeps its robust z short of ``drought_z``: with n earlier
+    #: looks a normal look is the lowest with probability 1/(n+1), so this needs n >= this
+    #: many (8: <= 11 % a look, ~1 % for the two agreeing looks a drought needs); 0 disables
+    drought_vci_min_history: int = 8
+    #: crops without a calendar: where the peers' median is this share below its highest so
+    #: far, the group is out of its growing season (senesced, dormant, under snow). A farm's
+    #: gap to such peers is snow cover or phenology, not water stress: drought is then judged
+    #: against the farm's own history only. 0 disables
+    dormant_peer_decline: float = 0.30
 
     # --- drought, change route: the farm loses standing against its peers ----------------
     #: the farm's usual standing (index minus peers' median) is the median over its own looks
@@ -97,6 +109,15 @@ class DetectSettings:
     #: are ripening: their median this many (relative) below its peak of the season. A green
     #: crop flattened while its peers are still green is a loss, not an early harvest.
     ripening_decline: float = 0.15
+    #: where there are no peers, a drop spread over up to two looks within this many days
+    #: (two 16-day composites) counts as abrupt when it takes the farm from its normal range
+    #: to far below its own history (``drought_z`` and ``drought_deficit``) and exceeds
+    #: ``abrupt_drop`` beyond the change its own history expects over the interval: a
+    #: plantation felled over two composites, judged without peers or a calendar. 0 disables
+    abrupt_own_window_days: int = 35
+    #: ... and by this many robust spreads of the farm's own look-to-look changes at this
+    #: time of year in earlier seasons (how fast it usually moves then)
+    abrupt_own_z: float = 4.0
 
     # --- flood: standing water where the crop should be ---------------------------------
     flood_water: float = 0.20
@@ -131,6 +152,12 @@ class DetectSettings:
     confirm_flood: int = 1
     #: a hazard confirmed by a single look needs a look this clear; else it waits for a second
     single_look_min_clear: float = 0.9
+    #: a date on which the peers' median fell this share since the farm's previous look is
+    #: suspect: a group's median canopy does not lose that much in one revisit outside a
+    #: harvest, haze, smoke, thin unmasked cloud or snow does (and a region-wide event
+    #: persists into the next look). A hazard confirmed by a single look waits for a second
+    #: look on such a date; 0 disables
+    sky_peer_drop: float = 0.15
     #: a no-planting look whose gap to the same-date peers is this multiple of
     #: ``no_planting_gap`` confirms on its own (if clear enough): peers seen through the same
     #: atmosphere on the same date rule out haze or shadow; 0 disables
@@ -144,6 +171,9 @@ class DetectSettings:
     #: weaker evidence (one reference, or under ``strong_z``) waits for a second look.
     #: 0 disables.
     strong_z: float = 4.0
+    #: the two-band route of ``strong_z`` needs the farm's usual standing taken over at
+    #: least this many looks (one earlier look is a noisy yardstick for one-look evidence)
+    strong_min_ref_looks: int = 2
 
     # --- recovery: what counts as a normal look (the alert lifecycle counts them) ---------
     recover_deficit: float = 0.08

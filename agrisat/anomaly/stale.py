@@ -18,7 +18,7 @@ from .settings import DEFAULT_SETTINGS, DetectSettings
 if TYPE_CHECKING:
     from ..calendar import Calendar
 
-__all__ = ["detect_stale", "stale_rows"]
+__all__ = ["detect_stale", "stale_from_state", "stale_rows"]
 
 
 def detect_stale(
@@ -141,3 +141,48 @@ def _count_later(book: pd.DataFrame, good: pd.DataFrame) -> np.ndarray | None:
     after = np.searchsorted(key, rb * span + (db - base), "right")
     end = np.searchsorted(key, rb * span + span - 1, "right")
     return (end - after).astype(np.int64)
+
+
+def stale_from_state(
+    state: pd.DataFrame,
+    farms: pd.DataFrame,
+    region_looks: pd.DataFrame,
+    *,
+    asof: pd.Timestamp,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    calendars: Mapping[str, Calendar] | None = None,
+) -> pd.DataFrame:
+    """:func:`agrisat.anomaly.detect_stale` from per-farm summaries instead of every look.
+
+    ``state`` has ``farm_id``, ``first_seen`` (first observation) and ``last_clear`` (latest
+    clear look), both as of ``asof``; ``region_looks`` has ``region``, ``date``, ``n_looks``
+    (clear looks per region and date, dates <= ``asof``).
+    """
+    s = settings
+    cols = ["farm_id", "date", "hazard", "score", "value", "expected", "onset", "stage"]
+    book = farm_attributes(farms)
+    st = state.set_index("farm_id")
+    seen = pd.to_datetime(book["farm_id"].map(st["first_seen"]))
+    book = book[seen.notna().to_numpy() & (seen <= asof).to_numpy()].reset_index(drop=True)
+    if book.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*cols, "peer_state"]})
+    last = pd.to_datetime(book["farm_id"].map(st["last_clear"]))
+    book["since"] = last.fillna(pd.to_datetime(book["farm_id"].map(st["first_seen"])))
+    book["days"] = (asof - book["since"]).dt.days
+    n_farms = book.groupby("region").size()  # farms seen so far, per region
+    rl = region_looks[region_looks["region"].isin(n_farms.index)]
+    share = rl["n_looks"].to_numpy() / rl["region"].map(n_farms).to_numpy()
+    good = rl.loc[share >= s.stale_peer_share, ["region", "date"]].reset_index(drop=True)
+    # Only farms unseen long enough can be stale: the region counts and the calendar are
+    # looked up for them alone (the same rows as for the whole book).
+    book = book[book["days"] >= min(s.stale_days, s.stale_regional_days)].reset_index(drop=True)
+    if book.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*cols, "peer_state"]})
+    good = good[good["date"] > book["since"].min()].reset_index(drop=True)
+    counted = _count_later(book, good)
+    if counted is None:
+        merged = book[["farm_id", "region", "since"]].merge(good, on="region", how="left")
+        after = (merged["date"] > merged["since"]).groupby(merged["farm_id"]).sum()
+        counted = after.reindex(book["farm_id"]).fillna(0).to_numpy()
+    idio = pd.Series(counted >= s.stale_missed_looks, index=book.index)
+    return stale_rows(book, idio, asof, settings=s, calendars=calendars)

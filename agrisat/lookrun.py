@@ -1,0 +1,262 @@
+"""Bringing the persisted looks up to date: plan, full recomputation in steps, increments.
+
+:func:`plan` compares the store's ledger with the one the persisted looks were computed from
+(and a fingerprint of what else they depend on) and decides: nothing to do, an incremental
+recomputation from the earliest changed day, or a full one. A full recomputation of a long
+history is cut into steps of whole dates (``run.step_rows`` observations each): the first
+step from scratch, the others through the incremental path, each committed on its own, so
+memory is bounded by a step and a run killed between steps is continued by the next one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .anomaly.features import farm_attributes, farm_coordinates
+from .anomaly.incremental import (
+    HISTORY_COLUMNS,
+    LAST_COLUMNS,
+    LookContext,
+    context_windows,
+    extend_looks,
+    full_looks,
+    group_summary,
+    incremental_ok,
+)
+from .config import Settings
+from .looks import (
+    farm_state,
+    last_looks_before,
+    merge_state,
+    read_filtered,
+    read_looks,
+    write_looks,
+)
+from .store import Store, Transaction
+
+__all__ = [
+    "LOOKS_VERSION",
+    "OBS_KEYS",
+    "commit_prefix",
+    "context_days",
+    "date_steps",
+    "incremental_looks",
+    "ledger_signature",
+    "looks_fingerprint",
+    "plan",
+]
+
+log = logging.getLogger(__name__)
+
+#: Bump when the persisted look rows change meaning (forces one full recomputation).
+LOOKS_VERSION = 1
+OBS_KEYS: tuple[str, ...] = ("farm_id", "date")
+
+
+def looks_fingerprint(settings: Settings, farms: pd.DataFrame, calendars: Any) -> str:
+    """Digest of what the persisted looks depend on besides observations: detection
+    settings, crop calendars and the farms' peer attributes and centroids (not exposure or
+    loans)."""
+    s = dataclasses.asdict(settings.detect)
+    for k in ("chunk_farms", "parallel_min_farms"):
+        s.pop(k, None)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"v{LOOKS_VERSION}|{sorted(s.items())!r}|{calendars!r}".encode())
+    attrs = farm_attributes(farms).sort_values("farm_id", kind="stable").reset_index(drop=True)
+    h.update(pd.util.hash_pandas_object(attrs, index=False).to_numpy().tobytes())
+    order = farm_attributes(farms)["farm_id"].argsort(kind="stable").to_numpy()
+    coords = farm_coordinates(farms)  # radius peers
+    h.update(b"" if coords is None else np.round(coords[order], 3).tobytes())
+    return h.hexdigest()
+
+
+def ledger_signature(store: Store, manifest: dict[str, Any]) -> pd.DataFrame:
+    led = store.read("ledger", manifest=manifest)
+    if led.empty:
+        return pd.DataFrame({"item_id": [], "day": [], "sig": []}, dtype=str)
+    sig = led[["item_id", "day"]].astype(str).copy()
+    sig["sig"] = (
+        led["day"].astype(str) + "|" + led["status"].astype(str) + "|"
+        + led.get("updated", "").astype(str) + "|" + led.get("run_id", "").astype(str)
+    )  # fmt: skip
+    return sig.sort_values("item_id", kind="stable").reset_index(drop=True)
+
+
+def plan(
+    store: Store, manifest: dict[str, Any], fp: str, full: bool, settings: Settings
+) -> tuple[str, pd.Timestamp | None, pd.DataFrame]:
+    """("full" | "incremental" | "none", first date to recompute, ledger signature)."""
+    sig = ledger_signature(store, manifest)
+    meta = manifest.get("meta", {}).get("looks")
+    if full or not meta or meta.get("fingerprint") != fp or not incremental_ok(settings.detect):
+        return "full", None, sig
+    old = store.read("look_ledger", manifest=manifest)
+    known = dict(zip(old["item_id"], old["sig"], strict=True)) if len(old) else {}
+    changed = sig[[known.get(i) != v for i, v in zip(sig["item_id"], sig["sig"], strict=True)]]
+    parts_changed = [str(p) for p in manifest["tables"].get("observations", [])] != meta.get(
+        "obs_parts"
+    )
+    if changed.empty:
+        # observations changed without a ledger entry: written by something else, start over
+        return ("full", None, sig) if parts_changed else ("none", None, sig)
+    # a day's margin: a scene's day and its observations' date must not disagree at midnight
+    d0 = pd.Timestamp(min(changed["day"])) - pd.Timedelta(days=1)
+    return "incremental", d0, sig
+
+
+def date_steps(
+    store: Store, manifest: dict[str, Any], step_rows: int, *, min_days: int = 0
+) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Consecutive ranges of whole observation dates holding at most ``step_rows`` rows each.
+
+    A step spans at least ``min_days`` (the context window every later step re-reads: a
+    shorter step would read more context than it computes) and at least one date, so it
+    holds more rows when it must.
+    """
+    dates = read_filtered(store, manifest, "observations", columns=["date"])["date"]
+    counts = pd.to_datetime(dates).dt.normalize().value_counts().sort_index()
+    steps: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    lo: pd.Timestamp | None = None
+    hi: pd.Timestamp | None = None
+    n = 0
+    for day, k in counts.items():
+        day = pd.Timestamp(day)
+        full = lo is not None and n + int(k) > step_rows
+        if full and hi is not None and (hi - lo).days >= min_days:  # type: ignore[operator]
+            steps.append((lo, hi))  # type: ignore[arg-type]
+            lo, n = None, 0
+        lo = day if lo is None else lo
+        hi, n = day, n + int(k)
+    if lo is not None and hi is not None:
+        steps.append((lo, hi))
+    return steps
+
+
+def context_days(settings: Settings) -> int:
+    """Days of persisted looks before a step that the incremental path reads whole."""
+    d = pd.Timestamp("2000-01-01")
+    lo, hi = context_windows(d, d, settings.detect)["recent"][0]
+    return int((hi - lo).days)
+
+
+def commit_prefix(
+    store: Store,
+    manifest: dict[str, Any],
+    farms: pd.DataFrame,
+    steps: list[tuple[pd.Timestamp, pd.Timestamp]],
+    sig: pd.DataFrame,
+    fp: str,
+    settings: Settings,
+    calendars: Any,
+) -> tuple[dict[str, Any], pd.Timestamp, pd.Timestamp]:
+    """Compute and commit the looks of every step but the last, one transaction per step.
+
+    Each commit records the looks as computed through the step's last date (fingerprint,
+    ``through`` and the ledger entries up to that day), so a run killed between steps is
+    continued incrementally by the next one. Returns the fresh manifest, the last step's
+    first date (where the caller continues) and the last committed date.
+    """
+    through: pd.Timestamp | None = None
+    for k, (lo, hi) in enumerate(steps[:-1]):
+        txn = Transaction()
+        if k == 0:
+            obs = read_filtered(
+                store, manifest, "observations",
+                filters=[[("date", "<=", f"{hi:%Y-%m-%d}")]], keys=OBS_KEYS,
+            )  # fmt: skip
+            obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
+            new = full_looks(obs, farms, settings=settings.detect, calendars=calendars)
+            groups, state = group_summary(new), farm_state(obs, new)
+            del obs
+            d0 = pd.Timestamp("1900-01-01")
+        else:
+            new, groups, state, _ = incremental_looks(
+                store, manifest, farms, lo, through, settings, calendars, until=hi
+            )
+            d0 = lo
+        write_looks(
+            txn, store, manifest, new, groups, state, d0=d0, full=k == 0, through=through
+        )  # fmt: skip
+        del new, groups, state
+        txn.replace("look_ledger", sig[pd.to_datetime(sig["day"]) <= hi].reset_index(drop=True))
+        txn.meta["looks"] = {
+            "fingerprint": fp,
+            "through": f"{hi:%Y-%m-%d}",
+            "obs_parts": [str(p) for p in manifest["tables"].get("observations", [])],
+        }
+        store.commit(txn)
+        manifest = store.manifest()
+        through = hi
+        log.info("looks: step %d/%d (dates to %s) committed", k + 1, len(steps), hi.date())
+    assert through is not None  # at least two steps
+    return manifest, steps[-1][0], through
+
+
+def incremental_looks(
+    store: Store,
+    manifest: dict[str, Any],
+    farms: pd.DataFrame,
+    d0: pd.Timestamp,
+    through: pd.Timestamp | None,
+    settings: Settings,
+    calendars: Any,
+    *,
+    until: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """Looks of dates >= ``d0`` (and <= ``until``) from the observations of those dates and
+    the stored context; returns (looks, their group summary, the new farm state, the latest
+    computed date)."""
+    s = settings.detect
+    span = [("date", ">=", f"{d0:%Y-%m-%d}")]
+    if until is not None:
+        span.append(("date", "<=", f"{until:%Y-%m-%d}"))
+    obs = read_filtered(store, manifest, "observations", filters=[span], keys=OBS_KEYS)
+    obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
+    old_state = store.read("look_farms", manifest=manifest)
+    d1 = obs["date"].max() if len(obs) else d0
+    win = context_windows(d0, d1, s)
+    ids = set(obs["farm_id"].astype(str))
+    lost = set(old_state.loc[pd.to_datetime(old_state["last_clear"]) >= d0, "farm_id"])
+    last = last_looks_before(store, manifest, old_state, ids | lost, d0, LAST_COLUMNS)
+    lag_lo = win["lag"][0][0]
+    groups = read_filtered(
+        store, manifest, "look_groups",
+        filters=[[("date", ">=", lag_lo), ("date", "<", d0)]]
+        + ([[("date", "in", list(pd.to_datetime(last["date"]).drop_duplicates()))]]
+           if len(last) else []),
+    )  # fmt: skip
+    ctx = LookContext(
+        history=read_looks(store, manifest, win["history"], farms=ids, columns=HISTORY_COLUMNS),
+        recent=read_looks(store, manifest, win["recent"], farms=ids),
+        last=last,
+        groups=groups,
+    )
+    new = extend_looks(obs, farms, ctx, d0=d0, settings=s, calendars=calendars)
+    state = merge_state(old_state, farm_state(obs, new), d0)
+    # farms whose looks from d0 on are gone: their latest look is the one before d0
+    st = state.set_index("farm_id")
+    gap = st.index[st["last_clear"].isna() & st.index.isin(list(lost))]
+    if len(gap) and len(last):
+        lk = last.set_index("farm_id")["date"]
+        st.loc[gap, "last_clear"] = pd.to_datetime(lk.reindex(gap)).to_numpy()
+    gone = set(old_state.loc[pd.to_datetime(old_state["last_anomalous"]) >= d0, "farm_id"])
+    gap = st.index[st["last_anomalous"].isna() & st.index.isin(list(gone))]
+    if len(gap):
+        lo = d0 - pd.Timedelta(days=s.lookback_days + 1)
+        an = read_looks(
+            store, manifest, [(lo, d0)], farms=gap, columns=["farm_id", "date"],
+            where=[("state", "==", "anomalous")],
+        )  # fmt: skip
+        if len(an):
+            st.loc[gap, "last_anomalous"] = (
+                an.groupby("farm_id")["date"].max().reindex(gap).to_numpy()
+            )
+    state = st.reset_index()
+    latest = max([d for d in (through, d1) if d is not None])
+    return new, group_summary(new), state, latest
