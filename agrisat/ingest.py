@@ -36,6 +36,7 @@ from .zonal import (
     assign_zones,
     coverage_weights,
     release_shipped,
+    release_zone,
     resolve_same_day,
     zonal_stats_stack,
 )
@@ -154,8 +155,9 @@ def ingest(
                 if stored_days & {scene_day(i) for i in batch}:
                     # a day already stored (a late tile, a reprocessing): resolve against it
                     obs = _merge_with_store(store, obs, replaced=replaced)
-                else:
-                    obs = resolve_same_day(obs)
+                elif len({scene_day(i) for i in batch}) < len(batch):
+                    obs = resolve_same_day(obs)  # two tiles of one day: one row per farm
+                # else one scene per day: each farm has one row per date already
                 ok_items = [i for i in batch if i.id not in failed]
                 gone = sorted({replaced[i.id] for i in ok_items if i.id in replaced})
                 with store.transaction() as txn:
@@ -173,6 +175,8 @@ def ingest(
                 done_count += len(batch)
                 if progress:
                     progress(done_count, total, f"EPSG:{code} up to {scene_day(batch[-1])}")
+            del weights
+            release_zone()
     cache.prune()
     result.seconds["weights"] = t_weights
     result.seconds["observe"] = t_obs

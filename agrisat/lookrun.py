@@ -164,7 +164,7 @@ def commit_prefix(
     """
     through: pd.Timestamp | None = None
     for k, (lo, hi) in enumerate(steps[:-1]):
-        txn = Transaction()
+        txn = Transaction(staging=store)
         if k == 0:
             obs = read_filtered(
                 store, manifest, "observations",

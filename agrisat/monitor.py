@@ -118,7 +118,7 @@ def detect_and_update(
             )
             mode = "incremental"
             old_through = through
-    txn = Transaction()
+    txn = Transaction(staging=store)  # large look tables go to disk as they are made
     if mode == "full":
         obs = read_filtered(store, manifest, "observations", keys=OBS_KEYS)
         obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())

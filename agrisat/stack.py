@@ -48,25 +48,34 @@ def _prepare_block(
     from .indices import compute_index
 
     shape = next(a.shape for a, f in zip(dn, factors, strict=True) if f == 1)
-    dn = tuple(a if f == 1 else _upsample(a, shape) for a, f in zip(dn, factors, strict=True))
-    refl = {}
+    out = np.empty((3 + len(indices), *shape), dtype=np.float32)
     valid = np.ones(shape, dtype=bool)
+    refl = {}
     for k, b in enumerate(bands):
-        arr = dn[k]
+        arr = dn[k] if factors[k] == 1 else _upsample(dn[k], shape)
         has = arr != 0
         valid &= has
-        sc = scale[k, :, None, None]
-        off = offset[k, :, None, None]
-        refl[b] = np.where(has, arr.astype(np.float32) * sc + off, np.float32(np.nan))
+        r = arr.astype(np.float32)  # in place from here: no float temporaries per band
+        r *= scale[k, :, None, None]
+        r += offset[k, :, None, None]
+        np.copyto(r, np.float32(np.nan), where=~has)
+        refl[b] = r
     if has_scl:
-        scl = dn[len(bands)]
-        valid &= scl != 0
-        clear = valid & ~np.isin(scl, not_clear)
-        water = clear & (scl == water_class)
+        # one lookup per SCL class on the SCL's own (20 m) grid, then one upsampling of the
+        # result: bit 0 data, bit 1 a clear class, bit 2 water
+        lut = np.zeros(256, dtype=np.uint8)
+        lut[1:] = 1
+        lut[[c for c in range(256) if c not in not_clear]] |= 2
+        lut[water_class] |= 4
+        code = lut[dn[len(bands)]]
+        if factors[len(bands)] != 1:
+            code = _upsample(code, shape)
+        valid &= (code & 1).astype(bool)
+        clear = valid & (code & 2).astype(bool)
+        water = clear & (code & 4).astype(bool)
     else:
         clear = valid
         water = np.zeros_like(valid)
-    out = np.empty((3 + len(indices), *shape), dtype=np.float32)
     out[0], out[1], out[2] = valid, clear, water
     with np.errstate(invalid="ignore", divide="ignore"):
         for j, name in enumerate(indices):

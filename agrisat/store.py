@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import io
 import json
 import logging
 import os
@@ -107,13 +106,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _parquet_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
+def _write_parquet(df: pd.DataFrame, target: Any) -> None:
+    """``df`` as zstd Parquet to a path or buffer (GeoParquet for a GeoDataFrame)."""
     if hasattr(df, "geometry") and "geometry" in df.columns:
-        df.to_parquet(buf, index=False, compression="zstd")  # GeoParquet via geopandas
+        df.to_parquet(target, index=False, compression="zstd")  # GeoParquet via geopandas
     else:
-        df.to_parquet(buf, index=False, compression="zstd", engine="pyarrow")
-    return buf.getvalue()
+        df.to_parquet(target, index=False, compression="zstd", engine="pyarrow")
 
 
 def frame_fingerprint(df: pd.DataFrame) -> str:
@@ -140,20 +138,29 @@ def frame_fingerprint(df: pd.DataFrame) -> str:
 
 @dataclass
 class Transaction:
-    """Pending changes; committed by :meth:`Store.transaction` when the block exits cleanly."""
+    """Pending changes; committed by :meth:`Store.transaction` when the block exits cleanly.
 
-    appends: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
-    replaces: dict[str, pd.DataFrame] = field(default_factory=dict)
+    With ``staging`` (the store it will be committed to), each table given to
+    :meth:`replace` or :meth:`append` is written at once as a part file that no manifest
+    references yet, and only its name is kept: a transaction of many large tables does not
+    hold them all in memory until the commit. A crash before the commit leaves unreferenced
+    parts, which the next commit deletes.
+    """
+
+    appends: dict[str, list[pd.DataFrame | str]] = field(default_factory=dict)
+    replaces: dict[str, pd.DataFrame | str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    staging: Store | None = None
 
     def append(self, table: str, df: pd.DataFrame) -> None:
         """Add rows to ``table`` (rows with an existing key supersede the old ones)."""
         if len(df):
-            self.appends.setdefault(table, []).append(df)
+            part = self.staging._write_part(table, df) if self.staging else df
+            self.appends.setdefault(table, []).append(part)
 
     def replace(self, table: str, df: pd.DataFrame) -> None:
         """Replace ``table`` whole."""
-        self.replaces[table] = df
+        self.replaces[table] = self.staging._write_part(table, df) if self.staging else df
         self.appends.pop(table, None)
 
 
@@ -236,13 +243,15 @@ class Store:
         manifest = self.manifest()
         tables: dict[str, list[str]] = {k: list(v) for k, v in manifest["tables"].items()}
         for table, df in txn.replaces.items():
-            tables[table] = [self._write_part(table, df)]
-        for table, frames in txn.appends.items():
-            df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-            name = self._write_part(table, df)
+            tables[table] = [df if isinstance(df, str) else self._write_part(table, df)]
+        for table, parts in txn.appends.items():
+            names = [p for p in parts if isinstance(p, str)]
+            frames = [p for p in parts if not isinstance(p, str)]
+            if frames:
+                df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+                names.append(self._write_part(table, df))
             current = tables.setdefault(table, [])
-            if name not in current:
-                current.append(name)
+            current.extend(n for n in names if n not in current)
             if len(current) > MAX_PARTS:
                 tables[table] = [self._compact(table, current)]
         new = {
@@ -254,11 +263,33 @@ class Store:
         self._collect_garbage(new)
 
     def _write_part(self, table: str, df: pd.DataFrame) -> str:
-        data = _parquet_bytes(df)
-        name = f"{table}/{hashlib.sha256(data).hexdigest()[:24]}.parquet"
-        path = self.root / name
-        if not path.exists():
-            atomic_write_bytes(path, data)
+        """Write ``df`` as a part named by its content's digest; returns the name.
+
+        The Parquet file is written straight to a temporary file and hashed from there: a
+        large part is never held as bytes in memory beside the frame it comes from.
+        """
+        folder = self.root / table
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{table}.", suffix=".tmp.parquet", dir=folder)
+        os.close(fd)
+        try:
+            _write_parquet(df, tmp)
+            digest = hashlib.sha256()
+            with open(tmp, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    digest.update(block)
+                os.fsync(fh.fileno())
+            name = f"{table}/{digest.hexdigest()[:24]}.parquet"
+            path = self.root / name
+            if path.exists():
+                os.unlink(tmp)
+            else:
+                os.chmod(tmp, 0o666 & ~_umask())
+                os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
         return name
 
     def _compact(self, table: str, names: list[str]) -> str:

@@ -134,3 +134,35 @@ def test_frame_fingerprint_sees_every_kind_of_change() -> None:
     changed = [moved, value, renamed, other_crs, base.iloc[:1]]
     prints = {frame_fingerprint(df) for df in changed}
     assert fp not in prints and len(prints) == len(changed)
+
+
+def test_staged_parts_are_invisible_until_commit_and_collected_if_never_committed(
+    tmp_path: Path,
+) -> None:
+    from agrisat.store import Transaction
+
+    s = Store(tmp_path)
+    with s.transaction() as t:
+        t.append("observations", _obs("a", "2024-01-01", 1.0))
+    before = s.manifest_path.read_bytes()
+    txn = Transaction(staging=s)
+    txn.append("observations", _obs("b", "2024-01-01", 2.0))
+    txn.append("observations", _obs("a", "2024-01-01", 3.0))  # supersedes a's first row
+    txn.replace("looks", _obs("c", "2024-01-02", 4.0))
+    # written already (the frames need not be kept), but no reader sees them
+    assert all(isinstance(p, str) for p in txn.appends["observations"])
+    assert len(list((s.root / "observations").glob("*.parquet"))) == 3
+    assert s.manifest_path.read_bytes() == before
+    assert list(s.read("observations")["farm_id"]) == ["a"] and s.read("looks").empty
+    s.commit(txn)
+    obs = s.read("observations").set_index("farm_id")["v"]
+    assert obs.to_dict() == {"a": 3.0, "b": 2.0}
+    assert s.read("looks")["farm_id"].tolist() == ["c"]
+    # a staged transaction that never commits (killed) leaves parts the next commit removes
+    dead = Transaction(staging=s)
+    dead.replace("looks", _obs("z", "2030-01-01", 9.0))
+    assert len(list((s.root / "looks").glob("*.parquet"))) == 2
+    with s.transaction() as t:
+        t.append("observations", _obs("d", "2024-01-01", 5.0))
+    assert len(list((s.root / "looks").glob("*.parquet"))) == 1
+    assert s.read("looks")["farm_id"].tolist() == ["c"]

@@ -27,6 +27,7 @@ from .cache import WeightsCache
 from .stats import (
     STATUS_ORDER,
     release_shipped,
+    release_zone,
     resolve_same_day,
     zonal_stats,
     zonal_stats_stack,
@@ -41,6 +42,7 @@ __all__ = [
     "assign_zones",
     "coverage_weights",
     "release_shipped",
+    "release_zone",
     "resolve_same_day",
     "zonal_stats",
     "zonal_stats_stack",

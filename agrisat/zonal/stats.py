@@ -20,6 +20,7 @@ from .weights import ZoneWeights
 __all__ = [
     "STATUS_ORDER",
     "release_shipped",
+    "release_zone",
     "resolve_same_day",
     "zonal_stats",
     "zonal_stats_stack",
@@ -304,6 +305,13 @@ def _shipped(
 
 def release_shipped() -> None:
     """Forget the handles of shipped weights (call before closing the client that made them)."""
+    _SHIPPED.clear()
+
+
+def release_zone() -> None:
+    """Forget the current zone's per-chunk weights and their handles (call when a zone is
+    done: the split is as large as the weights and would stay alive into detection)."""
+    _SPLIT_CACHE.clear()
     _SHIPPED.clear()
 
 
