@@ -56,6 +56,9 @@ class CubeSettings:
     chunk_size: int = 1024
     #: GDAL block cache per process, in MB
     gdal_cache_mb: int = 256
+    #: dates per read task on a dask cluster: fewer, larger tasks cut the per-task cost on
+    #: the scheduler and the workers; local threads read one date per task (less memory)
+    cluster_time_chunk: int = 4
     #: SCL classes that are not clear ground (no data, saturated, shadow, clouds, cirrus, snow)
     scl_not_clear: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
     scl_water: int = 6

@@ -178,12 +178,14 @@ def load_raw(
     bands: Sequence[str],
     settings: CubeSettings = CubeSettings(),
     native: bool = False,
+    time_chunk: int = 1,
 ) -> RawCube:
     """Lazy DN arrays of ``bands`` (and SCL when every item has it) on ``geobox``; no reads.
 
     With ``native``, bands whose own grid is exactly twice as coarse as ``geobox`` and aligned
     with it (20 m bands and SCL on a 10 m grid) are loaded on that coarse grid, with chunks half
     the size so both chunk grids coincide, into ``RawCube.coarse``; the caller upsamples them.
+    ``time_chunk`` dates are read by one task (per band and chunk).
     """
     import odc.stac
 
@@ -215,7 +217,7 @@ def load_raw(
             bands=names,
             geobox=box,
             groupby=_by_position({it.id: i for i, it in enumerate(items)}),
-            chunks={"time": 1, "y": size, "x": size},
+            chunks={"time": max(1, int(time_chunk)), "y": size, "x": size},
             resampling="nearest",
             # Declared dtype and nodata keep odc-stac from guessing (items without raster:bands
             # would load as float32 with NaN fill). DN 0 is nodata for every band; SCL fits in

@@ -273,7 +273,11 @@ def _observe(
     ship: Callable[[list[Any]], list[Any]] | None = None,
 ) -> pd.DataFrame:
     """Compute the observations of ``items`` (one zone) for the farms of ``weights``."""
-    stack, _ = prepared_stack(items, weights.geobox, indices=indices, settings=settings.cube)
+    # on a cluster a task reads several dates: per-task costs matter more than memory there
+    tc = 1 if ship is None else settings.cube.cluster_time_chunk
+    stack, _ = prepared_stack(
+        items, weights.geobox, indices=indices, settings=settings.cube, time_chunk=tc
+    )
     footprints = list(gpd.GeoSeries([_footprint(i) for i in items], crs=4326).to_crs(epsg).values)
     parts = zonal_stats_stack(
         stack,

@@ -89,6 +89,7 @@ def prepared_stack(
     *,
     indices: Sequence[str],
     settings: CubeSettings = CubeSettings(),
+    time_chunk: int = 1,
 ) -> tuple[Any, tuple[str, ...]]:
     """The zonal stage's input: one fused task per chunk from DN to masks and indices.
 
@@ -97,12 +98,20 @@ def prepared_stack(
     masking and index arithmetic run in a single task, so a block is decoded once and no
     intermediate arrays are kept. Bands twice as coarse as ``geobox`` (SCL, 20 m bands) are
     read on their own grid and repeated 2 × 2 in that task rather than warped by GDAL.
+    A task covers ``time_chunk`` dates.
     """
     import dask.array as da
 
     from .indices import bands_for
 
-    rc = load_raw(items, geobox, bands=bands_for(indices), settings=settings, native=True)
+    rc = load_raw(
+        items,
+        geobox,
+        bands=bands_for(indices),
+        settings=settings,
+        native=True,
+        time_chunk=time_chunk,
+    )
     names_in = [*rc.bands, *([SCL] if rc.has_scl else [])]
     arrays, factors = [], []
     for b in names_in:

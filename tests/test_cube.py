@@ -70,3 +70,21 @@ def test_coarse_read_path_equals_warped_nearest(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got[names.index("clear")], clear.astype(np.float32))
     np.testing.assert_array_equal(got[names.index("water")], cube.water.values.astype(np.float32))
     np.testing.assert_allclose(got[names.index("ndmi")], ndmi, rtol=0, atol=1e-6)
+
+
+def test_several_dates_per_read_task_give_the_same_stack(tmp_path: Path) -> None:
+    """A cluster reads several dates per task (fewer tasks); the arrays are the same."""
+    farm = SyntheticFarm("F1", box(X0 + 40, Y0 - 140, X0 + 140, Y0 - 40), {"red": 0.05, "nir": 0.4})
+    days = ["2026-05-01", "2026-05-06", "2026-05-11"]
+    scl = {d: np.full((20, 20), 4 if k != 1 else 9, np.uint8) for k, d in enumerate(days)}
+    arc = make_archive(tmp_path, [farm], dates=days, scl=scl)
+    items = find_scenes(str(arc.catalog), bbox=(-180, -90, 180, 90))
+    grid = grid_for((X0, Y0 - 400, X0 + 400, Y0), 32650)
+    settings = CubeSettings(chunk_size=16)
+    one, _ = prepared_stack(items, grid, indices=["ndvi"], settings=settings)
+    two, names = prepared_stack(items, grid, indices=["ndvi"], settings=settings, time_chunk=2)
+    assert one.chunks[1] == (1, 1, 1) and two.chunks[1] == (2, 1)
+    a, b = dask.compute(one, two)
+    np.testing.assert_array_equal(a, b)
+    assert np.nanmax(b[names.index("ndvi")]) > 0.5  # the farm is there
+    assert b[names.index("clear"), 1].max() == 0.0  # the cloudy date stays cloudy
