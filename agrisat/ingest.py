@@ -26,6 +26,7 @@ from .book import Farms
 from .config import Settings
 from .cube import grid_anchor, grid_for, item_epsg
 from .errors import CatalogError, ConfigError
+from .ledger import ledger_rows, merge_with_store, scene_day, superseded_rows
 from .net import clear_gdal_http_cache, gdal_http_options, install_log_redaction, redact_text
 from .observations import observation_columns
 from .stack import prepared_stack
@@ -41,7 +42,7 @@ from .zonal import (
     zonal_stats_stack,
 )
 
-__all__ = ["IngestResult", "gdal_options", "ingest", "new_items", "scene_day"]
+__all__ = ["IngestResult", "gdal_options", "ingest"]
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def ingest(
                 obs, failed = _observe_batch(batch, code, weights, indices, settings, ship=ship)
                 if stored_days & {scene_day(i) for i in batch}:
                     # a day already stored (a late tile, a reprocessing): resolve against it
-                    obs = _merge_with_store(store, obs, replaced=replaced)
+                    obs = merge_with_store(store, obs, replaced=replaced)
                 elif len({scene_day(i) for i in batch}) < len(batch):
                     obs = resolve_same_day(obs)  # two tiles of one day: one row per farm
                 # else one scene per day: each farm has one row per date already
@@ -162,12 +163,12 @@ def ingest(
                 gone = sorted({replaced[i.id] for i in ok_items if i.id in replaced})
                 with store.transaction() as txn:
                     txn.append("observations", obs[observation_columns(indices)])
-                    txn.append("ledger", _ledger_rows(ok_items, code, run_id))
+                    txn.append("ledger", ledger_rows(ok_items, code, run_id))
                     if gone:
-                        txn.append("ledger", _superseded_rows(ledger, gone, run_id))
+                        txn.append("ledger", superseded_rows(ledger, gone, run_id))
                     if failed:  # remembered so the next run searches back far enough to retry
                         bad = [i for i in batch if i.id in failed]
-                        txn.append("ledger", _ledger_rows(bad, code, run_id, status="failed"))
+                        txn.append("ledger", ledger_rows(bad, code, run_id, status="failed"))
                 t_obs += time.perf_counter() - t0
                 result.items_ingested += len(ok_items)
                 result.items_failed += sorted(failed)
@@ -214,14 +215,6 @@ def _footprint(item: pystac.Item) -> shapely.Geometry:
     if item.bbox:
         return shapely.box(*item.bbox[:2], *item.bbox[-2:])
     raise CatalogError(f"item {item.id} has neither geometry nor bbox; it cannot be placed")
-
-
-def scene_day(item: pystac.Item) -> str:
-    day = item.properties.get("agrisat:day")
-    if day:
-        return str(day)
-    assert item.datetime is not None
-    return item.datetime.strftime("%Y-%m-%d")
 
 
 def _batches(items: Sequence[pystac.Item], size: int) -> Iterator[list[pystac.Item]]:
@@ -366,82 +359,3 @@ def _observe_batch(
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {redact_text(text)[:300]}"
-
-
-def new_items(
-    items: Sequence[pystac.Item], ledger: pd.DataFrame
-) -> tuple[list[pystac.Item], dict[str, str]]:
-    """Items to ingest and, for each that re-publishes a stored scene, the id it replaces.
-
-    An item is new when its id is not ingested, or when it was ingested with another
-    ``updated`` stamp (re-published in place). An item of a tile and day already ingested
-    under another id (e.g. ``..._1_L2A`` after ``..._0_L2A``) is a reprocessing: the catalog
-    kept it over the old one, so its rows replace the old item's.
-    """
-    if ledger.empty:
-        return list(items), {}
-    ingested = ledger[ledger["status"] == "ingested"]
-    stamp = dict(zip(ingested["item_id"], ingested["updated"].astype(str), strict=True))
-    by_scene = {
-        (t, d): i
-        for i, t, d in zip(ingested["item_id"], ingested["tile"], ingested["day"], strict=True)
-    }
-    new, replaced = [], {}
-    for item in items:
-        updated = str(item.properties.get("updated", ""))
-        if item.id in stamp and stamp[item.id] == updated:
-            continue
-        new.append(item)
-        old = by_scene.get((str(item.properties.get("agrisat:tile", "")), scene_day(item)))
-        if old is not None and old != item.id and str(item.properties.get("agrisat:tile", "")):
-            replaced[item.id] = old
-    return new, replaced
-
-
-def _superseded_rows(ledger: pd.DataFrame, ids: Sequence[str], run_id: str) -> pd.DataFrame:
-    rows = ledger[ledger["item_id"].isin(ids)].drop_duplicates("item_id", keep="last").copy()
-    rows["status"] = "superseded"
-    rows["run_id"] = run_id
-    return rows
-
-
-def _merge_with_store(
-    store: Store, obs: pd.DataFrame, *, replaced: dict[str, str] | None = None
-) -> pd.DataFrame:
-    """Resolve new rows against stored rows of the same farm and day (a late second tile).
-
-    Stored rows of an item that a new item ``replaced`` (a reprocessing) take no part: the
-    new rows win whatever their quality.
-    """
-    obs = resolve_same_day(obs)
-    if obs.empty:
-        return obs
-    stored = store.read("observations")
-    if stored.empty:
-        return obs
-    gone = set((replaced or {}).values()) | set(obs["item_id"])
-    stored = stored[~stored["item_id"].isin(gone)]
-    keys = pd.MultiIndex.from_frame(obs[["farm_id", "date"]])
-    old = stored[pd.MultiIndex.from_frame(stored[["farm_id", "date"]]).isin(keys)]
-    if old.empty:
-        return obs
-    both = resolve_same_day(pd.concat([old, obs], ignore_index=True))
-    merged = both.merge(old[["farm_id", "date", "item_id"]], how="left", indicator=True)
-    # only rows that change something are appended (an unchanged winner is already stored)
-    return merged[merged["_merge"] == "left_only"].drop(columns="_merge").reset_index(drop=True)
-
-
-def _ledger_rows(
-    items: Sequence[pystac.Item], epsg: int, run_id: str, *, status: str = "ingested"
-) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "item_id": [i.id for i in items],
-            "day": [scene_day(i) for i in items],
-            "tile": [str(i.properties.get("agrisat:tile", "")) for i in items],
-            "epsg": [epsg] * len(items),
-            "updated": [str(i.properties.get("updated", "")) for i in items],
-            "status": [status] * len(items),
-            "run_id": [run_id] * len(items),
-        }
-    )

@@ -22,7 +22,8 @@ from .catalog import find_scenes, redact_url
 from .config import Settings
 from .errors import AgrisatError
 from .indices import resolve_indices
-from .ingest import ProgressFn, gdal_options, ingest, new_items
+from .ingest import ProgressFn, gdal_options, ingest
+from .ledger import new_items
 from .monitor import detect_and_update
 from .net import install_log_redaction
 from .store import Store, frame_fingerprint

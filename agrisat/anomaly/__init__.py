@@ -14,6 +14,7 @@ from .detectors import (
     peer_state,
 )
 from .features import look_features, own_history, peer_stats
+from .seasonal import seasonal_gap
 from .settings import DEFAULT_SETTINGS, HAZARD_PRIORITY, DetectSettings
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "own_history",
     "peer_state",
     "peer_stats",
+    "seasonal_gap",
 ]

@@ -17,6 +17,7 @@ from .detectors import (
     detect_stale,
     normal_looks,
     peer_state,
+    season_peer,
 )
 from .features import look_features
 from .settings import DEFAULT_SETTINGS, HAZARD_PRIORITY, DetectSettings
@@ -184,7 +185,9 @@ def strong_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
     misregistered edge would not move together that far, judged against peers seen through the
     same sky) and the farm is now ``drought_peer_deficit`` below its peers; or the look is
     ``strong_z`` below its own history and its same-date peers at once (two references that
-    fail in different ways), each by ``drought_deficit``. ``strong_z`` = 0 disables.
+    fail in different ways), each by ``drought_deficit``. "Below its peers" is measured from
+    the farm's usual standing against them at this time of year where its earlier seasons
+    give one (``season_peer_*``). ``strong_z`` = 0 disables.
     """
     s = settings
     if s.strong_z <= 0:
@@ -193,18 +196,26 @@ def strong_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
     def col(name: str) -> pd.Series:
         return f[name] if name in f.columns else pd.Series(np.nan, index=f.index)
 
+    g = f.assign(**{c: col(c) for c in ("peer_z", "peer_deficit") if c not in f.columns})
+    # Strength of evidence against the peers is what the look lost against them beyond the
+    # farm's usual standing at this time of year (see season_peer; ungated: one-look
+    # confirmation asks how far from its normal the farm is, not whether the peers share
+    # it). A farm usually above its peers that falls below them lost more than the raw gap
+    # says (seed7: two spring droughts confirmed 10 days earlier); one usually below them
+    # needs more.
+    peer_z, peer_deficit = season_peer(g, gated=False)
     two_bands = (
         (col("change_z") <= -s.strong_z)
         & (col("moist_change_z") <= -s.strong_z)
-        & (col("peer_deficit") >= s.drought_peer_deficit)
+        & (peer_deficit >= s.drought_peer_deficit)
         # a usual standing read off one look is that look's noise, not a reference
         & (col("change_ref_n") >= s.strong_min_ref_looks)
     )
     two_refs = (
         (col("own_z") <= -s.strong_z)
         & (col("own_deficit") >= s.drought_deficit)
-        & (col("peer_z") <= -s.strong_z)
-        & (col("peer_deficit") >= s.drought_deficit)
+        & (peer_z <= -s.strong_z)
+        & (peer_deficit >= s.drought_deficit)
     )
     return (two_bands | two_refs).fillna(False)
 

@@ -22,6 +22,7 @@ __all__ = [
     "detect_stale",
     "normal_looks",
     "peer_state",
+    "season_peer",
 ]
 
 _BASE = ["farm_id", "date", "hazard", "score", "value", "expected"]
@@ -56,6 +57,31 @@ def peer_state(f: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(unknown, "unknown", state), index=f.index)
 
 
+def season_peer(f: pd.DataFrame, *, gated: bool = True) -> tuple[pd.Series, pd.Series]:
+    """Peer z and peer deficit of each look, judged against the farm's usual standing at this
+    time of year where that is what decides.
+
+    Where the farm has no own baseline at this date (``expected_mid`` NaN: a sparse record,
+    the first seasons) the gap to its peers is the only evidence, and a habitual gap (a farm
+    that senesces before its peers every year) would read as a deficit: there the gap is
+    measured from its usual standing (``season_peer_z``, ``season_peer_deficit``, see
+    :mod:`.seasonal`; the raw values where it has none). Where the farm has its own
+    baseline, own history already says whether its level is normal (the peer routes require
+    a deficit against it) and the raw same-date comparison says whether the peers share the
+    deficit -- measuring that from a usual gap that varies between seasons too would blunt
+    it (seed11's late farm F0018: its April gap was -0.19 and -0.10 in its two earlier
+    seasons; in the drought it was 17 % below its own history but only 0.10 beyond its
+    usual gap, and was missed). ``gated=False`` always uses the usual standing: for the
+    change route's level check, which reads no own history.
+    """
+    z = f["season_peer_z"] if "season_peer_z" in f.columns else f["peer_z"]
+    d = f["season_peer_deficit"] if "season_peer_deficit" in f.columns else f["peer_deficit"]
+    if gated and "expected_mid" in f.columns:
+        no_own = f["expected_mid"].isna()
+        z, d = z.where(no_own, f["peer_z"]), d.where(no_own, f["peer_deficit"])
+    return z, d
+
+
 def drought_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     """Looks with a drought-type deficit (without looking at the calendar's watch stages).
 
@@ -64,6 +90,10 @@ def drought_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     where the lag-tolerant own baseline is slack; (2) below the lag-tolerant own baseline
     (robust z and ``drought_deficit``) and either somewhat below the peers (idiosyncratic) or
     by at least ``systemic_deficit`` (a deficit the peers share must be large), or no peers.
+    Without an own baseline, "below the peers" is measured from the farm's usual standing
+    against them at this time of year where its earlier seasons give one
+    (:func:`season_peer`): a farm that is always 0.12 below its peers in September is not in
+    drought for being there again.
     """
     has_own = f["expected"].notna() & (f["expected"] >= s.green_min)
     own = (
@@ -73,12 +103,13 @@ def drought_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     )
     dormant = dormant_peers(f, s)
     has_peers = f["peer_median"].notna() & (f["peer_median"] >= s.green_min) & ~dormant
-    below_peers = has_peers & (f["peer_z"] <= -s.drought_peer_z)
+    peer_z, peer_deficit = season_peer(f)
+    below_peers = has_peers & (peer_z <= -s.drought_peer_z)
     with np.errstate(all="ignore"):
         own_mid_def = (f["expected_mid"] - f["value"]) / f["expected_mid"]
     mid_ok = f["expected_mid"].isna() | (own_mid_def >= s.drought_peer_deficit)
-    by_peers = below_peers & (f["peer_deficit"] >= s.drought_deficit) & mid_ok
-    idio = below_peers & (f["peer_deficit"] >= s.drought_peer_deficit)
+    by_peers = below_peers & (peer_deficit >= s.drought_deficit) & mid_ok
+    idio = below_peers & (peer_deficit >= s.drought_peer_deficit)
     systemic = own & (f["own_deficit"] >= s.systemic_deficit)
     by_own = own & (idio | systemic | f["peer_median"].isna() | dormant)
     return by_peers | by_own | (change_mask(f, s) & ~dormant)
@@ -98,9 +129,10 @@ def change_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     green = f["peer_median"] >= s.green_min
     veg = (f["change_rel"] <= -s.drought_peer_deficit) & (f["change_z"] <= -s.drought_z)
     water = f["moist_change_z"] <= -s.drought_z
-    # and actually below its peers: a farm that led them at green-up and is caught up at the
-    # plateau (an early crop) loses standing without any deficit
-    below = f["peer_deficit"] >= s.drought_peer_deficit
+    # and actually below its peers (beyond its usual standing at this time of year): a farm
+    # that led them at green-up and is caught up at the plateau (an early crop), or one that
+    # senesces ahead of them every year, loses standing without any deficit
+    below = season_peer(f, gated=False)[1] >= s.drought_peer_deficit
     # Late, not failing: still greening, and already where the peers were a while ago.
     greening = f["value"] > f["prev_value"]
     late = greening & (f["value"] >= f["peer_lagged"]).fillna(False)
@@ -169,13 +201,15 @@ def detect_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS)
     stage (any time for crops without a calendar), and either below the peers too
     (idiosyncratic) or so far below that a shared deficit is still a drought (systemic).
 
-    ``score`` is the relative deficit (own history, or peers when there is no history).
+    ``score`` is the relative deficit (own history, or when there is none the peers
+    beyond the farm's usual standing against them); ``expected`` the matching value.
     """
     s = settings
     stage_ok = f["watch"] | ~f["has_calendar"]
     mask = drought_mask(f, s) & stage_ok & ~f["in_harvest"] & ~keeping_pace(f, s)
-    score = f["own_deficit"].fillna(f["peer_deficit"])
-    expected = f["expected"].fillna(f["peer_median"])
+    score = f["own_deficit"].fillna(season_peer(f)[1])
+    usual = f["usual_gap"].fillna(0.0) if "usual_gap" in f.columns else 0.0
+    expected = f["expected"].fillna(f["peer_median"] + usual)
     out = _rows(f, mask, "drought", score, expected, ["own_z", "peer_z", "vci", "peer_median"])
     out["peer_state"] = peer_state(f)[mask]
     return out

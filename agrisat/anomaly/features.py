@@ -18,6 +18,7 @@ from ..calendar import Calendar, stage_table
 from ..series import clear_looks
 from .history import _masked_median, _range_columns, own_history
 from .radius import RadiusPeers, farm_coordinates
+from .seasonal import seasonal_gap, seasonal_standing
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
 __all__ = [
@@ -222,6 +223,8 @@ def look_features(
     with np.errstate(all="ignore"):
         f["peer_z"] = (f["value"] - f["peer_median"]) / f["peer_scale"]
         f["peer_deficit"] = (f["peer_median"] - f["value"]) / f["peer_median"]
+    f["usual_gap"] = seasonal_gap(f, s, eval_from=eval_from)
+    f = f.join(seasonal_standing(f))
     f["prev_peer_median"] = prev_peer_median(
         f, f, lambda: f.groupby("farm_id", sort=False)["radius_median"].shift(1)
     )

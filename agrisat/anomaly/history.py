@@ -118,6 +118,38 @@ def _range_columns(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.where(ok, idx, 0), ok
 
 
+def _candidates(
+    cs: np.ndarray, ts: np.ndarray, evh: np.ndarray, s: DetectSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate history looks of the looks ``evh`` (positions in the block x day sorted
+    ``cs``/``ts``): an index matrix (one row per look, padded) and its validity mask.
+
+    The candidates are the block's looks within ``phenology_tolerance_days +
+    history_window_days`` (+1) of the same day of year in each earlier year, found by binary
+    search on block x day keys -- a superset of every history window, whatever the history's
+    length.
+    """
+    half = s.phenology_tolerance_days + s.history_window_days + 1.0
+    rel = ts - ts.min()
+    # Block keys far enough apart that no query range reaches a neighbouring block.
+    big = 2 * float(rel.max()) + 2 * half + 2 * _YEAR + 10.0
+    key = cs * big + rel
+    ce, re_ = cs[evh], rel[evh]
+    if s.history_min_gap_days < 0 or 2 * half >= _YEAR:
+        # Windows overlap across years: every look of the block is a candidate.
+        lo = np.searchsorted(key, ce * big - 1.0, "left")
+        hi = np.searchsorted(key, ce * big + big - 1.0, "left")
+        return _range_columns(lo, hi)
+    parts = []
+    first = 0 if s.history_min_gap_days <= half else 1
+    for m in range(first, int(rel.max() // _YEAR) + 2):
+        centre = re_ - m * _YEAR
+        lo = np.searchsorted(key, ce * big + centre - half, "left")
+        hi = np.searchsorted(key, ce * big + centre + half, "right")
+        parts.append(_range_columns(lo, hi))
+    return np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts])
+
+
 def _own_chunk(
     chunk: pd.DataFrame, eval_from: pd.Timestamp | None, s: DetectSettings
 ) -> pd.DataFrame:
@@ -156,27 +188,7 @@ def _own_chunk(
     out = {k: np.full(ev.size, np.nan) for k in _OWN_COLS}
     if has_hist.any():
         evh = ev[has_hist]
-        half = s.phenology_tolerance_days + s.history_window_days + 1.0
-        rel = ts - ts.min()
-        # Farm keys far enough apart that no query range reaches a neighbouring farm.
-        big = 2 * float(rel.max()) + 2 * half + 2 * _YEAR + 10.0
-        key = cs * big + rel
-        ce, re_ = cs[evh], rel[evh]
-        if s.history_min_gap_days < 0 or 2 * half >= _YEAR:
-            # Windows overlap across years: every look of the farm is a candidate.
-            lo = np.searchsorted(key, ce * big - 1.0, "left")
-            hi = np.searchsorted(key, ce * big + big - 1.0, "left")
-            idx, ok = _range_columns(lo, hi)
-        else:
-            parts = []
-            first = 0 if s.history_min_gap_days <= half else 1
-            for m in range(first, int(rel.max() // _YEAR) + 2):
-                centre = re_ - m * _YEAR
-                lo = np.searchsorted(key, ce * big + centre - half, "left")
-                hi = np.searchsorted(key, ce * big + centre + half, "right")
-                parts.append(_range_columns(lo, hi))
-            idx = np.hstack([p[0] for p in parts])
-            ok = np.hstack([p[1] for p in parts])
+        idx, ok = _candidates(cs, ts, evh, s)
         res = _own_stats(vs[idx], ts[idx], ws[idx], chs[idx], ok, ts[evh], vs[evh], s)
         for k, a in res.items():
             out[k][has_hist] = a

@@ -37,6 +37,7 @@ from .features import (
     standing_change,
 )
 from .history import own_history
+from .seasonal import seasonal_gap, seasonal_standing
 from .settings import DEFAULT_SETTINGS, DetectSettings
 from .stale import stale_from_state
 
@@ -65,8 +66,12 @@ LAST_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 #: Columns of the persisted looks read for own history and for the standing change.
 HISTORY_COLUMNS: tuple[str, ...] = (
-    "farm_id", "date", "value", "water_fraction", "prev_value", "prev_date",
+    "farm_id", "date", "value", "water_fraction", "prev_value", "prev_date", "peer_median",
+    "peer_level",
 )  # fmt: skip
+#: Of those, what own history reads (the peer columns feed the usual peer gap)
+_OWN_COLUMNS = ["farm_id", "date", "value", "water_fraction", "prev_value", "prev_date"]
+_GAP_COLUMNS = ["farm_id", "date", "value", "peer_median", "peer_level"]
 RECENT_COLUMNS: tuple[str, ...] = (
     "farm_id", "date", "crop", "region", "value", "moist", "peer_median", "peer_moist",
     "peer_level", "radius_median",
@@ -182,6 +187,8 @@ def extend_looks(
       at least ``history_min_gap_days`` before t within the day-of-year windows
       (``context.history``, with each one's change since its own previous look,
       ``own_change_scale``); ``own_n``'s NaN-or-0 is decided by the farm's first look;
+    - usual peer gap (``usual_gap``, ``season_peer_*``): the same history looks' persisted
+      ``peer_median`` and ``peer_level``, and the look's own same-date peers;
     - peers (``peer_*``, region shift, ``peer_deficit_median``): looks dated t only;
     - ``prev_value``/``prev_date``: the farm's previous look (``context.last``);
     - ``prev_peer_median``, ``peer_lagged*``: the peer-group medians of earlier dates
@@ -213,7 +220,7 @@ def extend_looks(
     f["prev_date"] = prev_date.where(~head, pd.to_datetime(_pick(f, last["date"])))
     # --- own history from the persisted looks of earlier years ----------------------------
     hist = ctx.history[ctx.history["farm_id"].isin(f["farm_id"].unique())]
-    cand = pd.concat([hist[list(HISTORY_COLUMNS)], f[list(HISTORY_COLUMNS)]], ignore_index=True)
+    cand = pd.concat([hist[_OWN_COLUMNS], f[_OWN_COLUMNS]], ignore_index=True)
     own = own_history(cand, s, eval_from=d0)
     own.index = own.index - len(hist)
     for col in own.columns:
@@ -229,6 +236,12 @@ def extend_looks(
     with np.errstate(all="ignore"):
         f["peer_z"] = (f["value"] - f["peer_median"]) / f["peer_scale"]
         f["peer_deficit"] = (f["peer_median"] - f["value"]) / f["peer_median"]
+    # --- usual peer gap at this time of year, from the same earlier-year looks --------------
+    cand = pd.concat([hist[_GAP_COLUMNS], f[_GAP_COLUMNS]], ignore_index=True)
+    usual = seasonal_gap(cand, s, eval_from=d0)
+    f["usual_gap"] = usual.to_numpy(dtype=float)[len(hist) :]
+    for col, vals in seasonal_standing(f).items():
+        f[col] = vals
     keys = ["crop", "region", "date", "peer_level", "peer_median"]
     f["prev_peer_median"] = prev_peer_median(
         f,

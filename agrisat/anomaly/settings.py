@@ -76,6 +76,20 @@ class DetectSettings:
     #: against the farm's own history only. 0 disables
     dormant_peer_decline: float = 0.30
 
+    #: a farm's usual standing against its peers at this time of year (the median of index
+    #: minus peers' median over its earlier-season looks near the same day of year, see
+    #: :mod:`.seasonal`) is taken off its peer gap where the peer gap decides a drought --
+    #: looks without an own baseline at that date, the change route's "below its peers"
+    #: check and one-look confirmation (see ``detectors.season_peer``): a farm with a phenology of its own (a variety
+    #: that senesces early, a shaded or wetter plot) stands 0.10-0.15 below a mixed peer
+    #: group every September, and being there again is its normal, not a drought (Landsat
+    #: blocks LS0002-5). Needs this many such looks (3: a median that one odd look does not
+    #: move); 0 disables
+    seasonal_gap_min_looks: int = 3
+    #: ... from at least this many earlier seasons: an offset seen in one season only may be
+    #: that season's own event (a drought, a late sowing), not the farm's habit
+    seasonal_gap_min_seasons: int = 2
+
     # --- drought, change route: the farm loses standing against its peers ----------------
     #: the farm's usual standing (index minus peers' median) is the median over its own looks
     #: this many days before the current one (lagged, so a developing event does not become
