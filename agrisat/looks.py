@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .arrowops import isin
 from .errors import StoreError
 from .store import Store
 
@@ -156,7 +157,7 @@ def last_looks_before(
     """
     st = state.set_index("farm_id")
     ids = pd.Index(sorted(set(map(str, farms))))
-    ids = ids[ids.isin(st.index)]
+    ids = ids[isin(ids, st.index)]
     first = pd.to_datetime(st.loc[ids, "first_clear"])
     ids = ids[(first < d0).to_numpy()]
     if not len(ids):

@@ -24,6 +24,7 @@ import pandas as pd
 from .alerts import ALERT_COLUMNS, OPEN, update_alerts
 from .anomaly.core import ANOMALY_COLUMNS, anomaly_table, window_rows
 from .anomaly.incremental import full_looks, group_summary, stale_from_state
+from .arrowops import isin
 from .calendar import load_calendars
 from .config import Settings
 from .lookrun import (
@@ -228,7 +229,7 @@ def _anomalies(
     busy |= set(stale["farm_id"])
     rows = read_looks(store, manifest, [(lo, min(cut, end))], farms=busy)
     if new is not None and len(new):
-        extra = new[new["farm_id"].isin(busy) & (new["date"] >= lo) & (new["date"] < end)]
+        extra = new[isin(new["farm_id"], busy) & (new["date"] >= lo) & (new["date"] < end)]
         rows = pd.concat([f for f in (rows, extra) if len(f)] or [extra], ignore_index=True)
         rows = rows.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
     if rows.empty:  # nothing to follow: an empty table with the columns window_rows reads

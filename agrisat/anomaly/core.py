@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..arrowops import isin
 from ..calendar import Calendar
 from .detectors import (
     detect_abrupt_loss,
@@ -257,7 +258,7 @@ def window_rows(
     win = c[c["date"] >= asof - pd.Timedelta(days=s.lookback_days)]
     flagged = win.loc[win["state"] == "anomalous", "farm_id"].unique()
     tail = win.groupby("farm_id", sort=False).cumcount(ascending=False) < s.tail_looks
-    rows = win[win["farm_id"].isin(flagged) | tail].copy()
+    rows = win[isin(win["farm_id"], flagged) | tail].copy()
     rows["score"] = rows["score"].astype(float)
     rows["expected"] = rows.get("expected_h", rows["expected"])
     rows["index"] = s.index

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
-__all__ = ["own_history"]
+__all__ = ["farm_chunks", "own_history"]
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,17 @@ def _own_chunk(
     return pd.DataFrame({k: a[back] for k, a in out.items()}, index=chunk.index[pos[back]])
 
 
+def farm_chunks(looks: pd.DataFrame, chunk_farms: int) -> list[pd.DataFrame]:
+    """The rows of ``looks`` in chunks of ``chunk_farms`` farms (in order of first appearance),
+    each chunk's rows in their original order. One stable sort, then slices: selecting each
+    chunk with a mask over every row would cost chunks x rows."""
+    codes, _ = pd.factorize(looks["farm_id"])
+    chunk_of = codes // max(1, int(chunk_farms))
+    order = np.argsort(chunk_of, kind="stable")
+    bounds = np.flatnonzero(np.diff(chunk_of[order])) + 1
+    return [looks.iloc[idx] for idx in np.split(order, bounds)]
+
+
 def own_history(
     looks: pd.DataFrame,
     settings: DetectSettings = DEFAULT_SETTINGS,
@@ -217,11 +228,9 @@ def own_history(
     farms = looks["farm_id"].unique()
     if len(farms) < settings.parallel_min_farms:
         return _own_chunk(looks, eval_from, settings)
-    codes = pd.Series(np.arange(len(farms)) // settings.chunk_farms, index=farms)
-    chunk_of = looks["farm_id"].map(codes).to_numpy()
     tasks = [
-        dask.delayed(_own_chunk)(looks[chunk_of == c], eval_from, settings)
-        for c in np.unique(chunk_of)
+        dask.delayed(_own_chunk)(part, eval_from, settings)
+        for part in farm_chunks(looks, settings.chunk_farms)
     ]
     log.debug("own history over %d farms in %d dask tasks", len(farms), len(tasks))
     return pd.concat(dask.compute(*tasks))

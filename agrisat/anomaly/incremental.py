@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..arrowops import isin
 from ..calendar import Calendar
 from .core import classify_looks, confirmation_runs, label_looks
 from .features import (
@@ -219,7 +220,7 @@ def extend_looks(
     prev_date = g["date"].shift(1)
     f["prev_date"] = prev_date.where(~head, pd.to_datetime(_pick(f, last["date"])))
     # --- own history from the persisted looks of earlier years ----------------------------
-    hist = ctx.history[ctx.history["farm_id"].isin(f["farm_id"].unique())]
+    hist = ctx.history[isin(ctx.history["farm_id"], f["farm_id"].unique())]
     cand = pd.concat([hist[_OWN_COLUMNS], f[_OWN_COLUMNS]], ignore_index=True)
     own = own_history(cand, s, eval_from=d0)
     own.index = own.index - len(hist)
@@ -259,7 +260,7 @@ def extend_looks(
     carried = _pick(f, last["peer_season_run"]).where(same)
     f["peer_season_max"] = np.fmax(peer_max, carried).where(f["peer_median"].notna())
     # --- standing change against the looks of the reference window ---------------------------
-    recent = ctx.recent[ctx.recent["farm_id"].isin(f["farm_id"].unique())]
+    recent = ctx.recent[isin(ctx.recent["farm_id"], f["farm_id"].unique())]
     frame = pd.concat([recent[list(RECENT_COLUMNS)], f[list(RECENT_COLUMNS)]], ignore_index=True)
     frame["_pos"] = np.r_[np.full(len(recent), -1), np.arange(len(f))]
     frame = frame.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)

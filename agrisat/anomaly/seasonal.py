@@ -34,7 +34,7 @@ import dask
 import numpy as np
 import pandas as pd
 
-from .history import _YEAR, _candidates, _masked_median
+from .history import _YEAR, _candidates, _masked_median, farm_chunks
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
 __all__ = ["seasonal_gap", "seasonal_standing"]
@@ -121,10 +121,8 @@ def seasonal_gap(
     farms = looks["farm_id"].unique()
     if len(farms) < s.parallel_min_farms:
         return _gap_chunk(looks, eval_from, s).rename("usual_gap")
-    codes = pd.Series(np.arange(len(farms)) // s.chunk_farms, index=farms)
-    chunk_of = looks["farm_id"].map(codes).to_numpy()
     tasks = [
-        dask.delayed(_gap_chunk)(looks[chunk_of == c], eval_from, s) for c in np.unique(chunk_of)
+        dask.delayed(_gap_chunk)(part, eval_from, s) for part in farm_chunks(looks, s.chunk_farms)
     ]
     log.debug("seasonal peer gap over %d farms in %d dask tasks", len(farms), len(tasks))
     return pd.concat(dask.compute(*tasks)).reindex(looks.index).rename("usual_gap")
