@@ -225,6 +225,9 @@ def own_history(
     Vegetation Condition Index against the min/max of the same window. Farm chunks run as Dask
     tasks when there are at least ``parallel_min_farms`` farms.
     """
+    if eval_from is not None and not (looks["date"] >= eval_from).any():
+        # nothing to evaluate (the incremental path's first pass): skip the chunking
+        return pd.DataFrame(columns=_OWN_COLS, dtype=float)
     farms = looks["farm_id"].unique()
     if len(farms) < settings.parallel_min_farms:
         return _own_chunk(looks, eval_from, settings)

@@ -116,7 +116,8 @@ def seasonal_gap(
         seasons; NaN otherwise (then the raw peer gap is judged, as without history).
     """
     s = settings
-    if s.seasonal_gap_min_looks <= 0 or looks.empty:
+    nothing = eval_from is not None and not (looks["date"] >= eval_from).any()
+    if s.seasonal_gap_min_looks <= 0 or looks.empty or nothing:
         return pd.Series(np.nan, index=looks.index, name="usual_gap")
     farms = looks["farm_id"].unique()
     if len(farms) < s.parallel_min_farms:
