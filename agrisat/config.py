@@ -59,6 +59,10 @@ class CubeSettings:
     #: dates per read task on a dask cluster: fewer, larger tasks cut the per-task cost on
     #: the scheduler and the workers; local threads read one date per task (less memory)
     cluster_time_chunk: int = 4
+    #: on dask workers, arrays under this many MB come from (and go back to) the allocator's
+    #: heap: the nanny makes glibc hand every block over 64 KB back to the OS at once, so each
+    #: task's arrays page-fault anew (≈30 % of a worker's time measured here); 0 leaves it
+    worker_mmap_threshold_mb: int = 64
     #: SCL classes that are not clear ground (no data, saturated, shadow, clouds, cirrus, snow)
     scl_not_clear: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
     scl_water: int = 6

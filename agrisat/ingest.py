@@ -125,7 +125,11 @@ def ingest(
     result.seconds["zones"] = time.perf_counter() - t0
     t_obs = t_weights = 0.0
     cache = WeightsCache(store.weights_cache_dir)
-    with _scheduler(settings.run.scheduler, gdal_options(settings)) as client:
+    with _scheduler(
+        settings.run.scheduler,
+        gdal_options(settings),
+        mmap_mb=settings.cube.worker_mmap_threshold_mb,
+    ) as client:
         # on a cluster each chunk's weights are scattered once per zone, not sent per batch
         ship = None if client is None else functools.partial(client.scatter, hash=False)
         for code, zitems in new_by_zone.items():
@@ -288,9 +292,29 @@ def _observe(
     return pd.concat(frames, ignore_index=True)
 
 
+def tune_worker_malloc(mmap_mb: int) -> bool:
+    """Let glibc keep blocks under ``mmap_mb`` MB on its heap for reuse (a dask worker's).
+
+    Called on each worker through ``Client.run``; a no-op (False) where glibc is absent.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
+    ok = mallopt(m_mmap_threshold, int(mmap_mb) << 20) == 1
+    return ok and mallopt(m_trim_threshold, 4 * int(mmap_mb) << 20) == 1
+
+
 @contextlib.contextmanager
-def _scheduler(address: str | None, gdal: dict[str, Any]) -> Iterator[Any]:
-    """Run dask work on the cluster at ``address``, else on local threads; GDAL set on each."""
+def _scheduler(address: str | None, gdal: dict[str, Any], *, mmap_mb: int = 0) -> Iterator[Any]:
+    """Run dask work on the cluster at ``address``, else on local threads; GDAL set on each
+    (and, on a cluster, the workers' allocator: :func:`tune_worker_malloc`)."""
     import odc.stac
 
     if not address:
@@ -311,6 +335,8 @@ def _scheduler(address: str | None, gdal: dict[str, Any]) -> Iterator[Any]:
         client.run(clear_gdal_http_cache)
         client.run(install_log_redaction)
         client.run(odc.stac.configure_rio, **gdal)
+        if mmap_mb > 0:
+            client.run(tune_worker_malloc, mmap_mb)
         with dask.config.set(scheduler=client.get):
             yield client
     finally:

@@ -176,3 +176,19 @@ def test_cluster_gets_each_zones_weights_once_across_batches(
     a, b = read_observations(tmp_path / "local"), read_observations(tmp_path / "remote")
     assert len(a) == 4 * len(dates)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_worker_allocator_tuning_applies_on_glibc_and_is_harmless_elsewhere(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import ctypes
+    import platform
+
+    from agrisat.ingest import tune_worker_malloc
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert tune_worker_malloc(64) is True  # mallopt accepted both settings
+
+    def no_libc(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("no C library here")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert tune_worker_malloc(64) is False  # e.g. macOS or musl: the run goes on untuned
