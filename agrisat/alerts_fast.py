@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .arrowops import isin
 from .severity import SEVERITIES, SeverityRule
 
 __all__ = ["evidence", "member", "split_stale", "stale_records"]
@@ -74,9 +75,8 @@ def evidence(ep: dict[str, Any]) -> str:
 
 
 def member(col: pd.Series | pd.Index, values: Any) -> np.ndarray:
-    """``col.isin(values)`` by hash lookup: pandas' ``isin`` on Arrow strings converts every
-    value to a pyarrow scalar, seconds for a hundred thousand farm ids."""
-    return np.asarray(pd.Index(list(values)).unique().get_indexer(col) >= 0)
+    """``col.isin(values)`` by hash lookup (:func:`agrisat.arrowops.isin`)."""
+    return isin(col, list(values))
 
 
 def split_stale(
