@@ -69,27 +69,33 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
-
-    The file gets the permissions a plain ``open`` would give (mkstemp's are 0600), so an
-    export is readable by whoever the workdir is shared with.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # the temporary name keeps the target's suffix: writers pick their format from it
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent
-    )
+def _temporary(folder: Path, prefix: str, suffix: str) -> Iterator[Path]:
+    """A temporary file in ``folder``, deleted when the block ends unless published."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
+    finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Give ``tmp`` the permissions a plain ``open`` would (mkstemp's are 0600: an export is
+    readable by whoever the workdir is shared with) and move it to ``target`` atomically."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
+    target = Path(path)
+    # the temporary name keeps the target's suffix: writers pick their format from it
+    with _temporary(target.parent, f".{target.name}.", f".tmp{target.suffix}") as tmp:
+        yield tmp
+        _publish(tmp, target)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -268,11 +274,7 @@ class Store:
         The Parquet file is written straight to a temporary file and hashed from there: a
         large part is never held as bytes in memory beside the frame it comes from.
         """
-        folder = self.root / table
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{table}.", suffix=".tmp.parquet", dir=folder)
-        os.close(fd)
-        try:
+        with _temporary(self.root / table, f".{table}.", ".tmp.parquet") as tmp:
             _write_parquet(df, tmp)
             digest = hashlib.sha256()
             with open(tmp, "rb") as fh:
@@ -280,16 +282,8 @@ class Store:
                     digest.update(block)
                 os.fsync(fh.fileno())
             name = f"{table}/{digest.hexdigest()[:24]}.parquet"
-            path = self.root / name
-            if path.exists():
-                os.unlink(tmp)
-            else:
-                os.chmod(tmp, 0o666 & ~_umask())
-                os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+            if not (self.root / name).exists():  # same content already stored: keep that
+                _publish(tmp, self.root / name)
         return name
 
     def _compact(self, table: str, names: list[str]) -> str:
