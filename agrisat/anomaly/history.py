@@ -198,6 +198,10 @@ def _own_chunk(
     return pd.DataFrame({k: a[back] for k, a in out.items()}, index=chunk.index[pos[back]])
 
 
+#: the columns :func:`own_history` reads
+_READS = ("farm_id", "date", "value", "water_fraction", "prev_value", "prev_date")
+
+
 def farm_chunks(looks: pd.DataFrame, chunk_farms: int) -> list[pd.DataFrame]:
     """The rows of ``looks`` in chunks of ``chunk_farms`` farms (in order of first appearance),
     each chunk's rows in their original order. One stable sort, then slices: selecting each
@@ -228,6 +232,8 @@ def own_history(
     if eval_from is not None and not (looks["date"] >= eval_from).any():
         # nothing to evaluate (the incremental path's first pass): skip the chunking
         return pd.DataFrame(columns=_OWN_COLS, dtype=float)
+    # only the columns the baseline reads: each chunk is a copy, of every column it carries
+    looks = looks[[c for c in _READS if c in looks.columns]]
     farms = looks["farm_id"].unique()
     if len(farms) < settings.parallel_min_farms:
         return _own_chunk(looks, eval_from, settings)

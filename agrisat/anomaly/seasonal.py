@@ -119,6 +119,8 @@ def seasonal_gap(
     nothing = eval_from is not None and not (looks["date"] >= eval_from).any()
     if s.seasonal_gap_min_looks <= 0 or looks.empty or nothing:
         return pd.Series(np.nan, index=looks.index, name="usual_gap")
+    # only the columns the gap reads: each chunk is a copy, of every column it carries
+    looks = looks[["farm_id", "date", "value", "peer_median", "peer_level"]]
     farms = looks["farm_id"].unique()
     if len(farms) < s.parallel_min_farms:
         return _gap_chunk(looks, eval_from, s).rename("usual_gap")
