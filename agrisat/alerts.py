@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .alerts_fast import evidence as _evidence
-from .alerts_fast import member, split_stale, stale_records
+from .alerts_fast import split_stale, stale_records
+from .arrowops import isin
 from .severity import SEVERITIES, SEVERITY_RULES, SeverityRule, severity_of
 
 __all__ = [
@@ -175,7 +176,7 @@ def update_alerts(
     open_all = hist[hist["status"].isin(OPEN)]
     # Only farms with something to say: an anomalous/stale row or an open alert to follow.
     talk = anomalies.loc[anomalies["state"].isin(["anomalous", "stale"]), "farm_id"]
-    subset = anomalies[member(anomalies["farm_id"], [*talk.unique(), *open_all["farm_id"]])]
+    subset = anomalies[isin(anomalies["farm_id"], [*talk.unique(), *open_all["farm_id"]])]
     # Everything per farm is prepared with whole-table operations; the loop below only walks
     # the few rows that can open, extend or close an episode.
     look_rows = subset[subset["state"] != "stale"].sort_values(["farm_id", "date"], kind="stable")
@@ -207,9 +208,9 @@ def update_alerts(
         fast, stale = split_stale(
             stale, dates=anomalies["date"], blocked=[*blocked, *looks_by_farm]
         )
-    walk = sorted(set(subset.loc[~member(subset["farm_id"], fast["farm_id"]), "farm_id"]))
+    walk = sorted(set(subset.loc[~isin(subset["farm_id"], fast["farm_id"]), "farm_id"]))
     # Only the walked farms' history is needed as records (ids embed the farm id).
-    mine = member(hist["farm_id"].astype(str), [str(f) for f in walk])
+    mine = isin(hist["farm_id"].astype(str), [str(f) for f in walk])
     hist_rec = (hist[mine] if _fast else hist).to_dict("index")
     stale_by_farm = _records_by_farm(stale)
     for farm_id in walk:
@@ -247,7 +248,7 @@ def update_alerts(
         cols = stale_records(fast, hist, day=day, last_seen=last_seen, rules=s.severity_rules)
         new = pd.DataFrame({c: [r[c] for r in out.values()] + v for c, v in cols.items()})
         done += cols["alert_id"]
-    carried = hist[~member(hist.index, done)].copy()
+    carried = hist[~isin(hist.index, list(done))].copy()
     carried.loc[carried["status"].eq("new") & (carried["first_raised"] < day), "status"] = "ongoing"
     frames = [f for f in (carried.reset_index(drop=True), new) if len(f)]
     result = pd.concat(frames, ignore_index=True) if frames else _empty()

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from .arrowops import isin
+from .i18n import STALE_REASON
 from .severity import SEVERITIES, SeverityRule
 
-__all__ = ["evidence", "member", "split_stale", "stale_records"]
+__all__ = ["evidence", "split_stale", "stale_records"]
 
 
 def _d(ts: Any) -> str:
@@ -64,19 +65,10 @@ def evidence(ep: dict[str, Any]) -> str:
         text = f"no clear look since {onset} ({int(r['score'])} days)" + (
             f" during the {stage} stage" if isinstance(stage, str) else ""
         )
-        why = r.get("peer_state")
-        if why == "idiosyncratic":
-            text += "; most farms of its region were seen clearly meanwhile"
-        elif why == "regional":
-            text += "; the whole region is unseen (persistent cloud)"
+        text += STALE_REASON.get(str(r.get("peer_state")), "")
     if ep.get("resolved"):
         text += f"; resolved {_d(ep['resolved'])} after clear looks back in the normal range"
     return text[:1].upper() + text[1:] + "."
-
-
-def member(col: pd.Series | pd.Index, values: Any) -> np.ndarray:
-    """``col.isin(values)`` by hash lookup (:func:`agrisat.arrowops.isin`)."""
-    return isin(col, list(values))
 
 
 def split_stale(
@@ -98,7 +90,7 @@ def split_stale(
         | ~np.isfinite(score.to_numpy(dtype=float, na_value=np.nan))
         | stale["peer_median"].notna()
     )
-    slow = member(stale["farm_id"], blocked) | member(stale["farm_id"], stale.loc[odd, "farm_id"])
+    slow = isin(stale["farm_id"], list(blocked)) | isin(stale["farm_id"], stale.loc[odd, "farm_id"])
     return stale[~slow], stale[slow]
 
 
@@ -150,7 +142,7 @@ def stale_records(
     evidence = [
         f"No clear look since {d} ({int(s)} days)"
         + (f" during the {st} stage" if isinstance(st, str) else "")
-        + _WHY.get(w if isinstance(w, str) else "", "")
+        + STALE_REASON.get(w if isinstance(w, str) else "", "")
         + "."
         for d, s, st, w in zip(day_str, score.tolist(), stage, why, strict=True)
     ]
@@ -180,12 +172,6 @@ def stale_records(
 
 def _naive(col: pd.Series) -> bool:
     return isinstance(col.dtype, np.dtype) and col.dtype.kind == "M"
-
-
-_WHY = {
-    "idiosyncratic": "; most farms of its region were seen clearly meanwhile",
-    "regional": "; the whole region is unseen (persistent cloud)",
-}
 
 
 def _take(col: pd.Series, pos: np.ndarray) -> list[Any]:

@@ -61,7 +61,8 @@ class CubeSettings:
     cluster_time_chunk: int = 4
     #: on dask workers, arrays under this many MB come from (and go back to) the allocator's
     #: heap: the nanny makes glibc hand every block over 64 KB back to the OS at once, so each
-    #: task's arrays page-fault anew (≈30 % of a worker's time measured here); 0 leaves it
+    #: task's arrays page-fault anew (20,000 plots x 8 dates on 1 worker: 11.3 s with it,
+    #: 15.4 s without); 0 leaves the workers' allocator as dask set it
     worker_mmap_threshold_mb: int = 64
     #: SCL classes that are not clear ground (no data, saturated, shadow, clouds, cirrus, snow)
     scl_not_clear: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)

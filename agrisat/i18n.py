@@ -221,11 +221,7 @@ def _en(hz: str, r: Mapping[str, Any], idx: str, onset: str, n: int, peer: str) 
         return f"no green-up: {idx} {value} while peers/history are at {expected}; since {onset}, {looks}"
     if hz == "stale_data":
         text = f"no clear look since {onset} ({_num(score, '.0f')} days)"
-        if r.get("peer_state") == "idiosyncratic":
-            text += "; most farms of its region were seen clearly meanwhile"
-        elif r.get("peer_state") == "regional":
-            text += "; the whole region is unseen (persistent cloud)"
-        return text
+        return text + STALE_REASON.get(str(r.get("peer_state")), "")
     return (
         f"{hz}: {idx} {value} vs {expected} expected, score {_num(score, '.2f')}; "
         f"since {onset}, {looks}"
@@ -276,6 +272,13 @@ _PEER_SENTENCE = {
         "systemic": "同区域地块普遍偏低（区域性旱情）",
         "unknown": "缺少同区域对比",
     },
+}
+
+
+#: why a farm is unseen, appended to a stale-data evidence sentence (English)
+STALE_REASON: dict[str, str] = {
+    "idiosyncratic": "; most farms of its region were seen clearly meanwhile",
+    "regional": "; the whole region is unseen (persistent cloud)",
 }
 
 

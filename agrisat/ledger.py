@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import pandas as pd
 import pystac
 
+from .errors import CatalogError
 from .store import Store
 from .zonal import resolve_same_day
 
@@ -22,7 +23,11 @@ def scene_day(item: pystac.Item) -> str:
     day = item.properties.get("agrisat:day")
     if day:
         return str(day)
-    assert item.datetime is not None
+    if item.datetime is None:
+        raise CatalogError(
+            f"item {item.id} has no datetime (only a range): agrisat needs the acquisition "
+            "time; set the item's datetime or an 'agrisat:day' property"
+        )
     return item.datetime.strftime("%Y-%m-%d")
 
 

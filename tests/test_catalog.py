@@ -644,3 +644,18 @@ def test_planetary_computer_live():
     assert items
     assert all("sig=" in it.assets["red"].href for it in items)
     assert all(it.properties["agrisat:tile"] for it in items)
+
+
+def test_an_item_without_acquisition_time_is_a_clear_error() -> None:
+    """A STAC item may carry only a start/end range; agrisat names the item and what to add."""
+    from agrisat.errors import CatalogError
+    from agrisat.ledger import scene_day
+
+    start, end = dt.datetime(2026, 5, 1, tzinfo=dt.UTC), dt.datetime(2026, 5, 2, tzinfo=dt.UTC)
+    item = pystac.Item(
+        "S2_RANGE_ONLY", None, None, None, {}, start_datetime=start, end_datetime=end
+    )
+    with pytest.raises(CatalogError, match=r"S2_RANGE_ONLY.*agrisat:day"):
+        scene_day(item)
+    item.properties["agrisat:day"] = "2026-05-01"
+    assert scene_day(item) == "2026-05-01"
