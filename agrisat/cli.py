@@ -259,6 +259,11 @@ def _print_scores(scores: dict[str, object], seconds: float) -> None:
         "stale_per_100_farm_seasons": ("stale-data alerts / 100 farm-seasons", "(apart)"),
         "median_delay_days": ("median delay, days", "<= 7"),
         "p90_delay_days": ("p90 delay, days", "<= 15"),
+        # the same delays split at the farm's first clear look after the start: what the sky
+        # took, and what detection took from there (no target of their own)
+        "median_wait_clear_days": ("  of it: start -> first clear look (median)", ""),
+        "median_delay_after_clear_days": ("  of it: first clear look -> alert (median)", ""),
+        "p90_delay_after_clear_days": ("  of it: first clear look -> alert (p90)", ""),
         "max_ids_per_event": ("alert ids per event (max)", "1"),
     }
     table = Table(
@@ -268,6 +273,8 @@ def _print_scores(scores: dict[str, object], seconds: float) -> None:
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")
     for key, (label, target) in targets.items():
+        if key not in scores:
+            continue
         value = scores.get(key)
         text = f"{value:.3g}" if isinstance(value, float) else str(value)
         table.add_row(label, text, target)

@@ -4,7 +4,9 @@ An event counts as *detected* when an alert (not ``stale_data``) on its farm has
 ``tolerance_days`` of the event window; *hazard-correct* when one such alert names the event's
 hazard. Every other crop alert whose onset falls in the season is a false alert; stale-data
 alerts are counted apart. Delay is from the event's start to the first nightly run that raised
-a matching alert.
+a matching alert. Given the observations, the delay is also split at the farm's first clear
+look on or after the start: the days the sky took (``wait_clear``) and the days detection took
+from there (``delay_after_clear``) -- the part thresholds and confirmation can change.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def score_alerts(
     season_end: str | pd.Timestamp,
     tolerance_days: int = 15,
     seasons_per_farm: float | None = None,
+    observations: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Detection quality of nightly alerts against known events.
 
@@ -54,6 +57,9 @@ def score_alerts(
         Slack around an event window for an alert's onset to match it.
     seasons_per_farm
         Crop seasons per farm in the monitored period (default: its length in years, >= 1).
+    observations
+        Optional ``farm_id, date, status`` rows: each event's first clear look (status
+        ``ok``) on or after its start splits its delay (see the module docstring).
 
     Returns
     -------
@@ -61,7 +67,8 @@ def score_alerts(
         ``n_events, detected, recall, hazard_correct, hazard_recall, false_alerts,
         false_per_100_farm_seasons, stale_alerts, stale_per_100_farm_seasons,
         median_delay_days, p90_delay_days, ids_per_event, max_ids_per_event, farm_seasons,
-        events`` (a per-event DataFrame).
+        events`` (a per-event DataFrame); with ``observations`` also
+        ``median_wait_clear_days`` and ``median/p90_delay_after_clear_days``.
     """
     s0, s1 = pd.Timestamp(season_start), pd.Timestamp(season_end)
     runs = alert_runs.copy()
@@ -74,6 +81,7 @@ def score_alerts(
     stale = first[first["hazard"] == "stale_data"]
     tol = pd.Timedelta(days=tolerance_days)
     matched: set[str] = set()
+    clear_days = _clear_days(observations)
     events = []
     for ev in truth.to_dict("records"):
         start, end = pd.Timestamp(ev["start"]), pd.Timestamp(ev["end"])
@@ -84,6 +92,12 @@ def score_alerts(
         ]
         matched.update(cand["alert_id"])
         delay = float(max((cand["run_date"].min() - start).days, 0)) if len(cand) else np.nan
+        seen = clear_days.get(str(ev["farm_id"]))
+        first_clear = pd.NaT
+        if seen is not None:
+            pos = int(np.searchsorted(seen, np.datetime64(start), "left"))
+            first_clear = pd.Timestamp(seen[pos]) if pos < len(seen) else pd.NaT
+        wait = float((first_clear - start).days) if pd.notna(first_clear) else np.nan
         events.append(
             {
                 "event_id": ev["event_id"],
@@ -93,6 +107,11 @@ def score_alerts(
                 "detected": bool(len(cand)),
                 "hazard_correct": bool((cand["hazard"] == ev["hazard"]).any()),
                 "delay_days": delay,
+                "wait_clear_days": wait,
+                # a look on the night's own date counts: a run sees that night's scenes
+                "delay_after_clear_days": max(delay - wait, 0.0)
+                if np.isfinite(delay) and np.isfinite(wait)
+                else np.nan,
                 "alert_ids": sorted(cand["alert_id"]),
                 "alert_hazards": sorted(set(cand["hazard"])),
             }
@@ -107,6 +126,8 @@ def score_alerts(
             "detected",
             "hazard_correct",
             "delay_days",
+            "wait_clear_days",
+            "delay_after_clear_days",
             "alert_ids",
             "alert_hazards",
         ],
@@ -116,6 +137,19 @@ def score_alerts(
     false = crop[~crop["alert_id"].isin(matched)]
     n = len(ev_df)
     delays = ev_df["delay_days"].dropna()
+    split: dict[str, float] = {}
+    if observations is not None:
+        waits = ev_df["wait_clear_days"].dropna()
+        after = ev_df["delay_after_clear_days"].dropna()
+        split = {
+            "median_wait_clear_days": float(np.median(waits)) if len(waits) else float("nan"),
+            "median_delay_after_clear_days": float(np.median(after))
+            if len(after)
+            else float("nan"),
+            "p90_delay_after_clear_days": float(np.percentile(after, 90))
+            if len(after)
+            else float("nan"),
+        }
     return {
         "n_events": n,
         "detected": int(ev_df["detected"].sum()),
@@ -136,7 +170,21 @@ def score_alerts(
         "ids_per_event": dict(zip(ev_df["event_id"], ev_df["alert_ids"], strict=True)),
         "max_ids_per_event": int(ev_df["alert_ids"].map(len).max()) if n else 0,
         "farm_seasons": float(farm_seasons),
+        **split,
         "events": ev_df,
+    }
+
+
+def _clear_days(observations: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    """Farm id -> sorted dates of its clear looks (status ``ok``)."""
+    if observations is None or observations.empty:
+        return {}
+    ok = observations[observations["status"].astype(str) == "ok"]
+    dates = pd.to_datetime(ok["date"]).dt.normalize()
+    frame = pd.DataFrame({"farm_id": ok["farm_id"].astype(str).to_numpy(), "date": dates})
+    return {
+        str(k): np.sort(g["date"].to_numpy(dtype="datetime64[ns]"))
+        for k, g in frame.groupby("farm_id", sort=False)
     }
 
 

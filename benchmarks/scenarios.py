@@ -107,7 +107,7 @@ def score(wd: Path, settings: Any) -> tuple[dict[str, Any], pd.DataFrame, pd.Dat
     s0, s1 = meta["season"]["start"], meta["season"]["end"]
     t0 = time.perf_counter()
     runs = nightly_replay(obs, farms, start=s0, end=s1, settings=settings)
-    sc = score_alerts(runs, truth, farms=farms, season_start=s0, season_end=s1)
+    sc = score_alerts(runs, truth, farms=farms, season_start=s0, season_end=s1, observations=obs)
     sc["replay_s"] = time.perf_counter() - t0
     return sc, sc.pop("events"), runs
 
@@ -132,7 +132,9 @@ def row(name: str, sc: dict[str, Any]) -> str:
         f"{name:<15} {sc['recall']:.3f}  {sc['hazard_recall']:.3f}  "
         f"{sc['false_per_100_farm_seasons']:5.2f} ({sc['false_alerts']:>2})  "
         f"{sc['stale_per_100_farm_seasons']:5.2f}  {sc['median_delay_days']:5.1f}  "
-        f"{sc['p90_delay_days']:5.1f}  {ids}  [{sc['replay_s']:.0f} s]"
+        f"{sc['p90_delay_days']:5.1f}  {ids}  [{sc['replay_s']:.0f} s]  "
+        f"sky {sc['median_wait_clear_days']:4.1f}  after {sc['median_delay_after_clear_days']:4.1f}"
+        f" / {sc['p90_delay_after_clear_days']:4.1f}"
     )
 
 

@@ -126,3 +126,39 @@ def test_nightly_replay_raises_once_with_a_stable_id() -> None:
     sc = score_alerts(runs, truth, farms=farms, season_start="2025-10-01", season_end="2026-10-31")
     assert sc["recall"] == 1.0 and sc["hazard_recall"] == 1.0 and sc["false_alerts"] == 0
     assert sc["median_delay_days"] == (first - pd.Timestamp(ev.start)).days <= 5
+
+
+def test_delay_split_at_the_first_clear_look() -> None:
+    # E1 (start 1 Apr, raised 8 Apr): a cloudy look on 2 Apr does not count, the first clear
+    # look is 5 Apr -> 4 days of sky, 3 of detection; a clear look before the start is ignored.
+    # E2 (start 10 Jul, raised 14 Jul): first clear look 10 Jul itself -> 0 + 4.
+    obs = pd.DataFrame(
+        {
+            "farm_id": ["F0001", "F0001", "F0001", "F0002", "F0003"],
+            "date": ["2026-03-25", "2026-04-02", "2026-04-05", "2026-07-10", "2026-05-03"],
+            "status": ["ok", "cloudy", "ok", "ok", "ok"],
+        }
+    )
+    sc = score_alerts(
+        RUNS,
+        TRUTH,
+        farms=FARMS,
+        season_start="2025-10-01",
+        season_end="2026-10-31",
+        observations=obs,
+    )
+    ev = sc["events"].set_index("event_id")
+    assert ev.loc["E1", "wait_clear_days"] == 4 and ev.loc["E1", "delay_after_clear_days"] == 3
+    assert ev.loc["E2", "wait_clear_days"] == 0 and ev.loc["E2", "delay_after_clear_days"] == 4
+    # E3 was seen (3 May) but never raised: a wait, no detection delay
+    assert ev.loc["E3", "wait_clear_days"] == 2 and pd.isna(ev.loc["E3", "delay_after_clear_days"])
+    assert sc["median_wait_clear_days"] == pytest.approx(2.0)  # waits 4, 0, 2
+    assert sc["median_delay_after_clear_days"] == pytest.approx(3.5)
+    # the headline delay is unchanged by the split
+    assert sc["median_delay_days"] == pytest.approx(5.5)
+
+
+def test_delay_split_is_absent_without_observations() -> None:
+    sc = score_alerts(RUNS, TRUTH, farms=FARMS, season_start="2025-10-01", season_end="2026-10-31")
+    assert "median_delay_after_clear_days" not in sc
+    assert sc["events"]["wait_clear_days"].isna().all()

@@ -93,6 +93,7 @@ def score_demo(
         farms=farms,
         season_start=str(spec.season_start),
         season_end=str(spec.season_end),
+        observations=obs,
     )
     events = scores.pop("events")
     plain = {k: v for k, v in scores.items() if not isinstance(v, pd.DataFrame)}
