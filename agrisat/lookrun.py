@@ -22,6 +22,7 @@ from .anomaly.features import farm_attributes, farm_coordinates
 from .anomaly.incremental import (
     HISTORY_COLUMNS,
     LAST_COLUMNS,
+    RECENT_READ,
     LookContext,
     context_windows,
     extend_looks,
@@ -49,7 +50,9 @@ __all__ = [
     "incremental_looks",
     "ledger_signature",
     "looks_fingerprint",
+    "obs_columns",
     "plan",
+    "trim_heap",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,49 @@ log = logging.getLogger(__name__)
 #: Bump when the persisted look rows change meaning (forces one full recomputation).
 LOOKS_VERSION = 1
 OBS_KEYS: tuple[str, ...] = ("farm_id", "date")
+
+
+#: Observation columns detection never reads (the look table is built from the others).
+_UNREAD = ("item_id", "clear_pixels")
+
+
+def obs_columns(store: Store, manifest: dict[str, Any]) -> list[str] | None:
+    """The observation columns detection reads: all but the item ids, pixel counts and the
+    per-index standard deviations (at 800,000 observations the item-id strings alone are a
+    fifth of the table, and ``clear_looks`` copies every column it is given)."""
+    import pyarrow.parquet as pq
+
+    parts = store.parts("observations", manifest)
+    if not parts:
+        return None
+    names: list[str] = []
+    for path in parts:  # parts written by different runs may carry different indices
+        names += [n for n in pq.read_schema(path).names if n not in names]
+    return [n for n in names if n not in _UNREAD and not n.endswith("_std")]
+
+
+def trim_heap() -> bool:
+    """Collect garbage and hand the free pages of Arrow's pool and of the C heap back to the
+    OS (glibc's ``malloc_trim``; False where glibc is absent).
+
+    The pixel path frees its arrays before detection, but glibc keeps the freed pages of its
+    heap (~300 MB at 100,000 plots x 8 dates) in the process; detection would then peak on top
+    of them. Results do not depend on it.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()  # Arrow's own allocator keeps pages too
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    return bool(trim(0))
 
 
 def looks_fingerprint(settings: Settings, farms: pd.DataFrame, calendars: Any) -> str:
@@ -167,8 +213,8 @@ def commit_prefix(
         txn = Transaction(staging=store)
         if k == 0:
             obs = read_filtered(
-                store, manifest, "observations",
-                filters=[[("date", "<=", f"{hi:%Y-%m-%d}")]], keys=OBS_KEYS,
+                store, manifest, "observations", filters=[[("date", "<=", f"{hi:%Y-%m-%d}")]],
+                columns=obs_columns(store, manifest), keys=OBS_KEYS,
             )  # fmt: skip
             obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
             new = full_looks(obs, farms, settings=settings.detect, calendars=calendars)
@@ -216,7 +262,10 @@ def incremental_looks(
     span = [("date", ">=", f"{d0:%Y-%m-%d}")]
     if until is not None:
         span.append(("date", "<=", f"{until:%Y-%m-%d}"))
-    obs = read_filtered(store, manifest, "observations", filters=[span], keys=OBS_KEYS)
+    obs = read_filtered(
+        store, manifest, "observations", filters=[span], columns=obs_columns(store, manifest),
+        keys=OBS_KEYS,
+    )  # fmt: skip
     obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
     old_state = store.read("look_farms", manifest=manifest)
     d1 = obs["date"].max() if len(obs) else d0
@@ -233,7 +282,7 @@ def incremental_looks(
     )  # fmt: skip
     ctx = LookContext(
         history=read_looks(store, manifest, win["history"], farms=ids, columns=HISTORY_COLUMNS),
-        recent=read_looks(store, manifest, win["recent"], farms=ids),
+        recent=read_looks(store, manifest, win["recent"], farms=ids, columns=RECENT_READ),
         last=last,
         groups=groups,
     )

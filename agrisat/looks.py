@@ -78,6 +78,7 @@ def read_filtered(
     Parts are read one by one with the filters applied while reading, so memory holds the
     matching rows only. With ``keys``, the latest part's row wins per key (the store's rule).
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     frames = []
@@ -87,6 +88,10 @@ def read_filtered(
             frames.append(_read(pq, path, cols, filters))
         except (OSError, ValueError) as exc:
             raise StoreError(f"store part {path} of table {table!r} is unreadable: {exc}") from None
+    # Arrow's allocator keeps the pages of the decoded tables for reuse (at 100,000 farms a
+    # month's look table is ~400 MB of them); the pandas work that follows allocates from
+    # the C heap instead, so they are handed back here rather than stacking up under it.
+    pa.default_memory_pool().release_unused()
     frames = [f for f in frames if len(f)] or frames[:1]
     if not frames:
         return pd.DataFrame(columns=cols or [])
@@ -264,29 +269,44 @@ def write_looks(
     New dates after everything stored are appended; recomputed dates replace the months (and
     group rows) from ``d0`` on, so a look that is no longer produced does not survive.
     """
-    months = looks["date"].dt.to_period("M") if len(looks) else pd.Series(dtype=object)
-    by_month = (
-        {month_table(p.start_time): g for p, g in looks.groupby(months)} if len(looks) else {}
+    # One month's rows at a time (taken when written, dropped before the next): a dict of
+    # every month's rows would copy the whole look table at once (100,000 farms x 8 dates:
+    # ~120 MB on top of the table at the run's peak).
+    codes = (
+        (looks["date"].dt.year * 100 + looks["date"].dt.month).to_numpy() if len(looks) else None
     )
+    months = (
+        {month_table(pd.Timestamp(f"{c // 100}-{c % 100:02d}-01")): c for c in np.unique(codes)}
+        if codes is not None
+        else {}
+    )
+
+    def month_rows(name: str) -> pd.DataFrame:
+        if name not in months or codes is None:
+            return looks.iloc[:0]
+        return looks[codes == months[name]].reset_index(drop=True)
+
     existing = look_tables(manifest)
     append = not full and through is not None and d0 > through
     if full:
         for name in existing:
-            if name not in by_month:
+            if name not in months:
                 txn.replace(name, looks.iloc[:0])
-        for name, rows in by_month.items():
-            txn.replace(name, rows.reset_index(drop=True))
+        for name in months:
+            txn.replace(name, month_rows(name))
     elif append:
-        for name, rows in by_month.items():
-            txn.append(name, rows.reset_index(drop=True))
+        for name in months:
+            txn.append(name, month_rows(name))
     else:
-        touched = {n for n in existing if _month_bounds(n)[1] > d0} | set(by_month)
+        touched = {n for n in existing if _month_bounds(n)[1] > d0} | set(months)
         for name in sorted(touched):
             m0, _ = _month_bounds(name)
             old = read_looks(store, manifest, [(m0, d0)]) if name in existing else looks.iloc[:0]
-            rows = by_month.get(name, looks.iloc[:0])
+            rows = month_rows(name)
             both = pd.concat([f for f in (old, rows) if len(f)] or [rows], ignore_index=True)
+            del old, rows
             txn.replace(name, both)
+            del both
     if full:
         txn.replace("look_groups", groups.reset_index(drop=True))
     elif append:

@@ -35,7 +35,9 @@ from .lookrun import (
     date_steps,
     incremental_looks,
     looks_fingerprint,
+    obs_columns,
     plan,
+    trim_heap,
 )
 from .looks import farm_state, read_filtered, read_looks, write_looks
 from .store import Store, Transaction
@@ -100,6 +102,7 @@ def detect_and_update(
     manifest = store.manifest()
     if not store.parts("observations", manifest):
         return summary
+    trim_heap()  # the pixel path's freed pages, before detection peaks on top of them
     day = pd.Timestamp(run_date).normalize()
     s = settings.detect
     calendars = load_calendars(settings.run.calendars) if settings.run.calendars else None
@@ -121,13 +124,16 @@ def detect_and_update(
             old_through = through
     txn = Transaction(staging=store)  # large look tables go to disk as they are made
     if mode == "full":
-        obs = read_filtered(store, manifest, "observations", keys=OBS_KEYS)
+        obs = read_filtered(
+            store, manifest, "observations", columns=obs_columns(store, manifest), keys=OBS_KEYS
+        )
         obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
         new = full_looks(obs, farms, settings=s, calendars=calendars)
         groups_new = group_summary(new)
         state = farm_state(obs, new)
         d0 = pd.Timestamp("1900-01-01")
         through = obs["date"].max()
+        del obs  # not read again: the peak (writing the looks) comes after
         log.info("looks: full recomputation, %d looks", len(new))
     elif mode == "incremental":
         assert d0 is not None  # set with "incremental"

@@ -25,6 +25,7 @@ from .settings import DEFAULT_SETTINGS, HAZARD_PRIORITY, DetectSettings
 
 __all__ = [
     "ANOMALY_COLUMNS",
+    "LABEL_INPUTS",
     "anomaly_table",
     "assemble",
     "classify_looks",
@@ -43,6 +44,21 @@ ANOMALY_COLUMNS: tuple[str, ...] = (
     "own_z", "own_deficit", "vci", "peer_median", "peer_z", "peer_n", "peer_level", "peer_state",
     "water_fraction", "clear_fraction", "crop", "region", "stage",
     "onset", "run_looks", "run_hazard", "confirmed", "early",
+)  # fmt: skip
+
+#: The feature columns :func:`label_looks` reads (detectors, normal looks, peer state; from
+#: an audit of the column names in ``detectors``, ``robust`` and this module). An incremental
+#: night reads only these of the earlier looks it labels the new ones behind; a test checks
+#: that the other feature columns do not change a label.
+LABEL_INPUTS: tuple[str, ...] = (
+    "farm_id", "date", "crop", "region", "value", "clear_fraction", "water_fraction", "ndwi",
+    "stage", "season_id", "in_harvest", "watch", "green", "has_calendar", "prev_value",
+    "prev_date", "expected", "expected_mid", "own_n", "vci", "hist_water", "own_min",
+    "own_change_scale", "own_deficit", "own_z", "peer_level", "peer_median", "peer_n",
+    "peer_water", "peer_ndwi", "peer_deficit_median", "peer_z", "peer_deficit", "usual_gap",
+    "season_peer_z", "season_peer_deficit", "prev_peer_median", "season_max",
+    "peer_season_max", "change_ref_n", "change_z", "moist_change_z", "change_rel",
+    "peer_lagged", "peer_lagged_max",
 )  # fmt: skip
 
 _DETECTORS = {

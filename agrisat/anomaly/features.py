@@ -208,6 +208,7 @@ def look_features(
         ).astype(float),
     }
     f = pd.DataFrame(cols)
+    del looks, cols  # every observation column of the clear looks: not read again
     if f.empty:
         return f
     f = pd.concat([f, stage_table(f["crop"], f["date"], calendars=calendars)], axis=1)

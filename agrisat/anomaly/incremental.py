@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..arrowops import isin
 from ..calendar import Calendar
-from .core import classify_looks, confirmation_runs, label_looks
+from .core import LABEL_INPUTS, classify_looks, confirmation_runs, label_looks
 from .features import (
     RadiusPeers,
     _peer_lagged,
@@ -41,10 +41,12 @@ from .history import own_history
 from .seasonal import seasonal_gap, seasonal_standing
 from .settings import DEFAULT_SETTINGS, DetectSettings
 from .stale import stale_from_state
+from .window import behind
 
 __all__ = [
     "GROUP_COLUMNS",
     "LAST_COLUMNS",
+    "RECENT_READ",
     "LookContext",
     "context_windows",
     "extend_looks",
@@ -77,6 +79,10 @@ RECENT_COLUMNS: tuple[str, ...] = (
     "farm_id", "date", "crop", "region", "value", "moist", "peer_median", "peer_moist",
     "peer_level", "radius_median",
 )  # fmt: skip
+#: Columns of the recent window's looks an incremental night reads: the standing change's
+#: and what the detectors read of the earlier looks the new ones are labelled behind (not
+#: the earlier labels or the scales only features use: a third of a look row's bytes).
+RECENT_READ: tuple[str, ...] = tuple(dict.fromkeys([*RECENT_COLUMNS, *LABEL_INPUTS]))
 
 
 @dataclass
@@ -85,8 +91,8 @@ class LookContext:
 
     #: looks of earlier years near the new dates' day of year (:data:`HISTORY_COLUMNS`)
     history: pd.DataFrame
-    #: the farms' whole look rows of the days before ``d0`` that the standing change, the
-    #: peer lags and the detectors look back over (at least :data:`RECENT_COLUMNS`)
+    #: the farms' look rows of the days before ``d0`` that the standing change, the peer
+    #: lags and the detectors look back over (at least :data:`RECENT_READ`)
     recent: pd.DataFrame
     #: each farm's latest look before ``d0`` (:data:`LAST_COLUMNS`)
     last: pd.DataFrame
@@ -260,7 +266,10 @@ def extend_looks(
     carried = _pick(f, last["peer_season_run"]).where(same)
     f["peer_season_max"] = np.fmax(peer_max, carried).where(f["peer_median"].notna())
     # --- standing change against the looks of the reference window ---------------------------
-    recent = ctx.recent[isin(ctx.recent["farm_id"], f["farm_id"].unique())]
+    recent = ctx.recent
+    mine_ = isin(recent["farm_id"], f["farm_id"].unique())
+    if not mine_.all():  # a nightly read is of these farms already: no copy of the window
+        recent = recent[mine_]
     frame = pd.concat([recent[list(RECENT_COLUMNS)], f[list(RECENT_COLUMNS)]], ignore_index=True)
     frame["_pos"] = np.r_[np.full(len(recent), -1), np.arange(len(f))]
     frame = frame.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
@@ -271,6 +280,7 @@ def extend_looks(
         vals = np.full(len(f), np.nan)
         vals[pos] = change.loc[new, col].to_numpy(dtype=float)
         f[col] = vals
+    del frame, change  # the window's frames go before the labelling frame is built
     # --- peers' median some days back ----------------------------------------------------------
     lagkeys = ["crop", "region", "peer_level", "date", "peer_median"]
     mine = ["farm_id", "radius_median"]
@@ -280,25 +290,24 @@ def extend_looks(
     )
     f["peer_lagged"] = _peer_lagged(lagged, s.change_lag_guard_days).to_numpy()[: len(f)]
     f["peer_lagged_max"] = _peer_lagged(lagged, s.late_max_lag_days).to_numpy()[: len(f)]
+    del lagged, shared, hist, cand, own, peers, usual
     # --- classification, continuing open runs --------------------------------------------------
     carry = last.reset_index()[["farm_id", "state", "run_looks", "onset", "run_hazard"]]
     carry = carry.assign(run_looks=carry["run_looks"].where(carry["state"] == "anomalous", 0))
     # Detectors may read a farm's earlier looks (the last sound one): label the new looks
     # behind the farm's looks of the recent window (persisted whole), then continue the runs.
-    prior = recent.reindex(columns=f.columns)
-    frame = pd.concat([prior, f], ignore_index=True) if len(prior) else f.copy()
-    for col in f.columns:
-        if pd.api.types.is_bool_dtype(f[col].dtype):
-            frame[col] = frame[col].astype(bool)
-    frame["_pos"] = np.r_[np.full(len(prior), -1), np.arange(len(f))]
-    frame = frame.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
-    lab = label_looks(frame.drop(columns="_pos"), s)
-    new = (frame["_pos"] >= 0).to_numpy()
-    lab = lab[new].set_axis(frame.loc[new, "_pos"].to_numpy()).sort_index()
+    # Only the columns the detectors read (LABEL_INPUTS) go through the labelling frame; the
+    # new looks keep their own columns and take the labels (a whole-row frame of the window
+    # was the night's peak).
+    cols = [c for c in f.columns if c in LABEL_INPUTS]
+    frame, at = behind(recent, f, cols)
+    lab = label_looks(frame, s)
+    new = at >= 0
+    outs = [c for c in lab.columns if c not in f.columns]
+    lab = lab.loc[new, outs].set_axis(at[new]).sort_index()
+    del frame
     lab.index = f.index
-    out = confirmation_runs(
-        lab[[*f.columns, *[c for c in lab.columns if c not in f]]], s, carry=carry
-    )
+    out = confirmation_runs(pd.concat([f, lab], axis=1), s, carry=carry)
     first = out.groupby("farm_id", sort=False)["date"].transform("min")
     known = pd.to_datetime(_pick(out, last["first_date"]))
     out["first_date"] = first.where(known.isna() | (known > first), known)
@@ -321,7 +330,10 @@ def _dated(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """``df`` with ``columns`` (missing ones NaN; an empty read has no dtypes) and its date
     columns as timestamps, so it concatenates with computed looks without turning them into
     objects."""
-    out = df.reindex(columns=list(dict.fromkeys([*columns, *df.columns])))
+    if all(c in df.columns for c in columns):
+        out = df.copy(deep=False)  # columns are read by name: no copy of a large window
+    else:
+        out = df.reindex(columns=list(dict.fromkeys([*columns, *df.columns])))
     for col in ("date", "onset", "first_date", "prev_date"):
         if col in out.columns:
             out[col] = pd.to_datetime(out[col])
