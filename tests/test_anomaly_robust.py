@@ -11,6 +11,7 @@ from agrisat.anomaly import (
     DetectSettings,
     classify_looks,
     look_features,
+    normal_looks,
 )
 
 # --- robustness rules for crops without a calendar (real-series findings) ---------------------
@@ -249,3 +250,22 @@ def test_usual_gap_incremental_equals_full() -> None:
         got = extend_looks(obs[obs["date"] >= d0], book, ctx, d0=d0).reset_index(drop=True)
         want = full[full["date"] >= d0].reset_index(drop=True)
         pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+def test_recovery_is_judged_from_the_usual_standing_among_peers() -> None:
+    # three looks 3 peer-MADs below the peers' median, own history fine (deficit 2 %):
+    # a farm that is usually that far below its peers at this time of year is back to normal;
+    # one whose usual gap is small (or unknown) is still far below its peers
+    f = pd.DataFrame(
+        {
+            "expected": [0.7, 0.7, 0.7],
+            "own_deficit": [0.02, 0.02, 0.02],
+            "peer_z": [-3.0, -3.0, -3.0],
+            "season_peer_z": [-0.3, -3.0, -3.0],
+            "peer_median": [0.75, 0.75, 0.75],
+            "water_fraction": [0.0, 0.0, 0.0],
+        }
+    )
+    assert normal_looks(f).tolist() == [True, False, False]
+    # without the seasonal column the raw peer z decides
+    assert not normal_looks(f.drop(columns="season_peer_z")).any()

@@ -375,9 +375,11 @@ def normal_looks(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -
         | (f["expected"] < s.green_min)
         | (f["own_deficit"] < s.recover_deficit)
     )
-    peer_ok = (
-        f["peer_z"].isna() | (f["peer_z"] > -s.recover_peer_z) | (f["peer_median"] < s.green_min)
-    )
+    # measured from the farm's usual standing among its peers at this time of year (the raw
+    # peer z where it has none): a farm usually a little below its peers is back to normal
+    # when it is back at that gap, not only when it reaches the peers' median
+    z = f["season_peer_z"] if "season_peer_z" in f.columns else f["peer_z"]
+    peer_ok = z.isna() | (z > -s.recover_peer_z) | (f["peer_median"] < s.green_min)
     wf = f["water_fraction"]
     dry = wf.isna() | (wf < s.flood_water / 2)
     return own_ok & peer_ok & dry
