@@ -64,6 +64,9 @@ class CubeSettings:
     #: task's arrays page-fault anew (20,000 plots x 8 dates on 1 worker: 11.3 s with it,
     #: 15.4 s without); 0 leaves the workers' allocator as dask set it
     worker_mmap_threshold_mb: int = 64
+    #: read COG windows directly (agrisat.reader) when every asset is on the zone grid (10 m
+    #: pixels or aligned 20 m ones in the zone's CRS); False always goes through odc-stac
+    direct_read: bool = True
     #: SCL classes that are not clear ground (no data, saturated, shadow, clouds, cirrus, snow)
     scl_not_clear: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
     scl_water: int = 6

@@ -26,30 +26,40 @@ def main() -> None:
     p.add_argument("--dates", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-items", type=int, default=None, help="override run.batch_items")
+    p.add_argument(
+        "--no-direct",
+        action="store_true",
+        help="cube.direct_read = false: read through odc-stac (the fallback path)",
+    )
+    p.add_argument("--keep", type=Path, default=None, help="keep the workdir here (compare stores)")
     a = p.parse_args()
     from agrisat.config import Settings
     from agrisat.pipeline import run
 
     wl = workload(a.tile, a.plots, a.dates, seed=a.seed)
-    workdir = Path(tempfile.mkdtemp(prefix="agrisat-ingest-", dir=_tmp()))
+    workdir = a.keep or Path(tempfile.mkdtemp(prefix="agrisat-ingest-", dir=_tmp()))
     try:
         t0 = time.perf_counter()
         result = run(
             wl.book,
             str(wl.catalog),
             workdir,
-            settings=Settings().replace(
+            settings=Settings()
+            .replace(
                 "run",
                 indices=("ndvi",),
                 **({"batch_items": a.batch_items} if a.batch_items else {}),
-            ),
+            )
+            .replace("cube", direct_read=not a.no_direct),
             detect=False,
         )
         seconds = time.perf_counter() - t0
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if a.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     phases = {k: round(v, 2) for k, v in result.seconds.items()}
-    print(f"ingest only: {seconds:.2f} s, exit {result.exit_code}, phases {phases}")
+    path = "odc-stac" if a.no_direct else "direct"
+    print(f"ingest only ({path}): {seconds:.2f} s, exit {result.exit_code}, phases {phases}")
 
 
 if __name__ == "__main__":

@@ -182,7 +182,7 @@ def test_worker_allocator_tuning_applies_on_glibc_and_is_harmless_elsewhere(monk
     import ctypes
     import platform
 
-    from agrisat.ingest import tune_worker_malloc
+    from agrisat.scheduler import tune_worker_malloc
 
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert tune_worker_malloc(64) is True  # mallopt accepted both settings

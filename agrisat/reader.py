@@ -1,0 +1,383 @@
+"""A direct windowed COG reader for items already on the zone's pixel grid.
+
+:func:`agrisat.stack.prepared_stack` goes through odc-stac, which plans a reprojection and
+builds a reader, a task and a nodata fill per band and chunk. When every needed asset of every
+item is a north-up grid in the zone's CRS whose pixels coincide with the zone grid's (10 m
+bands) or with its 2 × 2 blocks (20 m bands, SCL) — the normal case for Sentinel-2 tiles of one
+UTM zone — none of that is needed: :func:`direct_stack` builds one task per (time chunk, y
+chunk, x chunk) that reads each band's window on its own grid and hands the DN to
+:func:`agrisat.stack._prepare_block`, the same arithmetic as the odc-stac path. Anything else
+(another CRS, a grid offset by a fraction of a pixel, another resolution) returns ``None`` and
+the caller falls back to odc-stac.
+
+I/O goes through a :class:`Reader` (the one swappable seam; tests count calls with a fake).
+The default :class:`RasterioReader` opens datasets inside ``rasterio.Env(**gdal)`` with the
+run's GDAL options, passed into each task (a dask worker needs no global configuration).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pystac
+from odc.geo.geobox import GeoBox
+
+from .config import CubeSettings
+from .cube import SCL, _is_multiple, _native_grid, item_epsg
+from .errors import AgrisatError, SceneError
+from .net import redact_text
+
+__all__ = ["RasterioReader", "Reader", "close_handles", "direct_stack"]
+
+log = logging.getLogger(__name__)
+
+#: (row0, row1, col0, col1) on an asset's own pixel grid, ends exclusive; may reach outside it
+Window = tuple[int, int, int, int]
+
+
+class Reader(Protocol):
+    """Reads one window of one single-band raster as uint16 DN."""
+
+    def read(self, href: str, window: Window, *, gdal: Mapping[str, Any]) -> np.ndarray:
+        """DN of ``window`` (rows ``row0:row1``, columns ``col0:col1`` of the asset's grid).
+
+        Returns a uint16 array of the window's shape, 0 (nodata) where the window lies
+        outside the raster. ``gdal`` are the GDAL configuration options of the read.
+        """
+        ...
+
+
+class _Handles:
+    """One thread's open datasets: a small LRU, dropped when another reader token arrives.
+
+    Its lock is held by the owning thread while it reads, so :func:`close_handles` (called by
+    another thread at the end of a run, perhaps while a failed run's last tasks still read)
+    waits for the read instead of closing a dataset under it.
+    """
+
+    def __init__(self) -> None:
+        self.token = ""
+        self.open: OrderedDict[str, Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def close_all(self) -> None:
+        while self.open:
+            self.open.popitem(last=False)[1].close()
+
+
+_LOCAL = threading.local()
+#: every thread's handle cache in this process, so a run can close them all when it ends
+_ALL: weakref.WeakSet[_Handles] = weakref.WeakSet()
+_ALL_LOCK = threading.Lock()
+
+
+def close_handles() -> int:
+    """Close every dataset a :class:`RasterioReader` keeps open in this process.
+
+    Call it when a run's reads are done (:mod:`agrisat.ingest` does after each batch): a file
+    replaced later (a scene retried after a fault) is then opened anew. Returns how many
+    datasets were closed.
+    """
+    with _ALL_LOCK:
+        caches = list(_ALL)
+    closed = 0
+    for h in caches:
+        with h.lock:
+            closed += len(h.open)
+            h.close_all()
+            h.token = ""
+    return closed
+
+
+def _thread_handles() -> _Handles:
+    handles: _Handles | None = getattr(_LOCAL, "handles", None)
+    if handles is None:
+        handles = _LOCAL.handles = _Handles()
+        with _ALL_LOCK:
+            _ALL.add(handles)
+    return handles
+
+
+class RasterioReader:
+    """:class:`Reader` with rasterio; reads only the part of a window inside the raster.
+
+    Datasets stay open per thread for the life of this reader (``cache`` handles at most,
+    least recently used closed first), so a COG's header is parsed once per thread and run
+    rather than once per chunk and date. Each reader has its own token: a thread that meets
+    a new reader closes what it holds first, so a file replaced between runs (a scene retried
+    after a fault) is always opened anew. Opening the same handles in every thread keeps reads
+    thread-safe (a GDAL dataset must not be shared between threads).
+    """
+
+    def __init__(self, *, cache: int = 32) -> None:
+        self.cache = max(1, int(cache))
+        self.token = uuid.uuid4().hex
+
+    def read(self, href: str, window: Window, *, gdal: Mapping[str, Any]) -> np.ndarray:
+        import rasterio
+        from rasterio.windows import Window as RioWindow
+
+        r0, r1, c0, c1 = window
+        handles = _thread_handles()
+        with rasterio.Env(**gdal), handles.lock:
+            src = self._dataset(handles, href)
+            # the intersection only: a boundless read is slow (a VRT per call)
+            y0, y1 = max(r0, 0), min(r1, src.height)
+            x0, x1 = max(c0, 0), min(c1, src.width)
+            if (y0, y1, x0, x1) == (r0, r1, c0, c1):  # inside (the usual case): no copy
+                return src.read(1, window=RioWindow(c0, r0, c1 - c0, r1 - r0), out_dtype="uint16")
+            out = np.zeros((r1 - r0, c1 - c0), dtype=np.uint16)
+            if y1 > y0 and x1 > x0:
+                part = src.read(1, window=RioWindow(x0, y0, x1 - x0, y1 - y0))
+                out[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = part
+        return out
+
+    def _dataset(self, handles: _Handles, href: str) -> Any:
+        import rasterio
+
+        if handles.token != self.token:
+            handles.close_all()
+            handles.token = self.token
+        src = handles.open.get(href)
+        if src is not None:
+            handles.open.move_to_end(href)
+            return src
+        src = rasterio.open(href)
+        if src.crs is None or src.transform.is_identity:
+            src.close()  # a cut header reads as an ungeoreferenced image: not pixels to trust
+            raise ValueError("the file has no georeferencing (truncated or not a GeoTIFF?)")
+        handles.open[href] = src
+        while len(handles.open) > self.cache:
+            handles.open.popitem(last=False)[1].close()
+        return src
+
+
+@dataclass(frozen=True, eq=False)
+class _Block:
+    """Everything one task needs: per input layer and date the href and window, or None."""
+
+    reads: tuple[tuple[tuple[str, str, Window] | None, ...], ...]  # [layer][t] (item, href, w)
+    shapes: tuple[tuple[int, int], ...]  # per layer: window shape on its own grid
+    names: tuple[str, ...]  # per layer: asset key
+    scale: np.ndarray  # (n_bands, t) float32
+    offset: np.ndarray
+    gdal: tuple[tuple[str, Any], ...]
+    reader: Reader
+    kwargs: tuple[tuple[str, Any], ...]  # keyword arguments of _prepare_block
+
+
+def _read_block(block: _Block) -> np.ndarray:
+    """One task: every layer's DN for the block's dates, then masks and indices."""
+    from .stack import _prepare_block
+
+    gdal = dict(block.gdal)
+    dn = []
+    for name, shape, reads in zip(block.names, block.shapes, block.reads, strict=True):
+        layers = []
+        for spec in reads:
+            if spec is None:  # the asset's declared extent misses this window: all nodata
+                layers.append(np.zeros(shape, dtype=np.uint16))
+                continue
+            item_id, href, window = spec
+            try:
+                layers.append(block.reader.read(href, window, gdal=gdal))
+            except AgrisatError:
+                raise
+            except Exception as exc:  # any failure of the read (GDAL, OS, a
+                # reader's own) must reach the batch's fault isolation as this scene's error
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise SceneError(
+                    f"scene {item_id}: asset {name!r} could not be read "
+                    f"({type(exc).__name__}: {redact_text(first)[:200]}); the scene is skipped "
+                    "and retried next run — check the file or the server if it keeps failing"
+                ) from None
+        # one date per task (local threads): a view, not a copy
+        dn.append(layers[0][None] if len(layers) == 1 else np.stack(layers))
+    return _prepare_block(block.scale, block.offset, *dn, **dict(block.kwargs))
+
+
+def _factor(
+    asset: pystac.Asset, epsg: int, res: float, x0: float, y0: float
+) -> tuple[int, int, int] | None:
+    """(factor, row offset, column offset) of an asset's grid against the zone grid, or None.
+
+    The factor is 1 (same pixels) or 2 (pixels twice as large, each over 2 × 2 zone pixels);
+    the offsets are the asset-grid pixel of the zone grid's upper-left corner.
+    """
+    code = asset.extra_fields.get("proj:epsg") or asset.extra_fields.get("proj:code")
+    if code is not None and str(code).upper().removeprefix("EPSG:") != str(epsg):
+        return None
+    nat = _native_grid(asset)
+    if nat is None:
+        return None
+    ares, ax, ay = nat
+    for k in (1, 2):
+        if np.isclose(ares, k * res):
+            if not (_is_multiple(x0 - ax, ares) and _is_multiple(ay - y0, ares)):
+                return None
+            return k, round((ay - y0) / ares), round((x0 - ax) / ares)
+    return None
+
+
+def _declared_shape(asset: pystac.Asset) -> tuple[int, int] | None:
+    shape = asset.extra_fields.get("proj:shape")
+    try:
+        h, w = (int(v) for v in list(shape)[:2])  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return h, w
+
+
+def direct_stack(
+    items: Sequence[pystac.Item],
+    geobox: GeoBox,
+    *,
+    indices: Sequence[str],
+    settings: CubeSettings = CubeSettings(),
+    time_chunk: int = 1,
+    gdal: Mapping[str, Any] | None = None,
+    reader: Reader | None = None,
+) -> tuple[Any, tuple[str, ...]] | None:
+    """:func:`agrisat.stack.prepared_stack` without odc-stac, when the items allow it.
+
+    Parameters
+    ----------
+    items
+        Normalised items of one zone (unique ids, ``agrisat:scale``/``agrisat:offset``).
+    geobox
+        The zone grid.
+    indices
+        Index names; their bands (and SCL when every item has it) are read.
+    settings
+        Chunk size and SCL classes.
+    time_chunk
+        Dates per task.
+    gdal
+        GDAL configuration options of every read (passed into the tasks).
+    reader
+        The I/O seam; a new :class:`RasterioReader` by default.
+
+    Returns
+    -------
+    tuple or None
+        The same as ``prepared_stack``: a dask array (variable, time, y, x) of float32 with
+        chunks (all variables, ``time_chunk``, ``chunk_size``, ``chunk_size``) and the variable
+        names; ``None`` when some needed asset is not on the zone grid (other CRS, fractional
+        pixel offset, other resolution, no ``proj:transform``), so the caller uses odc-stac.
+    """
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    from .indices import bands_for
+
+    items = list(items)
+    bands = tuple(bands_for(indices))
+    a = geobox.affine
+    epsg = geobox.crs.epsg if geobox.crs is not None else None
+    chunk = int(settings.chunk_size)
+    if not items or not bands or epsg is None or a.b != 0 or a.d != 0 or a.a <= 0:
+        return None
+    if not np.isclose(a.e, -a.a) or len({it.id for it in items}) != len(items):
+        return None
+    has_scl = all(SCL in it.assets for it in items)
+    names_in = (*bands, *((SCL,) if has_scl else ()))
+    # per layer: the factor (same for every item) and per item (row, column) offsets
+    factors: list[int] = []
+    offsets: list[list[tuple[int, int]]] = []
+    for name in names_in:
+        item_offsets, ks = [], set()
+        for it in items:
+            asset = it.assets.get(name)
+            if asset is None or item_epsg(it) != epsg:
+                return None
+            f = _factor(asset, epsg, a.a, a.c, a.f)
+            if f is None:
+                return None
+            ks.add(f[0])
+            item_offsets.append((f[1], f[2]))
+        if len(ks) != 1:
+            return None
+        factors.append(ks.pop())
+        offsets.append(item_offsets)
+    if 1 not in factors or (2 in factors and chunk % 2):
+        return None  # the output shape comes from a fine layer; coarse chunks need halves
+
+    ny, nx = geobox.shape.y, geobox.shape.x
+    tc = max(1, int(time_chunk))
+    tchunks = da.core.normalize_chunks(tc, (len(items),))[0]
+    ychunks = da.core.normalize_chunks(chunk, (ny,))[0]
+    xchunks = da.core.normalize_chunks(chunk, (nx,))[0]
+    tb, yb, xb = (np.cumsum((0, *c)).tolist() for c in (tchunks, ychunks, xchunks))
+    shapes = [_declared_shape(it.assets[n]) for n in names_in for it in items]
+
+    def per_item(key: str, default: float) -> np.ndarray:
+        return np.array(
+            [[float(it.assets[b].extra_fields.get(key, default)) for it in items] for b in bands],
+            dtype="float32",
+        )
+
+    scale, offset = per_item("agrisat:scale", 1e-4), per_item("agrisat:offset", 0.0)
+    kwargs = (
+        ("bands", bands),
+        ("has_scl", has_scl),
+        ("indices", tuple(indices)),
+        ("not_clear", tuple(settings.scl_not_clear)),
+        ("water_class", int(settings.scl_water)),
+        ("factors", tuple(factors)),
+    )
+    io = reader if reader is not None else RasterioReader()
+    gdal_items = tuple((gdal or {}).items())
+    name = f"agrisat-direct-{uuid.uuid4().hex}"
+    dsk: dict[Any, Any] = {}
+    for it_ in range(len(tchunks)):
+        t0, t1 = tb[it_], tb[it_ + 1]
+        for iy in range(len(ychunks)):
+            for ix in range(len(xchunks)):
+                reads, wshapes = [], []
+                for li, (lname, k) in enumerate(zip(names_in, factors, strict=True)):
+                    r0, r1 = -(-yb[iy] // k), -(-yb[iy + 1] // k)  # ceil: coarse chunk edges
+                    c0, c1 = -(-xb[ix] // k), -(-xb[ix + 1] // k)
+                    wshapes.append((r1 - r0, c1 - c0))
+                    row: list[tuple[str, str, Window] | None] = []
+                    for t in range(t0, t1):
+                        dy, dx = offsets[li][t]
+                        w = (r0 + dy, r1 + dy, c0 + dx, c1 + dx)
+                        sh = shapes[li * len(items) + t]
+                        outside = sh is not None and (
+                            w[1] <= 0 or w[3] <= 0 or w[0] >= sh[0] or w[2] >= sh[1]
+                        )
+                        href = items[t].assets[lname].href
+                        row.append(None if outside else (items[t].id, href, w))
+                    reads.append(tuple(row))
+                dsk[name, 0, it_, iy, ix] = (
+                    _read_block,
+                    _Block(
+                        reads=tuple(reads),
+                        shapes=tuple(wshapes),
+                        names=names_in,
+                        scale=scale[:, t0:t1],
+                        offset=offset[:, t0:t1],
+                        gdal=gdal_items,
+                        reader=io,
+                        kwargs=kwargs,
+                    ),
+                )
+    out_names = ("valid", "clear", "water", *indices)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    arr = da.Array(
+        graph,
+        name,
+        chunks=((len(out_names),), tchunks, ychunks, xchunks),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0, 0), dtype=np.float32),
+    )
+    log.debug("direct read: %d item(s), %d task(s)", len(items), len(dsk))
+    return arr, out_names
