@@ -131,6 +131,38 @@ def _is_multiple(value: float, step: float) -> bool:
     return bool(abs(q - round(q)) < 1e-6)
 
 
+def _factor(
+    asset: pystac.Asset, epsg: int, res: float, x0: float, y0: float
+) -> tuple[int, int, int] | None:
+    """(factor, row offset, column offset) of an asset's grid against the zone grid, or None.
+
+    The factor is 1 (same pixels) or 2 (pixels twice as large, each over 2 × 2 zone pixels);
+    the offsets are the asset-grid pixel of the zone grid's upper-left corner.
+    """
+    code = asset.extra_fields.get("proj:epsg") or asset.extra_fields.get("proj:code")
+    if code is not None and str(code).upper().removeprefix("EPSG:") != str(epsg):
+        return None
+    nat = _native_grid(asset)
+    if nat is None:
+        return None
+    ares, ax, ay = nat
+    for k in (1, 2):
+        if np.isclose(ares, k * res):
+            if not (_is_multiple(x0 - ax, ares) and _is_multiple(ay - y0, ares)):
+                return None
+            return k, round((ay - y0) / ares), round((x0 - ax) / ares)
+    return None
+
+
+def _declared_shape(asset: pystac.Asset) -> tuple[int, int] | None:
+    shape = asset.extra_fields.get("proj:shape")
+    try:
+        h, w = (int(v) for v in list(shape)[:2])  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return h, w
+
+
 def _coarse_factor(items: Sequence[pystac.Item], band: str, geobox: GeoBox, chunk: int) -> int:
     """2 when ``band`` of every item is a grid exactly twice as coarse as ``geobox``, aligned.
 

@@ -31,7 +31,7 @@ import pystac
 from odc.geo.geobox import GeoBox
 
 from .config import CubeSettings
-from .cube import SCL, _is_multiple, _native_grid, item_epsg
+from .cube import SCL, _declared_shape, _factor, _native_grid, item_epsg
 from .errors import AgrisatError, SceneError
 from .net import redact_text
 
@@ -41,16 +41,22 @@ log = logging.getLogger(__name__)
 
 #: (row0, row1, col0, col1) on an asset's own pixel grid, ends exclusive; may reach outside it
 Window = tuple[int, int, int, int]
+#: an asset's declared grid (``proj:transform``): pixel size, upper-left x, upper-left y
+Grid = tuple[float, float, float]
 
 
 class Reader(Protocol):
     """Reads one window of one single-band raster as uint16 DN."""
 
-    def read(self, href: str, window: Window, *, gdal: Mapping[str, Any]) -> np.ndarray:
+    def read(
+        self, href: str, window: Window, *, gdal: Mapping[str, Any], grid: Grid | None = None
+    ) -> np.ndarray:
         """DN of ``window`` (rows ``row0:row1``, columns ``col0:col1`` of the asset's grid).
 
         Returns a uint16 array of the window's shape, 0 (nodata) where the window lies
-        outside the raster. ``gdal`` are the GDAL configuration options of the read.
+        outside the raster. ``gdal`` are the GDAL configuration options of the read;
+        ``grid`` the grid the item declares for the asset, which the file must have (the
+        window was computed from it).
         """
         ...
 
@@ -121,14 +127,16 @@ class RasterioReader:
         self.cache = max(1, int(cache))
         self.token = uuid.uuid4().hex
 
-    def read(self, href: str, window: Window, *, gdal: Mapping[str, Any]) -> np.ndarray:
+    def read(
+        self, href: str, window: Window, *, gdal: Mapping[str, Any], grid: Grid | None = None
+    ) -> np.ndarray:
         import rasterio
         from rasterio.windows import Window as RioWindow
 
         r0, r1, c0, c1 = window
         handles = _thread_handles()
         with rasterio.Env(**gdal), handles.lock:
-            src = self._dataset(handles, href)
+            src = self._dataset(handles, href, grid)
             # the intersection only: a boundless read is slow (a VRT per call)
             y0, y1 = max(r0, 0), min(r1, src.height)
             x0, x1 = max(c0, 0), min(c1, src.width)
@@ -140,7 +148,7 @@ class RasterioReader:
                 out[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = part
         return out
 
-    def _dataset(self, handles: _Handles, href: str) -> Any:
+    def _dataset(self, handles: _Handles, href: str, grid: Grid | None = None) -> Any:
         import rasterio
 
         if handles.token != self.token:
@@ -154,17 +162,41 @@ class RasterioReader:
         if src.crs is None or src.transform.is_identity:
             src.close()  # a cut header reads as an ungeoreferenced image: not pixels to trust
             raise ValueError("the file has no georeferencing (truncated or not a GeoTIFF?)")
+        if grid is not None and not _same_grid(src.transform, grid):
+            t = src.transform
+            src.close()  # the window was computed from the declared grid: it would be wrong
+            raise ValueError(
+                f"the file's grid (pixel {t.a:g} m, origin {t.c:.1f}, {t.f:.1f}) is not the "
+                f"item's proj:transform (pixel {grid[0]:g} m, origin {grid[1]:.1f}, "
+                f"{grid[2]:.1f}); fix the item's metadata or set [cube] direct_read = false"
+            )
         handles.open[href] = src
         while len(handles.open) > self.cache:
             handles.open.popitem(last=False)[1].close()
         return src
 
 
+def _same_grid(t: Any, grid: Grid) -> bool:
+    """Whether a dataset's affine transform is the north-up ``grid`` (to a thousandth of a
+    pixel)."""
+    res, x0, y0 = grid
+    tol = 1e-3 * res
+    return bool(
+        abs(t.a - res) < tol
+        and abs(t.e + res) < tol
+        and abs(t.b) < tol
+        and abs(t.d) < tol
+        and abs(t.c - x0) < tol
+        and abs(t.f - y0) < tol
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class _Block:
     """Everything one task needs: per input layer and date the href and window, or None."""
 
-    reads: tuple[tuple[tuple[str, str, Window] | None, ...], ...]  # [layer][t] (item, href, w)
+    #: [layer][t] (item id, href, window, declared grid), None where the asset misses it
+    reads: tuple[tuple[tuple[str, str, Window, Grid] | None, ...], ...]
     shapes: tuple[tuple[int, int], ...]  # per layer: window shape on its own grid
     names: tuple[str, ...]  # per layer: asset key
     scale: np.ndarray  # (n_bands, t) float32
@@ -186,9 +218,9 @@ def _read_block(block: _Block) -> np.ndarray:
             if spec is None:  # the asset's declared extent misses this window: all nodata
                 layers.append(np.zeros(shape, dtype=np.uint16))
                 continue
-            item_id, href, window = spec
+            item_id, href, window, grid = spec
             try:
-                layers.append(block.reader.read(href, window, gdal=gdal))
+                layers.append(block.reader.read(href, window, gdal=gdal, grid=grid))
             except AgrisatError:
                 raise
             except Exception as exc:  # any failure of the read (GDAL, OS, a
@@ -202,38 +234,6 @@ def _read_block(block: _Block) -> np.ndarray:
         # one date per task (local threads): a view, not a copy
         dn.append(layers[0][None] if len(layers) == 1 else np.stack(layers))
     return _prepare_block(block.scale, block.offset, *dn, **dict(block.kwargs))
-
-
-def _factor(
-    asset: pystac.Asset, epsg: int, res: float, x0: float, y0: float
-) -> tuple[int, int, int] | None:
-    """(factor, row offset, column offset) of an asset's grid against the zone grid, or None.
-
-    The factor is 1 (same pixels) or 2 (pixels twice as large, each over 2 × 2 zone pixels);
-    the offsets are the asset-grid pixel of the zone grid's upper-left corner.
-    """
-    code = asset.extra_fields.get("proj:epsg") or asset.extra_fields.get("proj:code")
-    if code is not None and str(code).upper().removeprefix("EPSG:") != str(epsg):
-        return None
-    nat = _native_grid(asset)
-    if nat is None:
-        return None
-    ares, ax, ay = nat
-    for k in (1, 2):
-        if np.isclose(ares, k * res):
-            if not (_is_multiple(x0 - ax, ares) and _is_multiple(ay - y0, ares)):
-                return None
-            return k, round((ay - y0) / ares), round((x0 - ax) / ares)
-    return None
-
-
-def _declared_shape(asset: pystac.Asset) -> tuple[int, int] | None:
-    shape = asset.extra_fields.get("proj:shape")
-    try:
-        h, w = (int(v) for v in list(shape)[:2])  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return h, w
 
 
 def direct_stack(
@@ -346,7 +346,7 @@ def direct_stack(
                     r0, r1 = -(-yb[iy] // k), -(-yb[iy + 1] // k)  # ceil: coarse chunk edges
                     c0, c1 = -(-xb[ix] // k), -(-xb[ix + 1] // k)
                     wshapes.append((r1 - r0, c1 - c0))
-                    row: list[tuple[str, str, Window] | None] = []
+                    row: list[tuple[str, str, Window, Grid] | None] = []
                     for t in range(t0, t1):
                         dy, dx = offsets[li][t]
                         w = (r0 + dy, r1 + dy, c0 + dx, c1 + dx)
@@ -354,8 +354,10 @@ def direct_stack(
                         outside = sh is not None and (
                             w[1] <= 0 or w[3] <= 0 or w[0] >= sh[0] or w[2] >= sh[1]
                         )
-                        href = items[t].assets[lname].href
-                        row.append(None if outside else (items[t].id, href, w))
+                        asset = items[t].assets[lname]
+                        grid = _native_grid(asset)  # not None: _factor checked it
+                        spec = (items[t].id, asset.href, w, grid) if grid is not None else None
+                        row.append(None if outside else spec)
                     reads.append(tuple(row))
                 dsk[name, 0, it_, iy, ix] = (
                     _read_block,

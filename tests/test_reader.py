@@ -162,6 +162,24 @@ def test_corrupt_or_missing_cog_is_a_scene_error_naming_the_item(tmp_path: Path)
         dask.compute(made[0])
 
 
+def test_a_file_off_its_declared_grid_is_a_scene_error(tmp_path: Path) -> None:
+    # the item says the red band starts 60 m further east than the file does: the window
+    # computed from the metadata would read the wrong pixels, so the read refuses it
+    items = _items(tmp_path, _farms(2), DAYS[:2])
+    grid = grid_for((X0, Y0 - 400, X0 + 400, Y0), 32650)
+    settings = CubeSettings(chunk_size=16)
+    asset = items[1].assets["red"]
+    t = list(asset.extra_fields["proj:transform"])
+    t[2] += 60.0
+    asset.extra_fields["proj:transform"] = t
+    made = direct_stack(items, grid, indices=["ndvi"], settings=settings, gdal=GDAL)
+    assert made is not None  # still on the zone grid by its metadata
+    with pytest.raises(SceneError, match=items[1].id) as info:
+        dask.compute(made[0])
+    assert "proj:transform" in str(info.value) and "'red'" in str(info.value)
+    close_handles()
+
+
 class CountingReader(RasterioReader):
     """Records each (href, window) it is asked for."""
 
@@ -171,11 +189,16 @@ class CountingReader(RasterioReader):
         self.lock = threading.Lock()
 
     def read(
-        self, href: str, window: tuple[int, int, int, int], *, gdal: Mapping[str, Any]
+        self,
+        href: str,
+        window: tuple[int, int, int, int],
+        *,
+        gdal: Mapping[str, Any],
+        grid: tuple[float, float, float] | None = None,
     ) -> np.ndarray:
         with self.lock:
             self.calls[href, window] += 1
-        return super().read(href, window, gdal=gdal)
+        return super().read(href, window, gdal=gdal, grid=grid)
 
 
 def test_each_chunk_read_once_per_date_and_band_and_only_under_farms(tmp_path: Path) -> None:
