@@ -151,7 +151,12 @@ def run(
         str | None, typer.Option(help="Comma list of indices, e.g. ndvi,ndmi.")
     ] = None,
     scheduler: Annotated[
-        str | None, typer.Option(help="Address of a dask distributed scheduler.")
+        str | None,
+        typer.Option(
+            help="Where the pixel work runs: threads, local or local:N (a local cluster of N "
+            "worker processes), or the address of a running dask scheduler. Default auto: "
+            "threads, or a local cluster with >= 8 CPUs and >= 50,000 farms."
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Settings TOML file.")] = None,
     crs: Annotated[

@@ -90,7 +90,14 @@ class RunSettings:
     indices: tuple[str, ...] = ("ndvi", "evi", "ndmi", "ndwi")
     start: str | None = None
     end: str | None = None
+    #: where the dask work goes: None/"auto" (threads, or a LocalCluster of one worker process
+    #: per CPU with at least local_cluster_min_cpus CPUs and local_cluster_min_farms farms),
+    #: "threads", "local" / "local:N" (a LocalCluster of N workers) or a scheduler address
     scheduler: str | None = None
+    #: auto's LocalCluster thresholds (see agrisat.scheduler.choose_scheduler: on 2 cores
+    #: threads were faster; the crossover on more cores is projected, not measured)
+    local_cluster_min_cpus: int = 8
+    local_cluster_min_farms: int = 50_000
     #: on a run after the first, scenes are searched from the previous run's end minus this
     #: many days: late-arriving and re-published scenes in that window are picked up
     lookback_days: int = 30

@@ -130,6 +130,9 @@ def ingest(
         settings.run.scheduler,
         gdal_options(settings),
         mmap_mb=settings.cube.worker_mmap_threshold_mb,
+        farms=len(farms) if total else 0,  # auto starts no local cluster for nothing to read
+        min_cpus=settings.run.local_cluster_min_cpus,
+        min_farms=settings.run.local_cluster_min_farms,
     ) as client:
         # on a cluster each chunk's weights are scattered once per zone, not sent per batch
         ship = None if client is None else functools.partial(client.scatter, hash=False)
