@@ -54,8 +54,11 @@ class CubeSettings:
     resolution: float = 10.0
     #: pixels per dask chunk along x and y (one chunk is read once for all farms on it)
     chunk_size: int = 1024
-    #: GDAL block cache per process, in MB
-    gdal_cache_mb: int = 256
+    #: GDAL block cache per process, in MB. Small on purpose: chunks start on the COGs'
+    #: internal blocks (cube.grid_for's anchor), so each block is decoded once and a cache
+    #: would only hold pixels already used (256 MB cost +300 MB peak RSS at 100,000 plots x 8
+    #: dates, for no speed-up)
+    gdal_cache_mb: int = 16
     #: dates per read task on a dask cluster: fewer, larger tasks cut the per-task cost on
     #: the scheduler and the workers; local threads read one date per task (less memory)
     cluster_time_chunk: int = 4

@@ -204,7 +204,9 @@ def gdal_options(settings: Settings) -> dict[str, Any]:
         # COGs have no side-car files: do not list remote folders on open
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.jp2,.JP2",
-        "GDAL_CACHEMAX": int(settings.cube.gdal_cache_mb),
+        # in bytes: rasterio.Env applies this one with GDALSetCacheMax64 (a bare 256 was a
+        # 256-byte cache)
+        "GDAL_CACHEMAX": int(settings.cube.gdal_cache_mb) << 20,
         # GDAL_HTTP_MAX_RETRY / _RETRY_DELAY / _RETRY_CODES / _TIMEOUT / _CONNECTTIMEOUT:
         # bounded retries of 408/425/429/502/503/504 and of curl time-outs and resets, with
         # exponential backoff; a stalled range request is cut after the read timeout

@@ -244,6 +244,17 @@ def test_gdal_options_follow_the_policy() -> None:
     assert default["GDAL_HTTP_MAX_RETRY"] == 4 and default["GDAL_HTTP_TIMEOUT"] == 60
 
 
+def test_gdal_block_cache_is_the_configured_megabytes_inside_reads() -> None:
+    # rasterio.Env sets GDAL_CACHEMAX through GDALSetCacheMax64, i.e. in bytes: the setting's
+    # megabytes must arrive as bytes (a bare 256 once made a 256-byte cache)
+    import rasterio
+    from rasterio.env import get_gdal_config
+
+    s = Settings().replace("cube", gdal_cache_mb=48)
+    with rasterio.Env(**gdal_options(s)):
+        assert get_gdal_config("GDAL_CACHEMAX") == 48 * 1024 * 1024
+
+
 @pytest.mark.parametrize(
     ("fault", "first"),
     [(Fault.status(503), "503"), (Fault.status(429, retry_after="1"), "429")],
