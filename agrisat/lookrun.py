@@ -52,7 +52,6 @@ __all__ = [
     "looks_fingerprint",
     "obs_columns",
     "plan",
-    "trim_heap",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,30 +78,6 @@ def obs_columns(store: Store, manifest: dict[str, Any]) -> list[str] | None:
     for path in parts:  # parts written by different runs may carry different indices
         names += [n for n in pq.read_schema(path).names if n not in names]
     return [n for n in names if n not in _UNREAD and not n.endswith("_std")]
-
-
-def trim_heap() -> bool:
-    """Collect garbage and hand the free pages of Arrow's pool and of the C heap back to the
-    OS (glibc's ``malloc_trim``; False where glibc is absent).
-
-    The pixel path frees its arrays before detection, but glibc keeps the freed pages of its
-    heap (~300 MB at 100,000 plots x 8 dates) in the process; detection would then peak on top
-    of them. Results do not depend on it.
-    """
-    import ctypes
-    import ctypes.util
-    import gc
-
-    import pyarrow as pa
-
-    gc.collect()
-    pa.default_memory_pool().release_unused()  # Arrow's own allocator keeps pages too
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return False
-    return bool(trim(0))
 
 
 def looks_fingerprint(settings: Settings, farms: pd.DataFrame, calendars: Any) -> str:

@@ -269,9 +269,9 @@ def write_looks(
     New dates after everything stored are appended; recomputed dates replace the months (and
     group rows) from ``d0`` on, so a look that is no longer produced does not survive.
     """
-    # One month's rows at a time (taken when written, dropped before the next): a dict of
-    # every month's rows would copy the whole look table at once (100,000 farms x 8 dates:
-    # ~120 MB on top of the table at the run's peak).
+    # Each month is written from its row positions, slice by slice (Store._write_part): a
+    # copy of a month's rows (100,000 farms x 8 dates: 220 MB for April) was the first
+    # night's peak, on top of the look table it comes from.
     codes = (
         (looks["date"].dt.year * 100 + looks["date"].dt.month).to_numpy() if len(looks) else None
     )
@@ -281,10 +281,10 @@ def write_looks(
         else {}
     )
 
-    def month_rows(name: str) -> pd.DataFrame:
+    def month_pos(name: str) -> np.ndarray:
         if name not in months or codes is None:
-            return looks.iloc[:0]
-        return looks[codes == months[name]].reset_index(drop=True)
+            return np.zeros(0, dtype=np.intp)
+        return np.flatnonzero(codes == months[name])
 
     existing = look_tables(manifest)
     append = not full and through is not None and d0 > through
@@ -293,16 +293,16 @@ def write_looks(
             if name not in months:
                 txn.replace(name, looks.iloc[:0])
         for name in months:
-            txn.replace(name, month_rows(name))
+            txn.replace(name, looks, rows=month_pos(name))
     elif append:
         for name in months:
-            txn.append(name, month_rows(name))
+            txn.append(name, looks, rows=month_pos(name))
     else:
         touched = {n for n in existing if _month_bounds(n)[1] > d0} | set(months)
         for name in sorted(touched):
             m0, _ = _month_bounds(name)
             old = read_looks(store, manifest, [(m0, d0)]) if name in existing else looks.iloc[:0]
-            rows = month_rows(name)
+            rows = looks.take(month_pos(name)).reset_index(drop=True)
             both = pd.concat([f for f in (old, rows) if len(f)] or [rows], ignore_index=True)
             del old, rows
             txn.replace(name, both)

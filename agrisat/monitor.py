@@ -22,6 +22,7 @@ import geopandas as gpd
 import pandas as pd
 
 from .alerts import ALERT_COLUMNS, OPEN, update_alerts
+from .allocator import trim_heap
 from .anomaly.core import ANOMALY_COLUMNS, anomaly_table, window_rows
 from .anomaly.incremental import full_looks, group_summary, stale_from_state
 from .arrowops import isin
@@ -37,7 +38,6 @@ from .lookrun import (
     looks_fingerprint,
     obs_columns,
     plan,
-    trim_heap,
 )
 from .looks import farm_state, read_filtered, read_looks, write_looks
 from .store import Store, Transaction

@@ -17,6 +17,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
+from .allocator import detection_allocator
 from .book import Farms, load_book, write_rejects
 from .catalog import find_scenes, redact_url
 from .config import Settings
@@ -164,9 +165,10 @@ def run(
 
         if detect:
             t0 = time.perf_counter()
-            summary = detect_and_update(
-                store, farms.gdf, run_date=end, settings=settings, full=redetect
-            )
+            with detection_allocator(settings_run.detect_mmap_threshold_kb):
+                summary = detect_and_update(
+                    store, farms.gdf, run_date=end, settings=settings, full=redetect
+                )
             result.detection = summary.detection
             result.alerts = summary.alerts
             result.farms_by_status = summary.farms_by_status

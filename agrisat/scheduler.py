@@ -17,6 +17,7 @@ from typing import Any
 
 import dask
 
+from .allocator import tune_worker_malloc
 from .errors import ConfigError
 from .net import clear_gdal_http_cache, install_log_redaction
 from .zonal import release_shipped
@@ -80,25 +81,6 @@ def choose_scheduler(
             )
         return SchedulerChoice("local", workers=int(n))
     return SchedulerChoice("address", address=text)
-
-
-def tune_worker_malloc(mmap_mb: int) -> bool:
-    """Let glibc keep blocks under ``mmap_mb`` MB on its heap for reuse (a dask worker's).
-
-    Called on each worker through ``Client.run``; a no-op (False) where glibc is absent.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
-    ok = mallopt(m_mmap_threshold, int(mmap_mb) << 20) == 1
-    return ok and mallopt(m_trim_threshold, 4 * int(mmap_mb) << 20) == 1
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .errors import StoreError, WorkdirLockedError
@@ -112,12 +113,46 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _write_parquet(df: pd.DataFrame, target: Any) -> None:
-    """``df`` as zstd Parquet to a path or buffer (GeoParquet for a GeoDataFrame)."""
+#: Row-group size of the store's Parquet parts: a large frame is converted to Arrow and
+#: written this many rows at a time, so a write never holds a whole Arrow copy of it (at
+#: 100,000 farms a month of looks is 440,000 rows x 64 columns, ~220 MB). A frame of at most
+#: this many rows is written in one piece, byte for byte as ``DataFrame.to_parquet`` writes it.
+SLICE_ROWS = 131072
+
+
+def _write_parquet(
+    df: pd.DataFrame, target: Any, *, rows: np.ndarray | None = None, slice_rows: int = SLICE_ROWS
+) -> None:
+    """``df`` (only the positions ``rows``, in that order, when given) as zstd Parquet to a
+    path or buffer (GeoParquet for a GeoDataFrame).
+
+    A plain frame of more than ``slice_rows`` rows is written in row groups of
+    ``slice_rows`` rows, each converted from its own slice: the file reads back as the same
+    frame, and its bytes depend only on the rows written (the content hash stays
+    deterministic).
+    """
     if hasattr(df, "geometry") and "geometry" in df.columns:
-        df.to_parquet(target, index=False, compression="zstd")  # GeoParquet via geopandas
-    else:
-        df.to_parquet(target, index=False, compression="zstd", engine="pyarrow")
+        part = df if rows is None else df.take(rows)
+        part.to_parquet(target, index=False, compression="zstd")  # GeoParquet via geopandas
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = len(df) if rows is None else len(rows)
+    if n <= slice_rows:
+        part = df if rows is None else df.take(rows)
+        part.to_parquet(target, index=False, compression="zstd", engine="pyarrow")
+        return
+    # one schema for every slice: a slice whose object column is all None would otherwise
+    # infer a null type of its own
+    schema = pa.Schema.from_pandas(df, preserve_index=False)
+    with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+        for i in range(0, n, slice_rows):
+            part = (
+                df.iloc[i : i + slice_rows] if rows is None else df.take(rows[i : i + slice_rows])
+            )
+            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
+            del part
 
 
 def frame_fingerprint(df: pd.DataFrame) -> str:
@@ -158,16 +193,26 @@ class Transaction:
     meta: dict[str, Any] = field(default_factory=dict)
     staging: Store | None = None
 
-    def append(self, table: str, df: pd.DataFrame) -> None:
-        """Add rows to ``table`` (rows with an existing key supersede the old ones)."""
-        if len(df):
-            part = self.staging._write_part(table, df) if self.staging else df
+    def append(self, table: str, df: pd.DataFrame, *, rows: np.ndarray | None = None) -> None:
+        """Add rows to ``table`` (rows with an existing key supersede the old ones).
+
+        ``rows``: only these positions of ``df`` (a staged write takes them slice by slice
+        instead of copying them out first).
+        """
+        n = len(df) if rows is None else len(rows)
+        if n:
+            part = self._stage(table, df, rows)
             self.appends.setdefault(table, []).append(part)
 
-    def replace(self, table: str, df: pd.DataFrame) -> None:
-        """Replace ``table`` whole."""
-        self.replaces[table] = self.staging._write_part(table, df) if self.staging else df
+    def replace(self, table: str, df: pd.DataFrame, *, rows: np.ndarray | None = None) -> None:
+        """Replace ``table`` whole (with the positions ``rows`` of ``df`` when given)."""
+        self.replaces[table] = self._stage(table, df, rows)
         self.appends.pop(table, None)
+
+    def _stage(self, table: str, df: pd.DataFrame, rows: np.ndarray | None) -> pd.DataFrame | str:
+        if self.staging is not None:
+            return self.staging._write_part(table, df, rows=rows)
+        return df if rows is None else df.take(rows).reset_index(drop=True)
 
 
 class Store:
@@ -268,14 +313,15 @@ class Store:
         atomic_write_text(self.manifest_path, json.dumps(new, indent=1, sort_keys=True))
         self._collect_garbage(new)
 
-    def _write_part(self, table: str, df: pd.DataFrame) -> str:
-        """Write ``df`` as a part named by its content's digest; returns the name.
+    def _write_part(self, table: str, df: pd.DataFrame, *, rows: np.ndarray | None = None) -> str:
+        """Write ``df`` (the positions ``rows`` of it when given) as a part named by its
+        content's digest; returns the name.
 
         The Parquet file is written straight to a temporary file and hashed from there: a
         large part is never held as bytes in memory beside the frame it comes from.
         """
         with _temporary(self.root / table, f".{table}.", ".tmp.parquet") as tmp:
-            _write_parquet(df, tmp)
+            _write_parquet(df, tmp, rows=rows)
             digest = hashlib.sha256()
             with open(tmp, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 22), b""):

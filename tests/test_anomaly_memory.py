@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agrisat.allocator import trim_heap
 from agrisat.anomaly import DetectSettings
 from agrisat.anomaly.core import LABEL_INPUTS, classify_looks, label_looks
 from agrisat.anomaly.incremental import RECENT_COLUMNS, RECENT_READ, full_looks
 from agrisat.anomaly.window import behind
-from agrisat.lookrun import obs_columns, trim_heap
+from agrisat.lookrun import obs_columns
 from agrisat.looks import look_tables, month_table, read_looks, write_looks
 from agrisat.store import Store, Transaction
 from agrisat.testing_series import Event, make_farms, make_observations

@@ -51,10 +51,15 @@ def _nan_or(cond: pd.Series, values: pd.Series) -> pd.Series:
 def peer_state(f: pd.DataFrame) -> pd.Series:
     """``systemic`` when the peers share at least half of the farm's own deficit, else
     ``idiosyncratic``; ``unknown`` without peers or without history."""
-    share = f["peer_deficit_median"] >= 0.5 * f["own_deficit"]
-    state = np.where(share, "systemic", "idiosyncratic")
-    unknown = f["peer_deficit_median"].isna() | f["own_deficit"].isna()
-    return pd.Series(np.where(unknown, "unknown", state), index=f.index)
+    share = (f["peer_deficit_median"] >= 0.5 * f["own_deficit"]).to_numpy()
+    unknown = (f["peer_deficit_median"].isna() | f["own_deficit"].isna()).to_numpy()
+    # labels picked by code from three shared strings: a fixed-width "<U13" array per
+    # np.where is 30 MB at 586,000 looks
+    code = np.where(unknown, 2, np.where(share, 0, 1))
+    return pd.Series(_PEER_STATES[code], index=f.index)
+
+
+_PEER_STATES = np.array(["systemic", "idiosyncratic", "unknown"], dtype=object)
 
 
 def season_peer(f: pd.DataFrame, *, gated: bool = True) -> tuple[pd.Series, pd.Series]:

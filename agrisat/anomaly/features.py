@@ -278,7 +278,7 @@ def _ref_standing(
 
 
 #: rows per slice of the vectorised reference-window medians (bounds their memory)
-_SLICE_ROWS = 100_000
+_SLICE_ROWS = 25_000
 
 
 def prev_peer_median(
@@ -322,11 +322,14 @@ def standing_change(
     s = settings
     out = pd.DataFrame(index=f.index)
     t_all = (f["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype=float)
-    codes = f["farm_id"].to_numpy()
+    # Integer codes, not the ids: ``to_numpy`` of a string column is an object array of
+    # Python strings (40 MB each for farm and level at 586,000 looks, at the night's peak).
+    codes = pd.factorize(f["farm_id"])[0]
     # Contiguous runs of one farm's rows (look_features sorts by farm and date).
     farm = np.cumsum(np.r_[False, codes[1:] != codes[:-1]])
-    level = f["peer_level"].to_numpy()
-    regional, radial = level == "region", level == "radius"
+    del codes
+    level = f["peer_level"]
+    regional, radial = (level == "region").to_numpy(), (level == "radius").to_numpy()
     # The usual standing is taken over the farm's looks judged by the same peer group (a
     # switch from the region's median to the crop's elsewhere on a partly cloudy date is a
     # change of yardstick, not of the farm): blocks are farm x peer level.
