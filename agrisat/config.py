@@ -70,6 +70,10 @@ class CubeSettings:
     #: read COG windows directly (agrisat.reader) when every asset is on the zone grid (10 m
     #: pixels or aligned 20 m ones in the zone's CRS); False always goes through odc-stac
     direct_read: bool = True
+    #: on the direct path, compute masks, indices and per-farm sums in the read task at the
+    #: pixels under farms only (agrisat.pixels); False makes each chunk's full float32 layers
+    #: first and sums them in a second task (same observations, more time and memory)
+    fused_sums: bool = True
     #: SCL classes that are not clear ground (no data, saturated, shadow, clouds, cirrus, snow)
     scl_not_clear: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
     scl_water: int = 6

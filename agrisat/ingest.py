@@ -28,7 +28,8 @@ from .errors import CatalogError
 from .ledger import ledger_rows, merge_with_store, scene_day, superseded_rows
 from .net import clear_gdal_http_cache, gdal_http_options, redact_text
 from .observations import observation_columns
-from .reader import close_handles, direct_stack
+from .pixels import direct_source
+from .reader import close_handles
 from .scheduler import scheduler as _scheduler
 from .stack import prepared_stack
 from .store import Store
@@ -284,16 +285,19 @@ def _observe(
     # 20,000 plots x 8 dates, measured)
     gdal = {**gdal_options(settings), "VSI_CACHE": "FALSE"}
     # items on the zone grid are read window by window; anything else goes through odc-stac
-    made = (
-        direct_stack(items, box, indices=indices, settings=cube, time_chunk=tc, gdal=gdal)
+    source = (
+        direct_source(items, box, indices=indices, settings=cube, time_chunk=tc, gdal=gdal)
         if cube.direct_read
         else None
     )
-    if made is None:
-        made = prepared_stack(items, box, indices=indices, settings=cube, time_chunk=tc)
+    pixels: Any
+    if source is None:
+        pixels = prepared_stack(items, box, indices=indices, settings=cube, time_chunk=tc)[0]
+    else:  # fused: each read task sums its pixels under farms (no full-chunk layers)
+        pixels = source if cube.fused_sums else source.stack()
     footprints = list(gpd.GeoSeries([_footprint(i) for i in items], crs=4326).to_crs(epsg).values)
     parts = zonal_stats_stack(
-        made[0],
+        pixels,
         weights,
         indices=indices,
         item_ids=[i.id for i in items],

@@ -4,11 +4,12 @@
 builds a reader, a task and a nodata fill per band and chunk. When every needed asset of every
 item is a north-up grid in the zone's CRS whose pixels coincide with the zone grid's (10 m
 bands) or with its 2 × 2 blocks (20 m bands, SCL) — the normal case for Sentinel-2 tiles of one
-UTM zone — none of that is needed: :func:`direct_stack` builds one task per (time chunk, y
-chunk, x chunk) that reads each band's window on its own grid and hands the DN to
-:func:`agrisat.stack._prepare_block`, the same arithmetic as the odc-stac path. Anything else
-(another CRS, a grid offset by a fraction of a pixel, another resolution) returns ``None`` and
-the caller falls back to odc-stac.
+UTM zone — none of that is needed: :func:`agrisat.pixels.direct_source` plans one task per
+(time chunk, y chunk, x chunk) that reads each band's window on its own grid (here:
+:func:`_read_dn`). :func:`direct_stack` hands the DN to :func:`agrisat.stack._prepare_block`,
+the same arithmetic as the odc-stac path; the fused path (:mod:`agrisat.pixels`) reduces them
+to the farms' partial sums in the same task, from the pixels under farms only. Anything else (another CRS, a grid offset by a fraction of
+a pixel, another resolution) returns ``None`` and the caller falls back to odc-stac.
 
 I/O goes through a :class:`Reader` (the one swappable seam; tests count calls with a fake).
 The default :class:`RasterioReader` opens datasets inside ``rasterio.Env(**gdal)`` with the
@@ -31,7 +32,6 @@ import pystac
 from odc.geo.geobox import GeoBox
 
 from .config import CubeSettings
-from .cube import SCL, _declared_shape, _factor, _native_grid, item_epsg
 from .errors import AgrisatError, SceneError
 from .net import redact_text
 
@@ -206,10 +206,11 @@ class _Block:
     kwargs: tuple[tuple[str, Any], ...]  # keyword arguments of _prepare_block
 
 
-def _read_block(block: _Block) -> np.ndarray:
-    """One task: every layer's DN for the block's dates, then masks and indices."""
-    from .stack import _prepare_block
+def _read_dn(block: _Block) -> list[np.ndarray]:
+    """Every layer's DN for the block's dates: per layer (t, rows, columns) uint16.
 
+    Any failure of a read becomes a :class:`SceneError` naming the item and the asset.
+    """
     gdal = dict(block.gdal)
     dn = []
     for name, shape, reads in zip(block.names, block.shapes, block.reads, strict=True):
@@ -233,7 +234,14 @@ def _read_block(block: _Block) -> np.ndarray:
                 ) from None
         # one date per task (local threads): a view, not a copy
         dn.append(layers[0][None] if len(layers) == 1 else np.stack(layers))
-    return _prepare_block(block.scale, block.offset, *dn, **dict(block.kwargs))
+    return dn
+
+
+def _read_block(block: _Block) -> np.ndarray:
+    """One task: every layer's DN for the block's dates, then masks and indices."""
+    from .stack import _prepare_block
+
+    return _prepare_block(block.scale, block.offset, *_read_dn(block), **dict(block.kwargs))
 
 
 def direct_stack(
@@ -248,138 +256,20 @@ def direct_stack(
 ) -> tuple[Any, tuple[str, ...]] | None:
     """:func:`agrisat.stack.prepared_stack` without odc-stac, when the items allow it.
 
-    Parameters
-    ----------
-    items
-        Normalised items of one zone (unique ids, ``agrisat:scale``/``agrisat:offset``).
-    geobox
-        The zone grid.
-    indices
-        Index names; their bands (and SCL when every item has it) are read.
-    settings
-        Chunk size and SCL classes.
-    time_chunk
-        Dates per task.
-    gdal
-        GDAL configuration options of every read (passed into the tasks).
-    reader
-        The I/O seam; a new :class:`RasterioReader` by default.
-
-    Returns
-    -------
-    tuple or None
-        The same as ``prepared_stack``: a dask array (variable, time, y, x) of float32 with
-        chunks (all variables, ``time_chunk``, ``chunk_size``, ``chunk_size``) and the variable
-        names; ``None`` when some needed asset is not on the zone grid (other CRS, fractional
-        pixel offset, other resolution, no ``proj:transform``), so the caller uses odc-stac.
+    The same as :func:`agrisat.pixels.direct_source` (same parameters), made into the stacked array: a dask
+    array (variable, time, y, x) of float32 with chunks (all variables, ``time_chunk``,
+    ``chunk_size``, ``chunk_size``) and the variable names, as ``prepared_stack`` returns
+    them; ``None`` when some needed asset is not on the zone grid.
     """
-    import dask.array as da
-    from dask.highlevelgraph import HighLevelGraph
+    from .pixels import direct_source
 
-    from .indices import bands_for
-
-    items = list(items)
-    bands = tuple(bands_for(indices))
-    a = geobox.affine
-    epsg = geobox.crs.epsg if geobox.crs is not None else None
-    chunk = int(settings.chunk_size)
-    if not items or not bands or epsg is None or a.b != 0 or a.d != 0 or a.a <= 0:
-        return None
-    if not np.isclose(a.e, -a.a) or len({it.id for it in items}) != len(items):
-        return None
-    has_scl = all(SCL in it.assets for it in items)
-    names_in = (*bands, *((SCL,) if has_scl else ()))
-    # per layer: the factor (same for every item) and per item (row, column) offsets
-    factors: list[int] = []
-    offsets: list[list[tuple[int, int]]] = []
-    for name in names_in:
-        item_offsets, ks = [], set()
-        for it in items:
-            asset = it.assets.get(name)
-            if asset is None or item_epsg(it) != epsg:
-                return None
-            f = _factor(asset, epsg, a.a, a.c, a.f)
-            if f is None:
-                return None
-            ks.add(f[0])
-            item_offsets.append((f[1], f[2]))
-        if len(ks) != 1:
-            return None
-        factors.append(ks.pop())
-        offsets.append(item_offsets)
-    if 1 not in factors or (2 in factors and chunk % 2):
-        return None  # the output shape comes from a fine layer; coarse chunks need halves
-
-    ny, nx = geobox.shape.y, geobox.shape.x
-    tc = max(1, int(time_chunk))
-    tchunks = da.core.normalize_chunks(tc, (len(items),))[0]
-    ychunks = da.core.normalize_chunks(chunk, (ny,))[0]
-    xchunks = da.core.normalize_chunks(chunk, (nx,))[0]
-    tb, yb, xb = (np.cumsum((0, *c)).tolist() for c in (tchunks, ychunks, xchunks))
-    shapes = [_declared_shape(it.assets[n]) for n in names_in for it in items]
-
-    def per_item(key: str, default: float) -> np.ndarray:
-        return np.array(
-            [[float(it.assets[b].extra_fields.get(key, default)) for it in items] for b in bands],
-            dtype="float32",
-        )
-
-    scale, offset = per_item("agrisat:scale", 1e-4), per_item("agrisat:offset", 0.0)
-    kwargs = (
-        ("bands", bands),
-        ("has_scl", has_scl),
-        ("indices", tuple(indices)),
-        ("not_clear", tuple(settings.scl_not_clear)),
-        ("water_class", int(settings.scl_water)),
-        ("factors", tuple(factors)),
+    src = direct_source(
+        items,
+        geobox,
+        indices=indices,
+        settings=settings,
+        time_chunk=time_chunk,
+        gdal=gdal,
+        reader=reader,
     )
-    io = reader if reader is not None else RasterioReader()
-    gdal_items = tuple((gdal or {}).items())
-    name = f"agrisat-direct-{uuid.uuid4().hex}"
-    dsk: dict[Any, Any] = {}
-    for it_ in range(len(tchunks)):
-        t0, t1 = tb[it_], tb[it_ + 1]
-        for iy in range(len(ychunks)):
-            for ix in range(len(xchunks)):
-                reads, wshapes = [], []
-                for li, (lname, k) in enumerate(zip(names_in, factors, strict=True)):
-                    r0, r1 = -(-yb[iy] // k), -(-yb[iy + 1] // k)  # ceil: coarse chunk edges
-                    c0, c1 = -(-xb[ix] // k), -(-xb[ix + 1] // k)
-                    wshapes.append((r1 - r0, c1 - c0))
-                    row: list[tuple[str, str, Window, Grid] | None] = []
-                    for t in range(t0, t1):
-                        dy, dx = offsets[li][t]
-                        w = (r0 + dy, r1 + dy, c0 + dx, c1 + dx)
-                        sh = shapes[li * len(items) + t]
-                        outside = sh is not None and (
-                            w[1] <= 0 or w[3] <= 0 or w[0] >= sh[0] or w[2] >= sh[1]
-                        )
-                        asset = items[t].assets[lname]
-                        grid = _native_grid(asset)  # not None: _factor checked it
-                        spec = (items[t].id, asset.href, w, grid) if grid is not None else None
-                        row.append(None if outside else spec)
-                    reads.append(tuple(row))
-                dsk[name, 0, it_, iy, ix] = (
-                    _read_block,
-                    _Block(
-                        reads=tuple(reads),
-                        shapes=tuple(wshapes),
-                        names=names_in,
-                        scale=scale[:, t0:t1],
-                        offset=offset[:, t0:t1],
-                        gdal=gdal_items,
-                        reader=io,
-                        kwargs=kwargs,
-                    ),
-                )
-    out_names = ("valid", "clear", "water", *indices)
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
-    arr = da.Array(
-        graph,
-        name,
-        chunks=((len(out_names),), tchunks, ychunks, xchunks),
-        dtype=np.float32,
-        meta=np.empty((0, 0, 0, 0), dtype=np.float32),
-    )
-    log.debug("direct read: %d item(s), %d task(s)", len(items), len(dsk))
-    return arr, out_names
+    return None if src is None else (src.stack(), src.names)

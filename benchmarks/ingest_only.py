@@ -31,6 +31,11 @@ def main() -> None:
         action="store_true",
         help="cube.direct_read = false: read through odc-stac (the fallback path)",
     )
+    p.add_argument(
+        "--no-fused",
+        action="store_true",
+        help="cube.fused_sums = false: full-chunk layers, then a second gather (the old path)",
+    )
     p.add_argument("--keep", type=Path, default=None, help="keep the workdir here (compare stores)")
     a = p.parse_args()
     from agrisat.config import Settings
@@ -50,7 +55,9 @@ def main() -> None:
                 indices=("ndvi",),
                 **({"batch_items": a.batch_items} if a.batch_items else {}),
             )
-            .replace("cube", direct_read=not a.no_direct),
+            .replace(
+                "cube", direct_read=not a.no_direct, **({"fused_sums": False} if a.no_fused else {})
+            ),
             detect=False,
         )
         seconds = time.perf_counter() - t0
@@ -58,7 +65,7 @@ def main() -> None:
         if a.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
     phases = {k: round(v, 2) for k, v in result.seconds.items()}
-    path = "odc-stac" if a.no_direct else "direct"
+    path = "odc-stac" if a.no_direct else "direct" if a.no_fused else "direct, fused"
     print(f"ingest only ({path}): {seconds:.2f} s, exit {result.exit_code}, phases {phases}")
 
 

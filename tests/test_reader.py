@@ -28,6 +28,7 @@ from agrisat.cube import grid_for
 from agrisat.errors import SceneError
 from agrisat.observations import read_observations
 from agrisat.pipeline import gdal_options, run
+from agrisat.pixels import direct_source
 from agrisat.reader import RasterioReader, close_handles, direct_stack
 from agrisat.stack import prepared_stack
 from agrisat.testing import SyntheticFarm, make_archive, write_cog
@@ -201,7 +202,10 @@ class CountingReader(RasterioReader):
         return super().read(href, window, gdal=gdal, grid=grid)
 
 
-def test_each_chunk_read_once_per_date_and_band_and_only_under_farms(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fused", [True, False])
+def test_each_chunk_read_once_per_date_and_band_and_only_under_farms(
+    tmp_path: Path, fused: bool
+) -> None:
     # two farms in the top-left 16 x 16 chunk of a 4 x 4 chunk grid: no other chunk is read
     farms = [
         SyntheticFarm("A", box(X0 + 20, Y0 - 60, X0 + 80, Y0 - 20), {"red": 0.05, "nir": 0.4}),
@@ -212,13 +216,13 @@ def test_each_chunk_read_once_per_date_and_band_and_only_under_farms(tmp_path: P
     grid = grid_for((X0, Y0 - 640, X0 + 640, Y0), 32650)
     settings = CubeSettings(chunk_size=16)
     reader = CountingReader()
-    made = direct_stack(items, grid, indices=["ndvi"], settings=settings, gdal=GDAL, reader=reader)
-    assert made is not None
+    src = direct_source(items, grid, indices=["ndvi"], settings=settings, gdal=GDAL, reader=reader)
+    assert src is not None
     book = gpd.read_file(arc.book)
     weights = coverage_weights(book, grid, block=16)
     try:
         parts = zonal_stats_stack(
-            made[0],
+            src if fused else src.stack(),
             weights,
             indices=["ndvi"],
             item_ids=[i.id for i in items],

@@ -5,9 +5,11 @@ Farms do not move between dates, so the expensive geometry work is done once per
 (exactextract's algorithm: the share of each pixel's area inside the polygon), grouped by
 spatial block. :func:`zonal_stats` then applies those matrices to each item's index arrays — a
 sparse matrix product per block and date — inside dask tasks, so each image block is read once
-per date for all the farms on it. A :class:`WeightsCache` (one file per farm group in the
-workdir's store, keyed by a hash of the group's farms, geometries and pixel window) lets later
-nights load unchanged groups instead of measuring them again.
+per date for all the farms on it. With the direct reader (:mod:`agrisat.pixels`) that product
+is taken in the read task itself, from the DN of the pixels under farms only (same numbers).
+A :class:`WeightsCache` (one file per farm group in the workdir's store, keyed by a hash of
+the group's farms, geometries and pixel window) lets later nights load unchanged groups
+instead of measuring them again.
 
 Statistics for farm *f* and item *t*, with coverage weights *w_p*, clear mask *c_p* and finite
 index value *v_p* of pixel *p*:

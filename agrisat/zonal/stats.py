@@ -9,12 +9,19 @@ import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import shapely
 import xarray as xr
 from dask.delayed import Delayed
 
 from ..config import ZonalSettings
+from .chunks import (
+    SumsSource,
+    _chunk_sums,
+    _shipped,
+    _split_by_chunk,
+    release_shipped,
+    release_zone,
+)
 from .weights import ZoneWeights
 
 __all__ = [
@@ -121,7 +128,7 @@ def zonal_stats(
 
 
 def zonal_stats_stack(
-    stack: da.Array,
+    stack: da.Array | SumsSource,
     weights: ZoneWeights,
     *,
     indices: Sequence[str],
@@ -142,13 +149,19 @@ def zonal_stats_stack(
     date and has exactly one consumer, so it is freed at once (memory stays flat with the
     number of chunks).
 
+    ``stack`` may instead be a :class:`agrisat.zonal.chunks.SumsSource` (e.g.
+    :func:`agrisat.pixels.direct_source`'s), which computes each chunk's partial sums itself
+    in the task that reads it, from the pixels under farms only; the results are the same.
+
     ``ship`` (e.g. a distributed ``Client.scatter``) turns the chunks' weights into handles
     of data already on the workers; it is called once per zone and its handles are reused by
     every later batch, so workers receive the weights once (see :func:`release_shipped`).
     """
-    if stack.numblocks[0] != 1:
-        stack = stack.rechunk({0: stack.shape[0]})
-    blocks = stack.to_delayed()
+    fused = stack if not isinstance(stack, da.Array) else None
+    blocks: Any = None
+    if isinstance(stack, da.Array):
+        arr = stack if stack.numblocks[0] == 1 else stack.rechunk({0: stack.shape[0]})
+        blocks = arr.to_delayed()
     tb, yb, xb = (np.cumsum((0, *c)) for c in stack.chunks[1:])
     split = _split_by_chunk(weights, yb, xb)
     shipped = _shipped(weights, split, ship) if ship is not None else {}
@@ -167,9 +180,12 @@ def zonal_stats_stack(
                 chunk_w[iy, ix] = dask.delayed(
                     split[iy, ix][1], name=f"agrisat-weights-{tag}-{iy}-{ix}", pure=False
                 )
-            sums[it, iy, ix] = dask.delayed(_chunk_sums, pure=True)(
-                chunk_w[iy, ix], len(indices), blocks[0, it, iy, ix]
-            )
+            if fused is not None:  # read, masks, indices and sums in one task
+                sums[it, iy, ix] = fused.chunk_sums(it, iy, ix, chunk_w[iy, ix], len(indices))
+            else:
+                sums[it, iy, ix] = dask.delayed(_chunk_sums, pure=True)(
+                    chunk_w[iy, ix], len(indices), blocks[0, it, iy, ix]
+                )
         return sums[it, iy, ix]
 
     out = []
@@ -210,147 +226,6 @@ def zonal_stats_stack(
                 )
             )
         offset += n
-    return out
-
-
-#: (weights id, chunk edges) → (weights, split): the split is reused by every batch of a zone
-_SPLIT_CACHE: dict[tuple[int, bytes, bytes], tuple[ZoneWeights, dict]] = {}
-
-#: A chunk's weights: the chunk's pixels under any farm (flat indices into the chunk, sorted)
-#: and the CSR matrix farms × those pixels.
-ChunkWeights = tuple[np.ndarray, sp.csr_matrix]
-
-
-def _split_by_chunk(
-    weights: ZoneWeights, yb: np.ndarray, xb: np.ndarray
-) -> dict[tuple[int, int], tuple[np.ndarray, ChunkWeights]]:
-    """Each chunk's slice of the weights: (global farm rows, :data:`ChunkWeights`)."""
-    key = (id(weights), yb.tobytes(), xb.tobytes())
-    hit = _SPLIT_CACHE.get(key)
-    if hit is not None and hit[0] is weights:
-        return hit[1]
-    nxb = len(xb) - 1
-
-    def entries(g: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pixel row, column and chunk of each entry of a group's matrix."""
-        r0, _, c0, c1 = g.window
-        ys = r0 + g.weights.indices // (c1 - c0)
-        xs = c0 + g.weights.indices % (c1 - c0)
-        return ys, xs, _chunk_of(ys, yb) * nxb + _chunk_of(xs, xb)
-
-    # two passes, so that each chunk's arrays are allocated once at their final size: the
-    # entries are not collected in pieces first (that peaked at twice the weights' memory)
-    sizes = np.zeros(nxb * (len(yb) - 1), dtype=np.int64)
-    for g in weights.groups:
-        cid = entries(g)[2]
-        sizes[: cid.max() + 1 if len(cid) else 0] += np.bincount(cid)
-    rows_of = {int(c): np.empty(sizes[c], np.int32) for c in np.flatnonzero(sizes)}
-    cell_of = {c: np.empty(sizes[c], np.int32) for c in rows_of}
-    data_of = {c: np.empty(sizes[c], np.float64) for c in rows_of}
-    filled = dict.fromkeys(rows_of, 0)
-    offset = 0
-    for g in weights.groups:
-        m = g.weights
-        rows = np.repeat(np.arange(m.shape[0], dtype=np.int32), np.diff(m.indptr)) + offset
-        ys, xs, cid = entries(g)
-        # a group spans a few chunks: count them instead of sorting its entries
-        for c in np.flatnonzero(np.bincount(cid)).tolist():
-            sel = np.flatnonzero(cid == c)
-            cy, cx = divmod(c, nxb)
-            a, b = filled[c], filled[c] + len(sel)
-            rows_of[c][a:b] = rows[sel]
-            cell_of[c][a:b] = (ys[sel] - yb[cy]) * int(xb[cx + 1] - xb[cx]) + (xs[sel] - xb[cx])
-            data_of[c][a:b] = m.data[sel]
-            filled[c] = b
-        offset += len(g.farm_ids)
-    split: dict[tuple[int, int], tuple[np.ndarray, ChunkWeights]] = {}
-    for k in list(rows_of):
-        cy, cx = divmod(k, nxb)
-        # rows are sorted: CSR order within a group, groups in order of their row offsets
-        rows = rows_of.pop(k)
-        cell = cell_of.pop(k)
-        new_row = np.r_[True, rows[1:] != rows[:-1]]
-        indptr = np.r_[0, np.cumsum(np.bincount(np.cumsum(new_row) - 1))]
-        bw = int(xb[cx + 1] - xb[cx])
-        bh = int(yb[cy + 1] - yb[cy])
-        # only the pixels under some farm are gathered per date (a quarter to a half of a
-        # chunk): a mark per pixel gives them, sorted, and each one's column without a sort
-        used = np.zeros(bh * bw, dtype=bool)
-        used[cell] = True
-        cols = np.flatnonzero(used).astype(np.int32)  # < 2³¹ pixels in a chunk
-        column = np.cumsum(used, dtype=np.int32) - 1
-        mat = sp.csr_matrix(
-            (data_of.pop(k), column[cell], indptr), shape=(len(indptr) - 1, len(cols))
-        )
-        split[cy, cx] = (rows[new_row].astype(np.int64), (cols, mat))
-    _SPLIT_CACHE.clear()  # one zone at a time: keep memory bounded
-    _SPLIT_CACHE[key] = (weights, split)
-    return split
-
-
-#: handles from ``ship`` for the zone in _SPLIT_CACHE: (weights, ship, {chunk: handle})
-_SHIPPED: list[tuple[ZoneWeights, Callable[..., Any], dict[tuple[int, int], Any]]] = []
-
-
-def _shipped(
-    weights: ZoneWeights, split: dict[tuple[int, int], Any], ship: Callable[..., Any]
-) -> dict[tuple[int, int], Any]:
-    if _SHIPPED and _SHIPPED[0][0] is weights and _SHIPPED[0][1] is ship:
-        return _SHIPPED[0][2]
-    keys = sorted(split)
-    handles = dict(zip(keys, ship([split[k][1] for k in keys]), strict=True))
-    _SHIPPED[:] = [(weights, ship, handles)]
-    return handles
-
-
-def release_shipped() -> None:
-    """Forget the handles of shipped weights (call before closing the client that made them)."""
-    _SHIPPED.clear()
-
-
-def release_zone() -> None:
-    """Forget the current zone's per-chunk weights and their handles (call when a zone is
-    done: the split is as large as the weights and would stay alive into detection)."""
-    _SPLIT_CACHE.clear()
-    _SHIPPED.clear()
-
-
-def _chunk_of(pos: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Index of the chunk holding each pixel position (``edges``: cumulative chunk bounds)."""
-    sizes = np.diff(edges)
-    if len(sizes) > 1 and np.all(sizes[:-1] == sizes[0]) and sizes[-1] <= sizes[0]:
-        # regular chunks (the usual case): a division, not a binary search per entry
-        return np.minimum(pos // int(sizes[0]), len(sizes) - 1)
-    return np.searchsorted(edges, pos, "right") - 1
-
-
-def _chunk_sums(weights: ChunkWeights, n_indices: int, block: np.ndarray) -> np.ndarray:
-    """Per-farm partial sums over one chunk: array (t, n_farms, 3 + 3 × n_indices).
-
-    Columns: Σ w valid, Σ w clear, Σ w clear water, then per index Σ w m, Σ w m x, Σ w m x²
-    with m = clear and x finite. Only the pixels under a farm are taken out of the block, the
-    products are float64 (the sums of squares need it), and one sparse × dense product per
-    date gives every column at once.
-    """
-    cols, mat = weights
-    nv, t = block.shape[0], block.shape[1]
-    px = block.reshape(nv, t, -1)[:, :, cols]
-    k = 3 + 3 * n_indices
-    out = np.empty((t, mat.shape[0], k))
-    cells = np.empty((len(cols), k))
-    for i in range(t):
-        c = px[1, i]
-        cells[:, 0] = px[0, i]
-        cells[:, 1] = c
-        cells[:, 2] = c * px[2, i]
-        for j in range(n_indices):
-            x = px[3 + j, i].astype(np.float64)
-            m = c * np.isfinite(x)
-            x = np.where(m > 0, x, 0.0)
-            cells[:, 3 + 3 * j] = m
-            cells[:, 4 + 3 * j] = m * x
-            cells[:, 5 + 3 * j] = m * x * x
-        out[i] = mat @ cells
     return out
 
 
