@@ -33,9 +33,14 @@ from workload import OUT, workload
 
 RATE = 50  # samples per second
 STAGES = {  # first matching frame (innermost first) decides the stage of a sample
-    "pixel reads (odc-stac _rio_read, GDAL decode)": ("_do_read (odc/loader/_rio.py", "rio_read"),
+    "pixel reads (GDAL decode: direct reader or odc-stac)": (
+        "read (agrisat/reader.py",
+        "_do_read (odc/loader/_rio.py",
+        "rio_read",
+    ),
     "SCL 20→10 m warp (rasterio reproject)": ("reproject (rasterio/warp.py",),
-    "zonal maths (_chunk_sums, sparse products)": ("_chunk_sums", "_group_from_sums"),
+    "masks and indices (fused kernel or _prepare_block)": ("fused_sums", "_prepare_block"),
+    "zonal maths (_chunk_sums, sparse products)": ("_chunk_sums", "_group_from_sums", "_product"),
     "coverage weights (exactextract)": ("coverage_weights",),
     "store / parquet": ("agrisat/store.py",),
     "book loading": ("load_book",),
