@@ -107,7 +107,53 @@ def _read(pq: Any, path: Path, cols: list[str] | None, filters: Any) -> pd.DataF
         cols = [c for c in cols if c in schema.names]
     if filters is not None and len(schema.names) == 0:
         return pd.DataFrame(columns=cols or [])
-    return pq.read_table(path, columns=cols, filters=filters).to_pandas()
+    if filters is None or pq.ParquetFile(path).metadata.num_row_groups < 2:
+        return pq.read_table(path, columns=cols, filters=filters).to_pandas()
+    return _read_sliced(pq, path, schema, cols, filters)
+
+
+#: columns decoded at a time by :func:`_read_sliced`
+_COLUMN_SLICE = 8
+
+
+def _read_sliced(
+    pq: Any, path: Path, schema: Any, cols: list[str] | None, filters: Any
+) -> pd.DataFrame:
+    """``pq.read_table(path, columns=cols, filters=filters).to_pandas()``, decoding one row
+    group at a time and a few columns at a time: the row positions are found from the
+    filtered columns, then each column slice is decoded and cut to them.
+
+    The reader decodes every column of the row groups it reads (several at once) before it
+    filters: at 100,000 farms a farm-filtered read of a month's looks (131,072-row groups,
+    64 columns) stood ~250 MB above the rows it kept, the incremental night's peak.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    expr = pq.filters_to_expression(filters)
+    names = list(cols) if cols is not None else list(schema.names)
+    keys = list(dict.fromkeys(c for conj in filters for c, _, _ in conj))
+    target = pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
+    fragment = next(iter(ds.dataset(path, format="parquet").get_fragments()))
+    pieces = []
+    for group in fragment.split_by_row_group(filter=expr):
+        key = group.to_table(columns=keys)
+        key = key.append_column("_row", pa.array(np.arange(key.num_rows, dtype=np.int64)))
+        rows = key.filter(expr)["_row"]
+        del key
+        if not len(rows):
+            continue
+        arrays: dict[str, Any] = {}
+        for i in range(0, len(names), _COLUMN_SLICE):
+            part = group.to_table(columns=names[i : i + _COLUMN_SLICE]).take(rows)
+            arrays.update(zip(part.column_names, part.columns, strict=True))
+            del part
+        pieces.append(pa.Table.from_arrays([arrays[n] for n in names], schema=target))
+    if not pieces:
+        return pq.read_table(path, columns=cols, filters=filters).to_pandas()
+    table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+    del pieces
+    return table.to_pandas()
 
 
 def read_looks(
@@ -134,6 +180,10 @@ def read_looks(
                 continue
             conj: list[tuple[str, str, Any]] = [("date", ">=", lo), ("date", "<", hi)]
             if ids is not None:
+                # the range lets the reader skip row groups by their statistics (parts are
+                # written sorted by farm; a partition of farms is a range of ids): an "in"
+                # filter alone decodes every row group whole first
+                conj += [("farm_id", ">=", ids[0]), ("farm_id", "<=", ids[-1])]
                 conj.append(("farm_id", "in", ids))
             dnf.append(conj + list(where or []))
         if dnf:

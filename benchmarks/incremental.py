@@ -7,6 +7,10 @@ first run over the whole history in a fresh workdir, with agrisat's own phase se
 run records (the CLI always detects: ``detect`` is the detection stage's share). Repeats alternate (night, floor) and report medians.
 
     .venv/bin/python -W ignore benchmarks/incremental.py --plots 100000 --dates 8
+
+``--history DIR`` keeps the ingested history there and reuses it on the next invocation
+(compare two versions of the code on one history, e.g. with ``PYTHONPATH`` pointing at a
+copy of the package); ``--no-first`` skips the first run over all dates.
 """
 
 from __future__ import annotations
@@ -60,6 +64,12 @@ def main() -> None:
     p.add_argument("--dates", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--history", type=Path, default=None,
+        help="keep the ingested history in this directory and reuse it when it exists "
+        "(compare code versions on one history; delete it when the workload changes)",
+    )  # fmt: skip
+    p.add_argument("--no-first", action="store_true", help="skip the first run over all dates")
     a = p.parse_args()
     wl = workload(a.tile, a.plots, a.dates, seed=a.seed)
     days = sorted(Path(c["red"]).parent.name for c in wl.cogs)
@@ -69,9 +79,10 @@ def main() -> None:
     floors2: list[float] = []
     base = Path(tempfile.mkdtemp(prefix="agrisat-incr-", dir=_tmp()))
     try:
-        history = base / "history"
-        _cli(wl.book, wl.catalog, history, iso[-2])
-        first = _cli(wl.book, wl.catalog, base / "first", iso[-1])
+        history = a.history or base / "history"
+        if not history.exists() or not any(history.iterdir()):
+            _cli(wl.book, wl.catalog, history, iso[-2])
+        first = None if a.no_first else _cli(wl.book, wl.catalog, base / "first", iso[-1])
         for _ in range(a.repeats):
             night_dir = base / "night"
             shutil.rmtree(night_dir, ignore_errors=True)
@@ -93,9 +104,9 @@ def main() -> None:
         "night_rss_mb": round(max(n["peak_rss_mb"] for n in nights)),
         "one_date_floor_s": round(fl, 2),
         "night_over_floor": round(night / fl, 2),
-        "first_run_s": round(first["seconds"], 2),
-        "first_run_phases": first["phases"],
-        "night_over_first_run": round(night / first["seconds"], 3),
+        "first_run_s": round(first["seconds"], 2) if first else None,
+        "first_run_phases": first["phases"] if first else None,
+        "night_over_first_run": round(night / first["seconds"], 3) if first else None,
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     print(json.dumps(record, indent=1))

@@ -19,34 +19,48 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..arrowops import isin
 from ..calendar import Calendar
-from .core import LABEL_INPUTS, classify_looks, confirmation_runs, label_looks
+from .change import change_columns
+from .context import (
+    GROUP_COLUMNS,
+    HISTORY_COLUMNS,
+    LAST_COLUMNS,
+    RECENT_COLUMNS,
+    RECENT_READ,
+    ContextSource,
+    LookContext,
+    dated,
+)
+from .core import classify_looks, confirmation_runs
 from .features import (
     RadiusPeers,
-    _peer_lagged,
     farm_attributes,
     farm_coordinates,
     look_features,
     peer_stats,
     prev_peer_median,
-    standing_change,
 )
-from .history import own_history
-from .seasonal import seasonal_gap, seasonal_standing
+from .partition import (
+    farm_partitions,
+    farm_pass,
+    label_pass,
+    partition_farms,
+)
+from .seasonal import seasonal_standing
 from .settings import DEFAULT_SETTINGS, DetectSettings
 from .stale import stale_from_state
-from .window import behind
 
 __all__ = [
     "GROUP_COLUMNS",
+    "HISTORY_COLUMNS",
     "LAST_COLUMNS",
+    "RECENT_COLUMNS",
     "RECENT_READ",
+    "ContextSource",
     "LookContext",
     "context_windows",
     "extend_looks",
@@ -59,46 +73,6 @@ log = logging.getLogger(__name__)
 
 _YEAR = 365.25
 _FAR = pd.Timestamp("2262-01-01")
-
-#: Columns of the per-date peer-group summary (one row per crop x region x date x level).
-GROUP_COLUMNS: tuple[str, ...] = ("crop", "region", "date", "peer_level", "peer_median", "n_looks")
-#: Columns of a farm's latest earlier look that the new looks continue from.
-LAST_COLUMNS: tuple[str, ...] = (
-    "farm_id", "date", "value", "season_id", "season_max", "peer_season_run", "first_date",
-    "state", "run_looks", "onset", "run_hazard", "radius_median",
-)  # fmt: skip
-#: Columns of the persisted looks read for own history and for the standing change.
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "farm_id", "date", "value", "water_fraction", "prev_value", "prev_date", "peer_median",
-    "peer_level",
-)  # fmt: skip
-#: Of those, what own history reads (the peer columns feed the usual peer gap)
-_OWN_COLUMNS = ["farm_id", "date", "value", "water_fraction", "prev_value", "prev_date"]
-_GAP_COLUMNS = ["farm_id", "date", "value", "peer_median", "peer_level"]
-RECENT_COLUMNS: tuple[str, ...] = (
-    "farm_id", "date", "crop", "region", "value", "moist", "peer_median", "peer_moist",
-    "peer_level", "radius_median",
-)  # fmt: skip
-#: Columns of the recent window's looks an incremental night reads: the standing change's
-#: and what the detectors read of the earlier looks the new ones are labelled behind (not
-#: the earlier labels or the scales only features use: a third of a look row's bytes).
-RECENT_READ: tuple[str, ...] = tuple(dict.fromkeys([*RECENT_COLUMNS, *LABEL_INPUTS]))
-
-
-@dataclass
-class LookContext:
-    """Persisted looks (dates before ``d0``) the looks of the new dates depend on."""
-
-    #: looks of earlier years near the new dates' day of year (:data:`HISTORY_COLUMNS`)
-    history: pd.DataFrame
-    #: the farms' look rows of the days before ``d0`` that the standing change, the peer
-    #: lags and the detectors look back over (at least :data:`RECENT_READ`)
-    recent: pd.DataFrame
-    #: each farm's latest look before ``d0`` (:data:`LAST_COLUMNS`)
-    last: pd.DataFrame
-    #: peer-group summary rows before ``d0`` (:data:`GROUP_COLUMNS`): the lag window and the
-    #: dates of ``last``
-    groups: pd.DataFrame
 
 
 def incremental_ok(settings: DetectSettings) -> bool:
@@ -206,53 +180,59 @@ def extend_looks(
       before t (``context.recent``) and the same-date peers;
     - classification: the look's own columns; confirmation runs: the farm's run so far
       (carried from ``context.last``).
+
+    What reads only the farm's own earlier looks (own history, usual peer gap, the standing
+    change's reference, the lagged radius medians, the labelling behind the recent window)
+    runs over partitions of ``settings.partition_farms`` farms (:mod:`.partition`), each
+    reading its farms' ``context.history`` and ``context.recent`` (DataFrames, or readers
+    called with the partition's farm ids) and dropping them before the next; what mixes
+    farms (the peers on each new date, the peers' spread of the standing change) is
+    computed over every farm's new looks, so the result does not depend on the partitions.
     """
     s = settings
     f = look_features(observations, farms, settings=s, calendars=calendars, eval_from=_FAR)
     f = f[f["date"] >= d0].reset_index(drop=True)
     if f.empty:
         return f
-    ctx = LookContext(
-        history=_dated(context.history, HISTORY_COLUMNS),
-        recent=_dated(context.recent, RECENT_COLUMNS),
-        last=_dated(context.last, LAST_COLUMNS),
-        groups=_dated(context.groups, GROUP_COLUMNS),
-    )
-    last = ctx.last.drop_duplicates("farm_id", keep="last").set_index("farm_id")
+    last = dated(context.last, LAST_COLUMNS).drop_duplicates("farm_id", keep="last")
+    last = last.set_index("farm_id")
+    groups = dated(context.groups, GROUP_COLUMNS)
     # --- previous look (own history reads each look's change since it) --------------------
     g = f.groupby("farm_id", sort=False)
     head = ~f["farm_id"].duplicated()
     f["prev_value"] = g["value"].shift(1).where(~head, _pick(f, last["value"]))
     prev_date = g["date"].shift(1)
     f["prev_date"] = prev_date.where(~head, pd.to_datetime(_pick(f, last["date"])))
+    # --- same-date peers of every farm first: the per-farm pass reads their levels and
+    # medians (only the peers' median of own deficits waits for own history)
+    attrs, coords = farm_attributes(farms), farm_coordinates(farms)
+    radius = RadiusPeers.build(f, attrs, coords, s)
+    early = peer_stats(f, s, radius=radius)[["peer_median", "peer_level", "peer_moist"]]
+    lo, hi = context_windows(d0, d0, s)["recent"][0]
+    parts = farm_partitions(f["farm_id"], partition_farms(s, (hi - lo).days))
+    own, usual, ref = farm_pass(f, early, context, parts, d0=d0, settings=s)
+    del early
     # --- own history from the persisted looks of earlier years ----------------------------
-    hist = ctx.history[isin(ctx.history["farm_id"], f["farm_id"].unique())]
-    cand = pd.concat([hist[_OWN_COLUMNS], f[_OWN_COLUMNS]], ignore_index=True)
-    own = own_history(cand, s, eval_from=d0)
-    own.index = own.index - len(hist)
     for col in own.columns:
         f[col] = own[col].reindex(f.index).to_numpy(dtype=float)
     with np.errstate(all="ignore"):
         f["own_deficit"] = (f["expected"] - f["value"]) / f["expected"]
         f["own_z"] = (f["value"] - f["expected"]) / f["own_scale"]
     # --- peers (same date), now with own deficits ------------------------------------------
-    attrs, coords = farm_attributes(farms), farm_coordinates(farms)
-    peers = peer_stats(f, s, radius=RadiusPeers.build(f, attrs, coords, s))
+    peers = peer_stats(f, s, radius=radius)
     for col in peers.columns:
         f[col] = peers[col]
     with np.errstate(all="ignore"):
         f["peer_z"] = (f["value"] - f["peer_median"]) / f["peer_scale"]
         f["peer_deficit"] = (f["peer_median"] - f["value"]) / f["peer_median"]
     # --- usual peer gap at this time of year, from the same earlier-year looks --------------
-    cand = pd.concat([hist[_GAP_COLUMNS], f[_GAP_COLUMNS]], ignore_index=True)
-    usual = seasonal_gap(cand, s, eval_from=d0)
-    f["usual_gap"] = usual.to_numpy(dtype=float)[len(hist) :]
+    f["usual_gap"] = usual
     for col, vals in seasonal_standing(f).items():
         f[col] = vals
     keys = ["crop", "region", "date", "peer_level", "peer_median"]
     f["prev_peer_median"] = prev_peer_median(
         f,
-        pd.concat([f[keys], ctx.groups[keys]], ignore_index=True),
+        pd.concat([f[keys], groups[keys]], ignore_index=True),
         lambda: g["radius_median"].shift(1).where(~head, _pick(f, last["radius_median"])),
     )
     # --- running maxima of the season, continued from the latest earlier look --------------
@@ -265,48 +245,16 @@ def extend_looks(
     peer_max = f.groupby(skeys, sort=False)["peer_median"].cummax()
     carried = _pick(f, last["peer_season_run"]).where(same)
     f["peer_season_max"] = np.fmax(peer_max, carried).where(f["peer_median"].notna())
-    # --- standing change against the looks of the reference window ---------------------------
-    recent = ctx.recent
-    mine_ = isin(recent["farm_id"], f["farm_id"].unique())
-    if not mine_.all():  # a nightly read is of these farms already: no copy of the window
-        recent = recent[mine_]
-    frame = pd.concat([recent[list(RECENT_COLUMNS)], f[list(RECENT_COLUMNS)]], ignore_index=True)
-    frame["_pos"] = np.r_[np.full(len(recent), -1), np.arange(len(f))]
-    frame = frame.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
-    change = standing_change(frame, s, radius=RadiusPeers.build(frame, attrs, coords, s))
-    new = (frame["_pos"] >= 0).to_numpy()
-    pos = frame.loc[new, "_pos"].to_numpy()
+    # --- standing change: the per-farm reference, standardised among the same-date peers ---
+    change = change_columns(f, ref, s, radius=radius)
     for col in change.columns:
-        vals = np.full(len(f), np.nan)
-        vals[pos] = change.loc[new, col].to_numpy(dtype=float)
-        f[col] = vals
-    del frame, change  # the window's frames go before the labelling frame is built
-    # --- peers' median some days back ----------------------------------------------------------
-    lagkeys = ["crop", "region", "peer_level", "date", "peer_median"]
-    mine = ["farm_id", "radius_median"]
-    shared = ctx.groups[ctx.groups["peer_level"] != "radius"]  # radius groups are per farm
-    lagged = pd.concat(
-        [f[lagkeys + mine], recent[lagkeys + mine], shared[lagkeys]], ignore_index=True
-    )
-    f["peer_lagged"] = _peer_lagged(lagged, s.change_lag_guard_days).to_numpy()[: len(f)]
-    f["peer_lagged_max"] = _peer_lagged(lagged, s.late_max_lag_days).to_numpy()[: len(f)]
-    del lagged, shared, hist, cand, own, peers, usual
+        f[col] = change[col].to_numpy(dtype=float)
+    del change, ref, peers, own, usual
+    # --- peers' median some days back, and the labels behind the recent window -------------
+    lab = label_pass(f, context, groups, parts, settings=s)
     # --- classification, continuing open runs --------------------------------------------------
     carry = last.reset_index()[["farm_id", "state", "run_looks", "onset", "run_hazard"]]
     carry = carry.assign(run_looks=carry["run_looks"].where(carry["state"] == "anomalous", 0))
-    # Detectors may read a farm's earlier looks (the last sound one): label the new looks
-    # behind the farm's looks of the recent window (persisted whole), then continue the runs.
-    # Only the columns the detectors read (LABEL_INPUTS) go through the labelling frame; the
-    # new looks keep their own columns and take the labels (a whole-row frame of the window
-    # was the night's peak).
-    cols = [c for c in f.columns if c in LABEL_INPUTS]
-    frame, at = behind(recent, f, cols)
-    lab = label_looks(frame, s)
-    new = at >= 0
-    outs = [c for c in lab.columns if c not in f.columns]
-    lab = lab.loc[new, outs].set_axis(at[new]).sort_index()
-    del frame
-    lab.index = f.index
     out = confirmation_runs(pd.concat([f, lab], axis=1), s, carry=carry)
     first = out.groupby("farm_id", sort=False)["date"].transform("min")
     known = pd.to_datetime(_pick(out, last["first_date"]))
@@ -324,24 +272,6 @@ def extend_looks(
 def _pick(f: pd.DataFrame, by_farm: pd.Series) -> pd.Series:
     """``by_farm`` (indexed by farm) looked up for each row of ``f`` (NaN where absent)."""
     return pd.Series(by_farm.reindex(f["farm_id"].to_numpy()).to_numpy(), index=f.index)
-
-
-def _dated(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    """``df`` with ``columns`` (missing ones NaN; an empty read has no dtypes) and its date
-    columns as timestamps, so it concatenates with computed looks without turning them into
-    objects."""
-    if all(c in df.columns for c in columns):
-        out = df.copy(deep=False)  # columns are read by name: no copy of a large window
-    else:
-        out = df.reindex(columns=list(dict.fromkeys([*columns, *df.columns])))
-    for col in ("date", "onset", "first_date", "prev_date"):
-        if col in out.columns:
-            out[col] = pd.to_datetime(out[col])
-    for col in ("value", "water_fraction", "moist", "peer_median", "peer_moist", "radius_median",
-                "prev_value"):  # fmt: skip
-        if col in out.columns:
-            out[col] = out[col].astype(float)
-    return out
 
 
 def group_summary(looks: pd.DataFrame) -> pd.DataFrame:

@@ -200,6 +200,10 @@ class DetectSettings:
     #: farms per Dask task; below ``parallel_min_farms`` farms everything runs serially
     chunk_farms: int = 250
     parallel_min_farms: int = 500
+    #: an incremental night reads and labels the persisted context of this many farms at
+    #: a time (0: all at once); peers are computed over every farm either way, so the
+    #: looks do not depend on it -- only the night's memory does
+    partition_farms: int = 20_000
 
     def confirm_looks(self, hazard: str) -> int:
         """Consecutive anomalous clear looks needed to confirm ``hazard``."""

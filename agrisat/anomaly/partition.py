@@ -1,0 +1,197 @@
+"""Farm partitions of an incremental night: the per-farm work, a partition at a time.
+
+An incremental night (:func:`agrisat.anomaly.incremental.extend_looks`) computes the looks
+of the new dates for every farm at once where looks of different farms meet -- the
+same-date peer statistics (region, crop, radius groups, the region shift that mixes crops),
+the peers' spread of the standing change -- and farm by farm where a look reads only its
+own farm's earlier looks: own history and the usual peer gap (earlier years), the reference
+standing of the change (the recent window) and the labelling behind the recent window. The
+per-farm work runs over partitions of ``DetectSettings.partition_farms`` farms whose
+context (the persisted looks of those farms) is read, used and freed before the next one,
+so the night's memory is bounded by a partition's context, not by the book's.
+
+A partition changes no peer statistic: peers are computed from the new looks of all farms
+(small: one row per farm and new date) before and after the per-farm passes. The one
+frame-wide choice of the labelling -- :func:`agrisat.anomaly.detectors.keeping_pace` takes
+its reference from the last *sound* look when any look of the frame is unsound -- cannot
+change a new look's label: the two references differ only on a farm's first row in the
+frame, and a new look is that row only for a farm without looks in the recent window, whose
+previous look is then further back than ``abrupt_max_gap_days`` (no pace either way).
+:func:`partition_farms` falls back to one partition when the settings break that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .change import reference_standing
+from .context import (
+    GAP_COLUMNS,
+    HISTORY_COLUMNS,
+    OWN_COLUMNS,
+    RECENT_COLUMNS,
+    RECENT_READ,
+    LookContext,
+    context_part,
+    dated,
+)
+from .core import LABEL_INPUTS, label_looks
+from .features import _peer_lagged
+from .history import own_history
+from .seasonal import seasonal_gap
+from .settings import DetectSettings
+from .window import behind
+
+__all__ = [
+    "farm_partitions",
+    "farm_pass",
+    "label_pass",
+    "partition_farms",
+    "reference_change",
+]
+
+
+def partition_farms(settings: DetectSettings, recent_days: int) -> int:
+    """Farms per partition (0: all in one), given the recent window's length in days.
+
+    One partition when ``partition_farms`` is 0 or when the recent window does not reach
+    further back than ``abrupt_max_gap_days`` (then a new look could be a farm's first row
+    of the labelling frame and still have a pace reference: see the module docstring).
+    """
+    n = max(int(settings.partition_farms), 0)
+    if recent_days <= settings.abrupt_max_gap_days:
+        return 0
+    return n
+
+
+def farm_partitions(farm_ids: pd.Series, size: int) -> list[slice]:
+    """Row slices of ``size`` farms each over ``farm_ids`` (a farm's rows contiguous, as in
+    a features table sorted by farm and date); one slice of all rows when ``size`` is 0."""
+    n = len(farm_ids)
+    if size <= 0 or n == 0:
+        return [slice(0, n)]
+    ids = farm_ids.to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    cuts = starts[::size]
+    ends = np.r_[cuts[1:], n]
+    return [slice(int(a), int(b)) for a, b in zip(cuts, ends, strict=True)]
+
+
+def reference_change(
+    recent: pd.DataFrame, f: pd.DataFrame, settings: DetectSettings
+) -> dict[str, np.ndarray]:
+    """:func:`agrisat.anomaly.features.reference_standing` of the new looks ``f`` of some
+    farms, behind those farms' looks of the recent window (per row of ``f``): exactly what
+    the whole-frame pass computes, since a look's reference reads its own farm's looks only.
+
+    ``recent`` and ``f`` carry ``farm_id``, ``date``, ``peer_level``, ``value``,
+    ``peer_median``, ``moist`` and ``peer_moist``.
+    """
+    cols = ["farm_id", "date", "peer_level", "value", "peer_median", "moist", "peer_moist"]
+    frame = pd.concat([recent[cols], f[cols]], ignore_index=True)
+    pos = np.r_[np.full(len(recent), -1), np.arange(len(f))]
+    order = frame.sort_values(["farm_id", "date"], kind="stable").index.to_numpy()
+    frame = frame.take(order).reset_index(drop=True)
+    pos = pos[order]
+    ref = reference_standing(frame, settings)
+    new = pos >= 0
+    out: dict[str, np.ndarray] = {}
+    for name, vals in ref.items():
+        out[name] = np.empty(len(f))
+        out[name][pos[new]] = vals[new]
+    return out
+
+
+def farm_pass(
+    f: pd.DataFrame,
+    peers: pd.DataFrame,
+    context: LookContext,
+    parts: list[slice],
+    *,
+    d0: pd.Timestamp,
+    settings: DetectSettings,
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+    """Own history, usual peer gap and reference standing of the new looks ``f``, partition
+    by partition (``peers``: the same-date peer columns they read). Each partition's
+    history and recent window are read, used and dropped before the next."""
+    s = settings
+    owns = []
+    usual = np.full(len(f), np.nan)
+    ref = {k: np.full(len(f), np.nan) for k in ("change_ref_n", "change", "moist_change")}
+    for sl in parts:
+        fp = f.iloc[sl].reset_index(drop=True)
+        ids = fp["farm_id"].unique()
+        hist = dated(context_part(context.history, ids, HISTORY_COLUMNS), HISTORY_COLUMNS)
+        cand = pd.concat([hist[OWN_COLUMNS], fp[OWN_COLUMNS]], ignore_index=True)
+        own = own_history(cand, s, eval_from=d0)
+        own.index = own.index - len(hist) + sl.start
+        owns.append(own)
+        gap = fp[["farm_id", "date", "value"]].assign(
+            peer_median=peers["peer_median"].to_numpy()[sl],
+            peer_level=peers["peer_level"].to_numpy()[sl],
+        )
+        cand = pd.concat([hist[GAP_COLUMNS], gap[GAP_COLUMNS]], ignore_index=True)
+        usual[sl] = seasonal_gap(cand, s, eval_from=d0).to_numpy(dtype=float)[len(hist) :]
+        del hist, cand, own
+        recent = context_part(context.recent, ids, RECENT_COLUMNS)
+        recent = dated(recent, RECENT_COLUMNS)
+        gap = gap.assign(
+            moist=fp["moist"].to_numpy(), peer_moist=peers["peer_moist"].to_numpy()[sl]
+        )
+        for k, vals in reference_change(recent, gap, s).items():
+            ref[k][sl] = vals
+        del recent, gap, fp
+    own = pd.concat(owns) if len(owns) > 1 else owns[0]
+    return own, usual, ref
+
+
+def label_pass(
+    f: pd.DataFrame,
+    context: LookContext,
+    groups: pd.DataFrame,
+    parts: list[slice],
+    *,
+    settings: DetectSettings,
+) -> pd.DataFrame:
+    """The peers' lagged medians (set on ``f``) and the labels of the new looks, each
+    partition labelled behind its farms' looks of the recent window (read per partition)."""
+    s = settings
+    lagkeys = ["crop", "region", "peer_level", "date", "peer_median"]
+    mine = ["farm_id", "radius_median"]
+    shared = groups.loc[groups["peer_level"] != "radius", lagkeys]  # radius groups are per farm
+    # the groups' medians on the new dates, of every farm: a look may lag to a date of the
+    # night that only other partitions' farms were seen on (a group's median is one value)
+    seen = f.loc[f["peer_level"] != "radius", lagkeys].drop_duplicates(lagkeys[:4])
+    lagged_cols = {"peer_lagged": s.change_lag_guard_days, "peer_lagged_max": s.late_max_lag_days}
+    lags = {k: np.full(len(f), np.nan) for k in lagged_cols}
+    # Detectors may read a farm's earlier looks (the last sound one): label the new looks
+    # behind the farm's looks of the recent window (persisted whole), then continue the runs.
+    # Only the columns the detectors read (LABEL_INPUTS) go through the labelling frame; the
+    # new looks keep their own columns and take the labels (a whole-row frame of the window
+    # was the night's peak).
+    cols = [c for c in f.columns if c in LABEL_INPUTS]
+    labs = []
+    for sl in parts:
+        fp = f.iloc[sl].reset_index(drop=True)
+        recent = context_part(context.recent, fp["farm_id"].unique(), RECENT_READ)
+        recent = dated(recent, RECENT_COLUMNS)
+        lagged = pd.concat(
+            [fp[lagkeys + mine], recent[lagkeys + mine], seen, shared], ignore_index=True
+        )
+        for col, days in lagged_cols.items():
+            lags[col][sl] = _peer_lagged(lagged, days).to_numpy()[: len(fp)]
+            fp[col] = lags[col][sl]
+        del lagged
+        frame, at = behind(recent, fp, cols)
+        del recent
+        lab = label_looks(frame, s)
+        new = at >= 0
+        outs = [c for c in lab.columns if c not in f.columns]
+        labs.append(lab.loc[new, outs].set_axis(at[new] + sl.start).sort_index())
+        del frame, lab, fp
+    for col, vals in lags.items():
+        f[col] = vals
+    lab = pd.concat(labs) if len(labs) > 1 else labs[0]
+    lab.index = f.index
+    return lab
