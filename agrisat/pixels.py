@@ -38,6 +38,7 @@ from .config import CubeSettings
 from .cube import SCL, _declared_shape, _factor, _native_grid, item_epsg
 from .errors import ConfigError
 from .reader import Grid, RasterioReader, Reader, Window, _Block, _read_block, _read_dn
+from .stack import pixel_layers, scl_lut
 from .zonal.chunks import ChunkWeights
 
 __all__ = ["DirectSource", "direct_source", "fused_sums"]
@@ -282,8 +283,6 @@ def fused_sums(
         Columns Σ w valid, Σ w clear, Σ w clear water, then per index Σ w m, Σ w m x,
         Σ w m x² (m = clear and x finite), as :func:`agrisat.zonal.chunks._chunk_sums`.
     """
-    from .indices import compute_index
-
     cols, coarse, mat = weights
     t = dn[0].shape[0]
     # the used pixels' DN: one gather per layer, on its own grid
@@ -292,33 +291,11 @@ def fused_sums(
         np.take(d.reshape(t, -1), cols if f == 1 else coarse, axis=1)
         for d, f in zip(dn, factors, strict=True)
     ]
-    valid = np.ones((t, len(cols)), dtype=bool)
-    refl = {}
-    for k, b in enumerate(bands):  # the float32 steps of _prepare_block, per used pixel
-        arr = picked[k]
-        has = arr != 0
-        valid &= has
-        r = arr.astype(np.float32)
-        r *= scale[k, :, None]
-        r += offset[k, :, None]
-        np.copyto(r, np.float32(np.nan), where=~has)
-        refl[b] = r
-    if has_scl:
-        # bit 0 data, bit 1 a clear class, bit 2 water, looked up on the gathered codes
-        lut = np.zeros(256, dtype=np.uint8)
-        lut[1:] = 1
-        lut[[c for c in range(256) if c not in not_clear]] |= 2
-        lut[water_class] |= 4
-        code = np.take(lut, picked[len(bands)])
-        valid &= (code & 1).astype(bool)
-        clear = valid & (code & 2).astype(bool)
-        water = clear & (code & 4).astype(bool)
-    else:
-        clear = valid
-        water = np.zeros_like(valid)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # float32 as _prepare_block stores them (a no-op: the arithmetic stays float32)
-        values = [np.asarray(compute_index(name, refl), dtype=np.float32) for name in indices]
+    # SCL looked up on the gathered codes; then the float32 steps of _prepare_block
+    code = np.take(scl_lut(not_clear, water_class), picked[len(bands)]) if has_scl else None
+    valid, clear, water, values = pixel_layers(
+        picked[: len(bands)], code, scale, offset, bands=bands, indices=indices
+    )
     out = np.empty((t, mat.shape[0], 3 + 3 * len(indices)))
     for i in range(t):
         # the float64 cells of _chunk_sums: with m = 0 or 1, m·x is x or 0 and m·x·x is x·x

@@ -18,7 +18,7 @@ from .config import CubeSettings
 from .cube import SCL, load_raw
 from .errors import ConfigError
 
-__all__ = ["prepared_stack"]
+__all__ = ["pixel_layers", "prepared_stack", "scl_lut"]
 
 
 def _upsample(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -27,6 +27,58 @@ def _upsample(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     out = np.empty((t, h, 2, w, 2), dtype=arr.dtype)
     out[...] = arr[:, :, None, :, None]
     return out.reshape(t, 2 * h, 2 * w)[:, : shape[1], : shape[2]]
+
+
+def scl_lut(not_clear: tuple[int, ...], water_class: int) -> np.ndarray:
+    """SCL class → code: bit 0 data, bit 1 a clear class, bit 2 water (256 entries)."""
+    lut = np.zeros(256, dtype=np.uint8)
+    lut[1:] = 1
+    lut[[c for c in range(256) if c not in not_clear]] |= 2
+    lut[water_class] |= 4
+    return lut
+
+
+def pixel_layers(
+    band_dn: list[np.ndarray],
+    code: np.ndarray | None,
+    scale: np.ndarray,
+    offset: np.ndarray,
+    *,
+    bands: tuple[str, ...],
+    indices: tuple[str, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Masks and indices of pixels: ``valid``, ``clear``, ``water`` (bool) and one float32
+    array per index, shaped like the inputs (time first).
+
+    ``band_dn`` are the bands' DN (0 = nodata) and ``code`` the SCL codes of
+    :func:`scl_lut` (None: all valid pixels clear), all on the same pixels: a whole chunk
+    (:func:`_prepare_block`) or the pixels under farms (:func:`agrisat.pixels.fused_sums`),
+    so both paths do the same float32 arithmetic. ``scale``/``offset``: (band, time).
+    """
+    from .indices import compute_index
+
+    valid = np.ones(band_dn[0].shape, dtype=bool)
+    refl = {}
+    for k, b in enumerate(bands):
+        arr = band_dn[k]
+        has = arr != 0
+        valid &= has
+        per_time = (-1, *([1] * (arr.ndim - 1)))
+        r = arr.astype(np.float32)  # in place from here: no float temporaries per band
+        r *= scale[k].reshape(per_time)
+        r += offset[k].reshape(per_time)
+        np.copyto(r, np.float32(np.nan), where=~has)
+        refl[b] = r
+    if code is not None:
+        valid &= (code & 1).astype(bool)
+        clear = valid & (code & 2).astype(bool)
+        water = clear & (code & 4).astype(bool)
+    else:
+        clear = valid
+        water = np.zeros_like(valid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = [np.asarray(compute_index(n, refl), dtype=np.float32) for n in indices]
+    return valid, clear, water, values
 
 
 def _prepare_block(
@@ -45,41 +97,22 @@ def _prepare_block(
     ``scale`` and ``offset`` are this chunk's (band, time) slices; ``factors`` says which of
     ``dn`` (bands, then SCL) come from a grid twice as coarse and are upsampled here.
     """
-    from .indices import compute_index
-
     shape = next(a.shape for a, f in zip(dn, factors, strict=True) if f == 1)
-    out = np.empty((3 + len(indices), *shape), dtype=np.float32)
-    valid = np.ones(shape, dtype=bool)
-    refl = {}
-    for k, b in enumerate(bands):
-        arr = dn[k] if factors[k] == 1 else _upsample(dn[k], shape)
-        has = arr != 0
-        valid &= has
-        r = arr.astype(np.float32)  # in place from here: no float temporaries per band
-        r *= scale[k, :, None, None]
-        r += offset[k, :, None, None]
-        np.copyto(r, np.float32(np.nan), where=~has)
-        refl[b] = r
+    band_dn = [dn[k] if factors[k] == 1 else _upsample(dn[k], shape) for k in range(len(bands))]
+    code = None
     if has_scl:
         # one lookup per SCL class on the SCL's own (20 m) grid, then one upsampling of the
-        # result: bit 0 data, bit 1 a clear class, bit 2 water
-        lut = np.zeros(256, dtype=np.uint8)
-        lut[1:] = 1
-        lut[[c for c in range(256) if c not in not_clear]] |= 2
-        lut[water_class] |= 4
-        code = lut[dn[len(bands)]]
+        # result
+        code = scl_lut(not_clear, water_class)[dn[len(bands)]]
         if factors[len(bands)] != 1:
             code = _upsample(code, shape)
-        valid &= (code & 1).astype(bool)
-        clear = valid & (code & 2).astype(bool)
-        water = clear & (code & 4).astype(bool)
-    else:
-        clear = valid
-        water = np.zeros_like(valid)
+    valid, clear, water, values = pixel_layers(
+        band_dn, code, scale, offset, bands=bands, indices=indices
+    )
+    out = np.empty((3 + len(indices), *shape), dtype=np.float32)
     out[0], out[1], out[2] = valid, clear, water
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for j, name in enumerate(indices):
-            out[3 + j] = compute_index(name, refl)
+    for j, v in enumerate(values):
+        out[3 + j] = v
     return out
 
 
