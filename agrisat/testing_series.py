@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 from shapely.geometry import box
 
-__all__ = ["Event", "make_farms", "make_observations"]
+__all__ = ["Event", "feed_store", "make_farms", "make_observations"]
 
 # (day offset from 1 Oct, NDVI) anchors of one crop year starting 1 October.
 _WHEAT = [
@@ -222,3 +223,26 @@ def make_observations(
     out = pd.concat(frames, ignore_index=True)
     out["status"] = out["status"].astype(str)
     return out
+
+
+def feed_store(store: Any, rows: pd.DataFrame, tag: str) -> None:
+    """Commit observation ``rows`` to ``store`` (an :class:`agrisat.store.Store`) with a ledger
+    entry per day (item ``S_<day>_<tag>``), as ingestion does: a store for detection tests
+    without pixels."""
+    if rows.empty:
+        return
+    days = sorted(rows["date"].unique())
+    ledger = pd.DataFrame(
+        {
+            "item_id": [f"S_{d}_{tag}" for d in days],
+            "day": days,
+            "tile": "50SQE",
+            "epsg": 32650,
+            "updated": "",
+            "status": "ingested",
+            "run_id": tag,
+        }
+    )
+    with store.transaction() as txn:
+        txn.append("observations", rows.reset_index(drop=True))
+        txn.append("ledger", ledger)

@@ -18,7 +18,7 @@ from agrisat.config import Settings
 from agrisat.looks import read_looks
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
-from agrisat.testing_series import Event, make_farms, make_observations
+from agrisat.testing_series import Event, feed_store, make_farms, make_observations
 
 ALL = [(pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01"))]
 #: the farm without clear looks for ~80 days before GAP_END (no recent-window looks then)
@@ -127,24 +127,6 @@ def test_a_partition_without_unsound_looks_labels_as_the_whole_frame(data) -> No
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
-def _feed(store: Store, rows: pd.DataFrame, tag: str) -> None:
-    days = sorted(rows["date"].unique())
-    ledger = pd.DataFrame(
-        {
-            "item_id": [f"S_{d}_{tag}" for d in days],
-            "day": days,
-            "tile": "50SQE",
-            "epsg": 32650,
-            "updated": "",
-            "status": "ingested",
-            "run_id": tag,
-        }
-    )
-    with store.transaction() as txn:
-        txn.append("observations", rows.reset_index(drop=True))
-        txn.append("ledger", ledger)
-
-
 def test_partitioned_nights_equal_one_pass_nights(data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     farms, obs = data
     stores = {"tiny": Store(tmp_path / "tiny"), "one": Store(tmp_path / "one")}
@@ -158,7 +140,7 @@ def test_partitioned_nights_equal_one_pass_nights(data, tmp_path: Path) -> None:
         rows = obs[(obs["date"] > prev) & (obs["date"] <= night)]
         prev = night
         for k, store in stores.items():
-            _feed(store, rows, f"r{i}")
+            feed_store(store, rows, f"r{i}")
             detect_and_update(store, farms, run_date=night, settings=settings[k])
     tiny, one = stores["tiny"], stores["one"]
     looks = read_looks(tiny, tiny.manifest(), ALL)

@@ -19,7 +19,7 @@ from agrisat.lookrun import date_steps
 from agrisat.looks import look_tables, read_looks
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
-from agrisat.testing_series import Event, make_farms, make_observations
+from agrisat.testing_series import Event, feed_store, make_farms, make_observations
 
 EVENTS = [
     Event("F0003", "abrupt_loss", "2026-04-22", "2026-06-10"),
@@ -35,27 +35,6 @@ def data() -> tuple[pd.DataFrame, pd.DataFrame]:
     obs = make_observations(farms, events=EVENTS, start="2024-10-01", end="2026-06-30", seed=11)
     obs["date"] = pd.to_datetime(obs["date"]).dt.strftime("%Y-%m-%d")
     return farms, obs
-
-
-def _feed(store: Store, rows: pd.DataFrame, tag: str) -> None:
-    """Commit observation rows with their ledger entries, as ingestion does."""
-    if rows.empty:
-        return
-    days = sorted(rows["date"].unique())
-    ledger = pd.DataFrame(
-        {
-            "item_id": [f"S_{d}_{tag}" for d in days],
-            "day": days,
-            "tile": "50SQE",
-            "epsg": 32650,
-            "updated": "",
-            "status": "ingested",
-            "run_id": tag,
-        }
-    )
-    with store.transaction() as txn:
-        txn.append("observations", rows.reset_index(drop=True))
-        txn.append("ledger", ledger)
 
 
 def _nights(obs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -117,8 +96,8 @@ def test_nightly_incremental_equals_full_recompute(data, tmp_path: Path, monkeyp
 
     monkeypatch.setattr(monitor, "plan", spy)
     for i, (night, rows) in enumerate(_nights(obs)):
-        _feed(inc, rows, f"r{i}")
-        _feed(ref, rows, f"r{i}")
+        feed_store(inc, rows, f"r{i}")
+        feed_store(ref, rows, f"r{i}")
         detect_and_update(inc, farms, run_date=night, settings=Settings())
         detect_and_update(ref, farms, run_date=night, settings=Settings(), full=True)
         if i % 6 == 0:
@@ -142,7 +121,7 @@ def test_nightly_incremental_equals_full_recompute(data, tmp_path: Path, monkeyp
 def test_rerun_changes_nothing_and_settings_change_recomputes(data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     farms, obs = data
     store = Store(tmp_path / "w")
-    _feed(store, obs[obs["date"] <= "2026-05-01"], "a")
+    feed_store(store, obs[obs["date"] <= "2026-05-01"], "a")
     detect_and_update(store, farms, run_date="2026-05-01", settings=Settings())
     before = store.manifest()
     detect_and_update(store, farms, run_date="2026-05-01", settings=Settings())
@@ -170,9 +149,9 @@ def test_a_failed_detection_commit_leaves_a_state_the_next_run_repairs(
     farms, obs = data
     clean, broken = Store(tmp_path / "clean"), Store(tmp_path / "broken")
     for st in (clean, broken):
-        _feed(st, obs[obs["date"] <= "2026-04-01"], "a")
+        feed_store(st, obs[obs["date"] <= "2026-04-01"], "a")
         detect_and_update(st, farms, run_date="2026-04-01", settings=Settings())
-        _feed(st, obs[(obs["date"] > "2026-04-01") & (obs["date"] <= "2026-05-15")], "b")
+        feed_store(st, obs[(obs["date"] > "2026-04-01") & (obs["date"] <= "2026-05-15")], "b")
     detect_and_update(clean, farms, run_date="2026-05-15", settings=Settings())
 
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -200,7 +179,7 @@ def test_a_full_recompute_in_steps_equals_one_pass(data, tmp_path: Path) -> None
     farms, obs = data
     one, steps = Store(tmp_path / "one"), Store(tmp_path / "steps")
     for st in (one, steps):
-        _feed(st, obs, "a")
+        feed_store(st, obs, "a")
     n_dates = obs["date"].nunique()
     night = obs["date"].max()
     detect_and_update(one, farms, run_date=night, settings=_stepped(10**9))
@@ -228,7 +207,7 @@ def test_a_recompute_killed_between_steps_is_finished_by_the_next_run(
     farms, obs = data
     ref, killed = Store(tmp_path / "ref"), Store(tmp_path / "killed")
     for st in (ref, killed):
-        _feed(st, obs, "a")
+        feed_store(st, obs, "a")
     night = obs["date"].max()
     detect_and_update(ref, farms, run_date=night, settings=_stepped(10**9))
     real_commit = killed.commit
@@ -259,7 +238,7 @@ def test_a_recompute_killed_between_steps_is_finished_by_the_next_run(
 def test_date_steps_bound_rows_but_span_the_context_window(data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, obs = data
     store = Store(tmp_path / "w")
-    _feed(store, obs, "a")
+    feed_store(store, obs, "a")
     per_date = obs.groupby("date").size()
     steps = date_steps(store, store.manifest(), 140, min_days=61)
     days = pd.to_datetime(per_date.index)
