@@ -42,6 +42,29 @@ def test_detection_allocator_applies_and_restores(monkeypatch: pytest.MonkeyPatc
     assert calls == []
 
 
+def test_trim_heap_releases_arrow_and_trims_the_c_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+
+    import agrisat.allocator as alloc
+
+    trims: list[int] = []
+    released: list[bool] = []
+
+    class Libc:
+        def malloc_trim(self, pad: int) -> int:
+            trims.append(pad)
+            return 1
+
+    class Pool:
+        def release_unused(self) -> None:
+            released.append(True)
+
+    monkeypatch.setattr(alloc, "_libc", lambda: Libc())
+    monkeypatch.setattr(pa, "default_memory_pool", lambda: Pool())
+    assert trim_heap() is True
+    assert trims == [0] and released == [True]  # the whole free heap top, and Arrow's pool
+
+
 def test_allocator_hooks_are_harmless_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_libc(*args: object, **kwargs: object) -> None:
         raise OSError("no C library here")

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agrisat.allocator import trim_heap
 from agrisat.anomaly import DetectSettings
 from agrisat.anomaly.core import LABEL_INPUTS, classify_looks, label_looks
 from agrisat.anomaly.incremental import RECENT_COLUMNS, RECENT_READ, full_looks
@@ -146,12 +145,6 @@ def test_obs_columns_skip_what_detection_never_reads(tmp_path) -> None:
         "farm_id", "date", "status", "clear_fraction", "water_fraction", "ndvi_mean",
         "ndmi_mean",
     ]  # fmt: skip
-
-
-def test_trim_heap_is_harmless() -> None:
-    x = np.ones(1_000_000)
-    assert isinstance(trim_heap(), bool)
-    assert x.sum() == 1_000_000
 
 
 def test_every_column_the_detectors_name_is_a_label_input(looks: pd.DataFrame) -> None:
