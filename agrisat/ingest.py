@@ -101,7 +101,7 @@ def ingest(
         The store's ledger when the caller has read it already (read here otherwise).
     batch_items
         Items computed and committed together (whole days are never split); fewer when
-        ``settings.run.step_rows`` observations would be exceeded.
+        ``settings.run.batch_rows`` observations would be exceeded.
     progress
         Optional callback after each committed batch.
     """
@@ -157,8 +157,8 @@ def ingest(
                 cache.misses,
             )
             cache.hits = cache.misses = 0
-            # a batch's observations (farms x scenes) stay under run.step_rows in memory
-            size = max(1, min(batch_items, settings.run.step_rows // max(1, len(zones[code]))))
+            # a batch's observations (farms x scenes) stay under run.batch_rows in memory
+            size = max(1, min(batch_items, settings.run.batch_rows // max(1, len(zones[code]))))
             for batch in _batches(zitems, size):
                 t0 = time.perf_counter()
                 obs, failed = _observe_batch(batch, code, weights, indices, settings, ship=ship)
