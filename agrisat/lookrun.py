@@ -56,7 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Bump when the persisted look rows change meaning (forces one full recomputation).
-LOOKS_VERSION = 1
+LOOKS_VERSION = 2
 OBS_KEYS: tuple[str, ...] = ("farm_id", "date")
 
 

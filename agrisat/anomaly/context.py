@@ -38,7 +38,8 @@ ContextSource = Union[pd.DataFrame, Callable[[list[str], tuple[str, ...]], pd.Da
 GROUP_COLUMNS: tuple[str, ...] = ("crop", "region", "date", "peer_level", "peer_median", "n_looks")
 #: Columns of a farm's latest earlier look that the new looks continue from.
 LAST_COLUMNS: tuple[str, ...] = (
-    "farm_id", "date", "value", "season_id", "season_max", "peer_season_run", "first_date",
+    "farm_id", "date", "value", "season_id", "season_key", "season_max", "peer_season_run",
+    "first_date",
     "state", "run_looks", "onset", "run_hazard", "radius_median",
 )  # fmt: skip
 #: Columns of the persisted looks read for own history and for the standing change.

@@ -28,6 +28,7 @@ __all__ = [
     "own_history",
     "peer_stats",
     "prev_peer_median",
+    "season_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ def look_features(
     f["prev_peer_median"] = prev_peer_median(
         f, f, lambda: f.groupby("farm_id", sort=False)["radius_median"].shift(1)
     )
-    season = f["season_id"].fillna("none").astype(str)
+    season = f["season_key"] = season_key(f)
     f["season_max"] = f.groupby([f["farm_id"], season], sort=False)["value"].cummax()
     # The peers' highest median so far this season, seen from this farm (ripening test).
     f["peer_season_max"] = f.groupby([f["farm_id"], season], sort=False)["peer_median"].cummax()
@@ -239,6 +240,22 @@ def look_features(
     f["peer_lagged"] = _peer_lagged(f, s.change_lag_guard_days)
     f["peer_lagged_max"] = _peer_lagged(f, s.late_max_lag_days)
     return f
+
+
+def season_key(f: pd.DataFrame, before: pd.Series | None = None) -> pd.Series:
+    """The run each look's season maxima are taken over: its crop season (``season_id``), or,
+    off season, ``none@`` + the season it follows (``none@start`` before any).
+
+    One key per stretch of off-season looks, not one for all of a farm's off-seasons (a
+    running maximum across winters a year apart). ``f`` is sorted by farm and date;
+    ``before`` (per row) is the key of the farm's latest earlier look, for looks that
+    continue a farm's history (an incremental night).
+    """
+    sid = f["season_id"]
+    follows = sid.groupby(f["farm_id"], sort=False).ffill()
+    if before is not None:
+        follows = follows.fillna(before.astype(object).str.removeprefix("none@"))
+    return sid.where(sid.notna(), "none@" + follows.fillna("start").astype(str)).astype(str)
 
 
 def prev_peer_median(

@@ -43,6 +43,7 @@ from .features import (
     look_features,
     peer_stats,
     prev_peer_median,
+    season_key,
 )
 from .partition import (
     farm_partitions,
@@ -110,10 +111,6 @@ def context_windows(
     }
 
 
-def _season(f: pd.DataFrame) -> pd.Series:
-    return f["season_id"].fillna("none").astype(str)
-
-
 def _finish(f: pd.DataFrame, s: DetectSettings) -> pd.DataFrame:
     """Columns the next night continues from: the farm's first look and the peers' highest
     median so far this season (NaN-skipping, unlike ``peer_season_max`` on a NaN look)."""
@@ -124,7 +121,7 @@ def _finish(f: pd.DataFrame, s: DetectSettings) -> pd.DataFrame:
     f["first_date"] = first
     no_hist = first > f["date"] - pd.Timedelta(days=s.history_min_gap_days)
     f["own_n"] = f["own_n"].where(~no_hist)
-    keys = [f["farm_id"], _season(f)]
+    keys = [f["farm_id"], f["season_key"]]
     run = f.groupby(keys, sort=False)["peer_median"].cummax()
     f["peer_season_run"] = run.groupby(keys, sort=False).ffill()
     return f
@@ -236,8 +233,9 @@ def extend_looks(
         lambda: g["radius_median"].shift(1).where(~head, _pick(f, last["radius_median"])),
     )
     # --- running maxima of the season, continued from the latest earlier look --------------
-    season = _season(f)
-    same = (season == _pick(f, last["season_id"].fillna("none").astype(str))).to_numpy()
+    before = _pick(f, last["season_key"])
+    season = f["season_key"] = season_key(f, before)
+    same = (season == before).to_numpy()
     skeys = [f["farm_id"], season]
     f["season_max"] = f.groupby(skeys, sort=False)["value"].cummax()
     carried = _pick(f, last["season_max"]).where(same)
