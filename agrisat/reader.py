@@ -6,9 +6,10 @@ item is a north-up grid in the zone's CRS whose pixels coincide with the zone gr
 bands) or with its 2 × 2 blocks (20 m bands, SCL) — the normal case for Sentinel-2 tiles of one
 UTM zone — none of that is needed: :func:`agrisat.pixels.direct_source` plans one task per
 (time chunk, y chunk, x chunk) that reads each band's window on its own grid (here:
-:func:`_read_dn`). :func:`direct_stack` hands the DN to :func:`agrisat.stack._prepare_block`,
-the same arithmetic as the odc-stac path; the fused path (:mod:`agrisat.pixels`) reduces them
-to the farms' partial sums in the same task, from the pixels under farms only. Anything else (another CRS, a grid offset by a fraction of
+:func:`_read_dn`). :func:`_read_block` hands the DN to :func:`agrisat.stack._prepare_block`
+(``DirectSource.stack``: the same arithmetic as the odc-stac path); the fused path
+(:mod:`agrisat.pixels`) reduces them to the farms' partial sums in the same task, from the
+pixels under farms only. Anything else (another CRS, a grid offset by a fraction of
 a pixel, another resolution) returns ``None`` and the caller falls back to odc-stac.
 
 I/O goes through a :class:`Reader` (the one swappable seam; tests count calls with a fake).
@@ -23,19 +24,16 @@ import threading
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import pystac
-from odc.geo.geobox import GeoBox
 
-from .config import CubeSettings
 from .errors import AgrisatError, SceneError
 from .net import redact_text
 
-__all__ = ["RasterioReader", "Reader", "close_handles", "direct_stack"]
+__all__ = ["RasterioReader", "Reader", "close_handles"]
 
 log = logging.getLogger(__name__)
 
@@ -242,34 +240,3 @@ def _read_block(block: _Block) -> np.ndarray:
     from .stack import _prepare_block
 
     return _prepare_block(block.scale, block.offset, *_read_dn(block), **dict(block.kwargs))
-
-
-def direct_stack(
-    items: Sequence[pystac.Item],
-    geobox: GeoBox,
-    *,
-    indices: Sequence[str],
-    settings: CubeSettings = CubeSettings(),
-    time_chunk: int = 1,
-    gdal: Mapping[str, Any] | None = None,
-    reader: Reader | None = None,
-) -> tuple[Any, tuple[str, ...]] | None:
-    """:func:`agrisat.stack.prepared_stack` without odc-stac, when the items allow it.
-
-    The same as :func:`agrisat.pixels.direct_source` (same parameters), made into the stacked array: a dask
-    array (variable, time, y, x) of float32 with chunks (all variables, ``time_chunk``,
-    ``chunk_size``, ``chunk_size``) and the variable names, as ``prepared_stack`` returns
-    them; ``None`` when some needed asset is not on the zone grid.
-    """
-    from .pixels import direct_source
-
-    src = direct_source(
-        items,
-        geobox,
-        indices=indices,
-        settings=settings,
-        time_chunk=time_chunk,
-        gdal=gdal,
-        reader=reader,
-    )
-    return None if src is None else (src.stack(), src.names)

@@ -93,20 +93,6 @@ def run_one(n: int, nights: list[str], save: str | None) -> dict[str, object]:
     return res
 
 
-def _ledger(days: list[str], tag: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "item_id": [f"S2_BENCH_{d}_{tag}" for d in days],
-            "day": days,
-            "tile": "50SQE",
-            "epsg": 32650,
-            "updated": "",
-            "status": "ingested",
-            "run_id": tag,
-        }
-    )
-
-
 def store_night(
     n: int, workdir: str, phase: str, step_rows: int | None = None
 ) -> dict[str, object]:
@@ -115,6 +101,7 @@ def store_night(
     from agrisat.config import Settings
     from agrisat.monitor import detect_and_update
     from agrisat.store import Store
+    from agrisat.testing_series import feed_store
 
     store = Store(workdir)
     if phase == "prepare":
@@ -123,11 +110,7 @@ def store_night(
         farms = pd.DataFrame(demo.read("farms").drop(columns="geometry"))
         obs, farms = replicate(obs, farms, n)
         days = sorted(obs["date"].astype(str).unique())
-        with store.transaction() as txn:
-            txn.append(
-                "observations", obs[obs["date"].astype(str) < days[-1]].reset_index(drop=True)
-            )
-            txn.append("ledger", _ledger(days[:-1], "first"))
+        feed_store(store, obs[obs["date"].astype(str) < days[-1]], "first")
         obs[obs["date"].astype(str) == days[-1]].to_parquet(Path(workdir) / "last.parquet")
         farms.to_parquet(Path(workdir) / "farms.parquet")
         return {"night": days[-2], "days": days[-2:]}
@@ -137,9 +120,7 @@ def store_night(
     if phase == "full":
         night = str(store.read("ledger")["day"].max())
     else:
-        with store.transaction() as txn:
-            txn.append("observations", last)
-            txn.append("ledger", _ledger([night], "second"))
+        feed_store(store, last, "second")
     del last
     load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()

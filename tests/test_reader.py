@@ -29,7 +29,7 @@ from agrisat.errors import SceneError
 from agrisat.observations import read_observations
 from agrisat.pipeline import gdal_options, run
 from agrisat.pixels import direct_source
-from agrisat.reader import RasterioReader, close_handles, direct_stack
+from agrisat.reader import RasterioReader, close_handles
 from agrisat.stack import prepared_stack
 from agrisat.testing import SyntheticFarm, make_archive, write_cog
 from agrisat.zonal import coverage_weights, release_zone, zonal_stats_stack
@@ -76,9 +76,9 @@ def _both(
     items: list[pystac.Item], grid: Any, indices: list[str], *, chunk: int = 16, tc: int = 1
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     settings = CubeSettings(chunk_size=chunk)
-    made = direct_stack(items, grid, indices=indices, settings=settings, time_chunk=tc, gdal=GDAL)
-    assert made is not None, "the direct path should apply to items on the zone grid"
-    fast, names = made
+    src = direct_source(items, grid, indices=indices, settings=settings, time_chunk=tc, gdal=GDAL)
+    assert src is not None, "the direct path should apply to items on the zone grid"
+    fast, names = src.stack(), src.names
     slow, slow_names = prepared_stack(
         items, grid, indices=indices, settings=settings, time_chunk=tc
     )
@@ -134,14 +134,14 @@ def test_misaligned_grid_or_other_crs_fall_back(tmp_path: Path) -> None:
     grid = grid_for((X0, Y0 - 400, X0 + 400, Y0), 32650)
     settings = CubeSettings(chunk_size=16)
     shifted = _items(tmp_path / "s", _farms(2), DAYS[:1], origin=(X0 + 5, Y0))
-    assert direct_stack(shifted, grid, indices=["ndvi"], settings=settings) is None
+    assert direct_source(shifted, grid, indices=["ndvi"], settings=settings) is None
     other = _items(tmp_path / "o", _farms(2), DAYS[:1], epsg=32651)
-    assert direct_stack(other, grid, indices=["ndvi"], settings=settings) is None
+    assert direct_source(other, grid, indices=["ndvi"], settings=settings) is None
     # 20 m bands whose pixels straddle the zone grid's 2 x 2 blocks (origin 10 m off): the
     # 10 m bands alone would do (ndvi), ndmi needs swir16 and so falls back
     odd = _items(tmp_path / "d", _farms(2), DAYS[:1], origin=(X0 + 10, Y0))
-    assert direct_stack(odd, grid, indices=["ndmi"], settings=settings) is None
-    assert direct_stack(odd, grid, indices=["ndvi"], settings=settings) is None  # SCL is 20 m
+    assert direct_source(odd, grid, indices=["ndmi"], settings=settings) is None
+    assert direct_source(odd, grid, indices=["ndvi"], settings=settings) is None  # SCL is 20 m
 
 
 def test_corrupt_or_missing_cog_is_a_scene_error_naming_the_item(tmp_path: Path) -> None:
@@ -151,16 +151,16 @@ def test_corrupt_or_missing_cog_is_a_scene_error_naming_the_item(tmp_path: Path)
     red = Path(items[0].assets["red"].href)
     data = red.read_bytes()
     red.write_bytes(data[: len(data) // 2])  # truncated: the header is there, tiles are not
-    made = direct_stack(items, grid, indices=["ndvi"], settings=settings, gdal=GDAL)
-    assert made is not None
+    src = direct_source(items, grid, indices=["ndvi"], settings=settings, gdal=GDAL)
+    assert src is not None
     with pytest.raises(SceneError, match=items[0].id) as info:
-        dask.compute(made[0])
+        dask.compute(src.stack())
     assert "red" in str(info.value) and "Traceback" not in str(info.value)
     os.remove(items[1].assets["nir"].href)
-    made = direct_stack(items[1:], grid, indices=["ndvi"], settings=settings, gdal=GDAL)
-    assert made is not None
+    src = direct_source(items[1:], grid, indices=["ndvi"], settings=settings, gdal=GDAL)
+    assert src is not None
     with pytest.raises(SceneError, match=items[1].id):
-        dask.compute(made[0])
+        dask.compute(src.stack())
 
 
 def test_a_file_off_its_declared_grid_is_a_scene_error(tmp_path: Path) -> None:
@@ -173,10 +173,10 @@ def test_a_file_off_its_declared_grid_is_a_scene_error(tmp_path: Path) -> None:
     t = list(asset.extra_fields["proj:transform"])
     t[2] += 60.0
     asset.extra_fields["proj:transform"] = t
-    made = direct_stack(items, grid, indices=["ndvi"], settings=settings, gdal=GDAL)
-    assert made is not None  # still on the zone grid by its metadata
+    src = direct_source(items, grid, indices=["ndvi"], settings=settings, gdal=GDAL)
+    assert src is not None  # still on the zone grid by its metadata
     with pytest.raises(SceneError, match=items[1].id) as info:
-        dask.compute(made[0])
+        dask.compute(src.stack())
     assert "proj:transform" in str(info.value) and "'red'" in str(info.value)
     close_handles()
 
