@@ -39,6 +39,12 @@ def evidence(ep: dict[str, Any]) -> str:
         peers = f"; peers at {r['peer_median']:.2f} (n={int(r.get('peer_n') or 0)})"
     if hz == "drought":
         z = f", robust z {r['own_z']:.1f}" if pd.notna(r.get("own_z")) else ""
+        gap = r.get("usual_gap")
+        # peers are judged against the farm's usual standing among them at this time of year
+        # (anomaly.seasonal): say it when it matters (>= 0.02), or "peers at 0.73" misleads
+        if peers and gap is not None and pd.notna(gap) and abs(float(gap)) >= 0.02:
+            side = "above" if gap > 0 else "below"
+            peers += f", the farm usually {abs(float(gap)):.2f} {side} them"
         text = (
             f"{idx} {r['value']:.2f} on {_d(r['date'])} vs {r['expected']:.2f} expected "
             f"({-r['score']:+.0%}{z}); below normal since {onset} over {looks}{peers}; "

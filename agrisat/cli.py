@@ -264,11 +264,13 @@ def _print_scores(scores: dict[str, object], seconds: float) -> None:
         "stale_per_100_farm_seasons": ("stale-data alerts / 100 farm-seasons", "(apart)"),
         "median_delay_days": ("median delay, days", "<= 7"),
         "p90_delay_days": ("p90 delay, days", "<= 15"),
-        # the same delays split at the farm's first clear look after the start: what the sky
-        # took, and what detection took from there (no target of their own)
-        "median_wait_clear_days": ("  of it: start -> first clear look (median)", ""),
-        "median_delay_after_clear_days": ("  of it: first clear look -> alert (median)", ""),
-        "p90_delay_after_clear_days": ("  of it: first clear look -> alert (p90)", ""),
+        # the same delays split at the farm's first clear look where the event can show
+        # (agrisat.scoring): the floor a perfect detector would score, and what detection
+        # took from there (no target of their own)
+        "median_wait_visible_days": ("  floor: start -> first look it shows (median)", ""),
+        "p90_wait_visible_days": ("  floor: start -> first look it shows (p90)", ""),
+        "median_delay_after_visible_days": ("  detection after that look (median)", ""),
+        "p90_delay_after_visible_days": ("  detection after that look (p90)", ""),
         "max_ids_per_event": ("alert ids per event (max)", "1"),
     }
     table = Table(

@@ -22,9 +22,13 @@ from .alerts import DEFAULT_ALERT_SETTINGS, OPEN, AlertSettings, update_alerts
 from .anomaly import DEFAULT_SETTINGS, DetectSettings
 from .anomaly.core import anomaly_table, window_rows
 from .anomaly.incremental import full_looks, stale_from_state
-from .calendar import Calendar
+from .calendar import Calendar, stage_table
 
-__all__ = ["nightly_replay", "score_alerts"]
+__all__ = ["STAGED_HAZARDS", "nightly_replay", "score_alerts"]
+
+#: hazards that can only show in a stage where the crop should stand (the calendar's green
+#: stages): before the peers green up a field never sown looks like any sown one
+STAGED_HAZARDS: frozenset[str] = frozenset({"no_planting"})
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ def score_alerts(
     tolerance_days: int = 15,
     seasons_per_farm: float | None = None,
     observations: pd.DataFrame | None = None,
+    calendars: Mapping[str, Calendar] | None = None,
 ) -> dict[str, Any]:
     """Detection quality of nightly alerts against known events.
 
@@ -59,7 +64,10 @@ def score_alerts(
         Crop seasons per farm in the monitored period (default: its length in years, >= 1).
     observations
         Optional ``farm_id, date, status`` rows: each event's first clear look (status
-        ``ok``) on or after its start splits its delay (see the module docstring).
+        ``ok``) on or after its start splits its delay (see the module docstring); the
+        farms' ``crop`` column places the looks of :data:`STAGED_HAZARDS` in their calendar.
+    calendars
+        Crop calendars for that split (default: the built-in ones).
 
     Returns
     -------
@@ -68,7 +76,9 @@ def score_alerts(
         false_per_100_farm_seasons, stale_alerts, stale_per_100_farm_seasons,
         median_delay_days, p90_delay_days, ids_per_event, max_ids_per_event, farm_seasons,
         events`` (a per-event DataFrame); with ``observations`` also
-        ``median_wait_clear_days`` and ``median/p90_delay_after_clear_days``.
+        ``median_wait_clear_days``, ``median/p90_delay_after_clear_days``,
+        ``median/p90_wait_visible_days`` (the floor) and
+        ``median/p90_delay_after_visible_days``.
     """
     s0, s1 = pd.Timestamp(season_start), pd.Timestamp(season_end)
     runs = alert_runs.copy()
@@ -82,6 +92,11 @@ def score_alerts(
     tol = pd.Timedelta(days=tolerance_days)
     matched: set[str] = set()
     clear_days = _clear_days(observations)
+    crops = (
+        dict(zip(farms["farm_id"].astype(str), farms["crop"].astype(str), strict=False))
+        if "crop" in farms.columns
+        else {}
+    )
     events = []
     for ev in truth.to_dict("records"):
         start, end = pd.Timestamp(ev["start"]), pd.Timestamp(ev["end"])
@@ -98,6 +113,11 @@ def score_alerts(
             pos = int(np.searchsorted(seen, np.datetime64(start), "left"))
             first_clear = pd.Timestamp(seen[pos]) if pos < len(seen) else pd.NaT
         wait = float((first_clear - start).days) if pd.notna(first_clear) else np.nan
+        visible = first_clear
+        if seen is not None and ev["hazard"] in STAGED_HAZARDS:
+            crop_of = crops.get(str(ev["farm_id"]), "")
+            visible = _first_green(seen[pos:], crop_of, calendars)
+        wait_visible = float((visible - start).days) if pd.notna(visible) else np.nan
         events.append(
             {
                 "event_id": ev["event_id"],
@@ -108,10 +128,9 @@ def score_alerts(
                 "hazard_correct": bool((cand["hazard"] == ev["hazard"]).any()),
                 "delay_days": delay,
                 "wait_clear_days": wait,
-                # a look on the night's own date counts: a run sees that night's scenes
-                "delay_after_clear_days": max(delay - wait, 0.0)
-                if np.isfinite(delay) and np.isfinite(wait)
-                else np.nan,
+                "delay_after_clear_days": _after(delay, wait),
+                "wait_visible_days": wait_visible,
+                "delay_after_visible_days": _after(delay, wait_visible),
                 "alert_ids": sorted(cand["alert_id"]),
                 "alert_hazards": sorted(set(cand["hazard"])),
             }
@@ -128,6 +147,8 @@ def score_alerts(
             "delay_days",
             "wait_clear_days",
             "delay_after_clear_days",
+            "wait_visible_days",
+            "delay_after_visible_days",
             "alert_ids",
             "alert_hazards",
         ],
@@ -139,16 +160,14 @@ def score_alerts(
     delays = ev_df["delay_days"].dropna()
     split: dict[str, float] = {}
     if observations is not None:
-        waits = ev_df["wait_clear_days"].dropna()
-        after = ev_df["delay_after_clear_days"].dropna()
         split = {
-            "median_wait_clear_days": float(np.median(waits)) if len(waits) else float("nan"),
-            "median_delay_after_clear_days": float(np.median(after))
-            if len(after)
-            else float("nan"),
-            "p90_delay_after_clear_days": float(np.percentile(after, 90))
-            if len(after)
-            else float("nan"),
+            "median_wait_clear_days": _pct(ev_df["wait_clear_days"], 50),
+            "median_delay_after_clear_days": _pct(ev_df["delay_after_clear_days"], 50),
+            "p90_delay_after_clear_days": _pct(ev_df["delay_after_clear_days"], 90),
+            "median_wait_visible_days": _pct(ev_df["wait_visible_days"], 50),
+            "p90_wait_visible_days": _pct(ev_df["wait_visible_days"], 90),
+            "median_delay_after_visible_days": _pct(ev_df["delay_after_visible_days"], 50),
+            "p90_delay_after_visible_days": _pct(ev_df["delay_after_visible_days"], 90),
         }
     return {
         "n_events": n,
@@ -173,6 +192,31 @@ def score_alerts(
         **split,
         "events": ev_df,
     }
+
+
+def _after(delay: float, wait: float) -> float:
+    # a look on the night's own date counts: a run sees that night's scenes
+    return max(delay - wait, 0.0) if np.isfinite(delay) and np.isfinite(wait) else np.nan
+
+
+def _pct(values: pd.Series, q: float) -> float:
+    v = values.dropna()
+    return float(np.percentile(v, q)) if len(v) else float("nan")
+
+
+def _first_green(
+    seen: np.ndarray, crop: str, calendars: Mapping[str, Calendar] | None
+) -> pd.Timestamp:
+    """The first of ``seen`` (sorted clear-look dates) where ``crop`` should stand green; a
+    crop without a calendar has no stages, so its first clear look counts."""
+    if not len(seen):
+        return pd.NaT
+    dates = pd.Series(pd.to_datetime(seen))
+    table = stage_table(pd.Series([crop] * len(dates)), dates, calendars=calendars)
+    if not bool(table["has_calendar"].iloc[0]):
+        return pd.Timestamp(seen[0])
+    green = np.flatnonzero(table["green"].to_numpy(dtype=bool))
+    return pd.Timestamp(seen[green[0]]) if len(green) else pd.NaT
 
 
 def _clear_days(observations: pd.DataFrame | None) -> dict[str, np.ndarray]:

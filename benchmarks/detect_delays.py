@@ -58,6 +58,7 @@ def breakdown(wd: Path, settings: object) -> pd.DataFrame:
                 "flag_hazards": ",".join(dict.fromkeys(flagged["hazard"].head(4))),
                 "alert": ",".join(e["alert_hazards"]),
                 "wait_clear": _days(start, first_clear),
+                "wait_visible": e["wait_visible_days"],
                 "wait_flag": _days(first_clear, flagged["date"].min() if len(flagged) else pd.NaT),
                 "wait_confirm": _days(
                     flagged["date"].min() if len(flagged) else pd.NaT, first_conf
@@ -94,6 +95,9 @@ def main() -> None:
     lower = (table["wait_clear"]).dropna()
     print(f"lower bound (first clear look): median {lower.median():.1f}, p90 "
           f"{np.percentile(lower, 90):.1f}")  # fmt: skip
+    vis = table["wait_visible"].dropna()
+    print(f"floor (first clear look where the event can show, agrisat.scoring): median "
+          f"{vis.median():.1f}, p90 {np.percentile(vis, 90):.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -134,7 +134,9 @@ def row(name: str, sc: dict[str, Any]) -> str:
         f"{sc['stale_per_100_farm_seasons']:5.2f}  {sc['median_delay_days']:5.1f}  "
         f"{sc['p90_delay_days']:5.1f}  {ids}  [{sc['replay_s']:.0f} s]  "
         f"sky {sc['median_wait_clear_days']:4.1f}  after {sc['median_delay_after_clear_days']:4.1f}"
-        f" / {sc['p90_delay_after_clear_days']:4.1f}"
+        f" / {sc['p90_delay_after_clear_days']:4.1f}  floor {sc['median_wait_visible_days']:4.1f}"
+        f" / {sc['p90_wait_visible_days']:4.1f}  after it {sc['median_delay_after_visible_days']:4.1f}"
+        f" / {sc['p90_delay_after_visible_days']:4.1f}"
     )
 
 

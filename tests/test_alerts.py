@@ -413,3 +413,19 @@ def test_column_wise_stale_path_equals_the_per_farm_walk(seed: int) -> None:
     assert {"new", "ongoing", "resolved"} <= set(fast["status"])
     assert (fast["hazard"] != "stale_data").any()
     assert ((fast["hazard"] == "stale_data") & (fast["status"] == "resolved")).any()
+
+
+def test_evidence_names_the_usual_standing_among_peers() -> None:
+    # a farm usually 0.06 above its peers at this time of year: the sentence says so, so an
+    # analyst reads "peers at 0.80" against the farm's own habit, not as the whole gap
+    rows = [dict(r, usual_gap=0.06) for r in RUN1]
+    text = update_alerts(None, pd.DataFrame(rows), FARMS, run_date="2026-04-11").iloc[0]["evidence"]
+    assert "peers at 0.80" in text and "usually 0.06 above them" in text
+    below = [dict(r, usual_gap=-0.04) for r in RUN1]
+    text = update_alerts(None, pd.DataFrame(below), FARMS, run_date="2026-04-11").iloc[0][
+        "evidence"
+    ]
+    assert "usually 0.04 below them" in text
+    # no usual standing known (too little history): no claim about it
+    plain = update_alerts(None, pd.DataFrame(RUN1), FARMS, run_date="2026-04-11")
+    assert "usually" not in plain.iloc[0]["evidence"]

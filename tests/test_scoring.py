@@ -162,3 +162,64 @@ def test_delay_split_is_absent_without_observations() -> None:
     sc = score_alerts(RUNS, TRUTH, farms=FARMS, season_start="2025-10-01", season_end="2026-10-31")
     assert "median_delay_after_clear_days" not in sc
     assert sc["events"]["wait_clear_days"].isna().all()
+
+
+def test_no_planting_is_visible_only_in_a_green_stage() -> None:
+    # Maize of the default calendar: sowing 06-10, emergence 06-25, first green stage
+    # (vegetative) 07-05. A farm whose maize was never sown (start 06-12) looks like its peers
+    # on 06-17 and 06-30; the first clear look where the crop should stand is 07-12 (the 07-07
+    # look is cloudy). A drought on another farm keeps its first clear look as the floor.
+    truth = pd.DataFrame(
+        [
+            {"event_id": "N1", "farm_id": "F0007", "hazard": "no_planting"},
+            {"event_id": "D1", "farm_id": "F0008", "hazard": "drought"},
+        ]
+    ).assign(start="2026-06-12", end="2026-09-30")
+    runs = pd.DataFrame(
+        [
+            _run("2026-07-17", "n1", "F0007", "no_planting", "2026-07-12", "new"),
+            _run("2026-06-30", "d1", "F0008", "drought", "2026-06-17", "new"),
+        ]
+    )
+    obs = pd.DataFrame(
+        {
+            "farm_id": ["F0007"] * 4 + ["F0008"] * 2,
+            "date": ["2026-06-17", "2026-06-30", "2026-07-07", "2026-07-12"]
+            + ["2026-06-17", "2026-06-30"],
+            "status": ["ok", "ok", "cloudy", "ok", "ok", "ok"],
+        }
+    )
+    sc = score_alerts(
+        runs,
+        truth,
+        farms=FARMS,
+        season_start="2025-10-01",
+        season_end="2026-10-31",
+        observations=obs,
+    )
+    ev = sc["events"].set_index("event_id")
+    assert ev.loc["N1", "wait_clear_days"] == 5  # the sky alone: 06-17
+    assert ev.loc["N1", "wait_visible_days"] == 30  # 07-12, the first green-stage clear look
+    assert ev.loc["N1", "delay_after_visible_days"] == 5  # raised 07-17
+    assert ev.loc["D1", "wait_visible_days"] == ev.loc["D1", "wait_clear_days"] == 5
+    assert ev.loc["D1", "delay_after_visible_days"] == 13
+    assert sc["median_wait_visible_days"] == pytest.approx(17.5)  # floors 30 and 5
+    assert sc["p90_delay_after_visible_days"] == pytest.approx(5 + 0.9 * 8)
+
+
+def test_a_crop_without_calendar_shows_on_its_first_clear_look() -> None:
+    farms = FARMS.assign(crop=["other"] * len(FARMS))
+    truth = pd.DataFrame([{"event_id": "N1", "farm_id": "F0007", "hazard": "no_planting"}]).assign(
+        start="2026-06-12", end="2026-09-30"
+    )
+    runs = pd.DataFrame([_run("2026-07-17", "n1", "F0007", "no_planting", "2026-07-12", "new")])
+    obs = pd.DataFrame({"farm_id": ["F0007"], "date": ["2026-06-17"], "status": ["ok"]})
+    sc = score_alerts(
+        runs,
+        truth,
+        farms=farms,
+        season_start="2025-10-01",
+        season_end="2026-10-31",
+        observations=obs,
+    )
+    assert sc["events"]["wait_visible_days"].iloc[0] == 5
