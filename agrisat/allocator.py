@@ -16,6 +16,7 @@ Where glibc is absent (macOS, musl) every function is a no-op that returns ``Fal
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +29,9 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _AFTER_DETECTION = 32 << 20
 
 
+@functools.cache
 def _libc() -> Any | None:
+    # cached: find_library starts an ldconfig child process on every call
     import ctypes
     import ctypes.util
 

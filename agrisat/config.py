@@ -74,6 +74,16 @@ class CubeSettings:
     #: pixels under farms only (agrisat.pixels); False makes each chunk's full float32 layers
     #: first and sums them in a second task (same observations, more time and memory)
     fused_sums: bool = True
+    #: processes measuring coverage weights on a first night, the run's own included (0: one
+    #: per idle CPU, i.e. CPUs less the 1-minute load average; 1: no worker process).
+    #: exactextract holds the GIL, so only processes measure in parallel: 100,000 plots on the
+    #: 5490² tile, 2 idle cores, 2.8 -> 1.7 s (medians of alternating pairs); with one core
+    #: taken by another job a worker made it slower (2.9 -> 3.3 s), hence "idle"
+    weights_processes: int = 0
+    #: fewer farms to measure than this are measured in process: a worker's start-up (0.3 s
+    #: idle, up to 1.2 s on a busy machine) must pay. At 20,000 plots the pool saved 0.12 s of
+    #: 0.65 on idle cores but cost 0.35 s on busy ones
+    weights_pool_min_farms: int = 50_000
     #: SCL classes that are not clear ground (no data, saturated, shadow, clouds, cirrus, snow)
     scl_not_clear: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
     scl_water: int = 6

@@ -263,7 +263,13 @@ def _zone_grid(
         (x0 - pad, y0 - pad, x1 + pad, y1 + pad), epsg, resolution=res, anchor=anchor, block=block
     )
     weights = coverage_weights(
-        local, grid, block=settings.cube.chunk_size, cache=cache, parallel=parallel
+        local,
+        grid,
+        block=settings.cube.chunk_size,
+        cache=cache,
+        parallel=parallel,
+        processes=settings.cube.weights_processes,
+        pool_min_farms=settings.cube.weights_pool_min_farms,
     )
     return grid, weights
 

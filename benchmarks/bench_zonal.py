@@ -25,12 +25,22 @@ import approaches as A
 from workload import OUT, workload
 
 RESULTS = OUT / "results.json"
-ALL = ("floor1", "floor2", "agrisat_api", "agrisat_cli", "exactextract", "rasterstats", "mask")
+ALL = (
+    "floor1",
+    "floor2",
+    "agrisat_api",
+    "agrisat_cli",
+    "agrisat_tree",
+    "exactextract",
+    "rasterstats",
+    "mask",
+)
 LABELS = {
     "floor1": "decode floor, 1 thread (red+nir+scl, NDVI)",
     "floor2": "decode floor, 2 threads",
     "agrisat_api": "agrisat pipeline.run (in process)",
     "agrisat_cli": "agrisat run CLI (whole process)",
+    "agrisat_tree": "agrisat run CLI, RSS summed over its processes",
     "exactextract": "exactextract per date (raster-sequential)",
     "rasterstats": "rasterstats on NDVI COG [extrapolated]",
     "mask": "naive rasterio.mask loop [extrapolated]",
@@ -46,6 +56,8 @@ def _one(name: str, wl: Any, subset: int) -> dict[str, Any]:
         return A.agrisat_api(wl.book, wl.catalog)
     if name == "agrisat_cli":
         return A.agrisat_cli(wl.book, wl.catalog, end=A.last_day(wl.cogs))
+    if name == "agrisat_tree":
+        return cli_tree(wl.book, wl.catalog, end=A.last_day(wl.cogs))
     if name == "exactextract":
         return A.exactextract_per_date(wl.book, wl.cogs, wl.item_ids)
     if name == "rasterstats":
@@ -72,7 +84,9 @@ def bench_case(
         m = _one(name, wl, subset)
         print(
             f"  rep {r + 1} {name:13s} {m['seconds']:9.2f} s"
-            + (f"  rss {m['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in m else ""),
+            + (f"  rss {m['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in m else "")
+            + (f"  tree {m['tree_rss_mb']:.0f} MB" if "tree_rss_mb" in m else "")
+            + (f"  weights {m['phases'].get('weights', 0):.2f} s" if "tree_rss_mb" in m else ""),
             flush=True,
         )
         for key in ("observations", "table"):
@@ -99,12 +113,97 @@ def bench_case(
             rec["from_plots"] = ms[0]["from_plots"]
         if "peak_rss_mb" in ms[0]:
             rec["peak_rss_mb"] = max(m["peak_rss_mb"] for m in ms)
+        for key in ("tree_rss_mb", "tree_pss_mb", "processes"):
+            if key in ms[0]:
+                rec[key] = max(m[key] for m in ms)
         if "phases" in ms[0]:
             rec["phases"] = ms[len(ms) // 2]["phases"]
         if name == "agrisat_api" and agreement:
             rec["agreement_vs_exactextract"] = agreement
         records.append(rec)
     return records
+
+
+def cli_tree(book: Any, catalog: Any, *, end: str, interval: float = 0.05) -> dict[str, Any]:
+    """``agrisat run --indices ndvi`` with the memory of the whole process tree sampled.
+
+    Besides the CLI's own peak RSS (``/usr/bin/time``: the largest single process), every
+    ``interval`` seconds the RSS (and every fifth time the PSS) of the CLI and all its
+    descendants (e.g. the weights worker processes) are summed; the maxima of the sums are returned with the run record's
+    phases (``seconds_*``: book, weights, observe, detect, ...). RSS double-counts pages the
+    processes share, PSS splits them.
+    """
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    import psutil
+
+    from agrisat.store import Store
+
+    workdir = Path(tempfile.mkdtemp(prefix="agrisat-tree-", dir=A._tmp()))
+    shutil.rmtree(workdir)  # a fresh, missing workdir, as on a first night
+    cmd = [str(A.VENV_BIN / "agrisat"), "run", "--book", str(book), "--catalog", str(catalog)]
+    cmd += ["--workdir", str(workdir), "--indices", "ndvi", "--end", end]
+    top = {"rss": 0, "pss": 0, "n": 0}
+    done = threading.Event()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        ["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def sample() -> None:
+        root = psutil.Process(proc.pid)
+        k = 0
+        while not done.is_set():
+            rss = pss = n = 0
+            try:
+                kids = root.children(recursive=True)  # the CLI and its workers, not time(1)
+            except psutil.Error:
+                kids = []
+            for c in kids:
+                try:
+                    rss += c.memory_info().rss
+                    # PSS reads smaps (costly: a third of a core at every 20 ms): 1 in 5
+                    pss += c.memory_full_info().pss if k % 5 == 0 else 0
+                except psutil.Error:
+                    continue
+                n += 1
+            top["rss"], top["pss"] = max(top["rss"], rss), max(top["pss"], pss)
+            top["n"] = max(top["n"], n)
+            k += 1
+            done.wait(interval)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        out, err = proc.communicate()
+        seconds = time.perf_counter() - t0
+        done.set()
+        th.join()
+        if proc.returncode not in (0, 3):
+            raise RuntimeError(f"agrisat CLI exited {proc.returncode}:\n{err[-3000:]}")
+        runs = Store(workdir).read("runs")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
+    phases = {
+        c.removeprefix("seconds_"): float(runs[c].iloc[-1])
+        for c in runs.columns
+        if c.startswith("seconds_")
+    }
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": int(m.group(1)) / 1024 if m else float("nan"),
+        "tree_rss_mb": top["rss"] / 2**20,
+        "tree_pss_mb": top["pss"] / 2**20,
+        "processes": top["n"],
+        "phases": phases,
+        "stdout": out.strip()[-400:],
+    }
 
 
 def bench_scaleout(
@@ -167,6 +266,8 @@ def _report(records: list[dict[str, Any]]) -> None:
         f = r["median_s"] / floor["median_s"] if floor else float("nan")
         a = r["median_s"] / agr["median_s"] if agr else float("nan")
         rss = f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else ""
+        if "tree_rss_mb" in r:  # the process tree's sum beside the CLI's own peak
+            rss += f" (tree {r['tree_rss_mb']:.0f} RSS / {r['tree_pss_mb']:.0f} PSS)"
         print(f"  {r['label']:46s} {r['median_s']:9.2f} {f:7.2f} {a:9.2f} {rss:>7s}")
     if agr and ee:
         print(f"  exactextract / agrisat = {ee['median_s'] / agr['median_s']:.2f} (target ≥ 10)")

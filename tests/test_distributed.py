@@ -190,5 +190,11 @@ def test_worker_allocator_tuning_applies_on_glibc_and_is_harmless_elsewhere(monk
     def no_libc(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError("no C library here")
 
+    import agrisat.allocator as alloc
+
     monkeypatch.setattr(ctypes, "CDLL", no_libc)
-    assert tune_worker_malloc(64) is False  # e.g. macOS or musl: the run goes on untuned
+    alloc._libc.cache_clear()  # the C library is looked up once per process
+    try:
+        assert tune_worker_malloc(64) is False  # e.g. macOS or musl: the run goes on untuned
+    finally:
+        alloc._libc.cache_clear()
