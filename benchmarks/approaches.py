@@ -163,13 +163,32 @@ def agrisat_cli(
             [*(wrap or []), *timer, *cmd], capture_output=True, text=True, check=False
         )
         seconds = time.perf_counter() - t0
+        phases = _phases(workdir) if proc.returncode == 0 else {}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if proc.returncode != 0:
         raise RuntimeError(f"agrisat CLI exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     rss_mb = int(m.group(1)) / 1024 if m else float("nan")
-    return {"seconds": seconds, "peak_rss_mb": rss_mb, "stdout": proc.stdout.strip()[-400:]}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": rss_mb,
+        "phases": phases,
+        "stdout": proc.stdout.strip()[-400:],
+    }
+
+
+def _phases(workdir: Path) -> dict[str, float]:
+    """The run record's phase seconds (``book``, ``weights``, ``observe``, ``detect``...)."""
+    from agrisat.store import Store
+
+    runs = Store(workdir).read("runs")
+    last = runs.iloc[-1]
+    return {
+        k.removeprefix("seconds_"): round(float(last[k]), 2)
+        for k in runs.columns
+        if k.startswith("seconds_")
+    }
 
 
 def _tmp() -> Path:

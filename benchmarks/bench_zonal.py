@@ -218,13 +218,23 @@ def bench_scaleout(
         flush=True,
     )
     secs: dict[int, list[float]] = {k: [] for k in workers}
+    phases: dict[int, list[dict[str, float]]] = {k: [] for k in workers}
     for r in range(repeats):
         order = workers[r % len(workers) :] + workers[: r % len(workers)]
         for k in order:
             with local_cluster(k) as address:
                 m = A.agrisat_cli(wl.book, wl.catalog, end=A.last_day(wl.cogs), scheduler=address)
             secs[k].append(m["seconds"])
-            print(f"  rep {r + 1} workers={k} {m['seconds']:9.2f} s", flush=True)
+            phases[k].append(m["phases"])
+            shown = "  ".join(f"{p} {v:.2f}" for p, v in m["phases"].items())
+            print(f"  rep {r + 1} workers={k} {m['seconds']:9.2f} s   {shown}", flush=True)
+    # the whole process holds serial work (start-up, book, detection on the client); the
+    # phases the cluster runs (weights on a cluster, observe) show what the workers scale
+    base = min(workers)
+    for name in ("weights", "observe", "detect", "total"):
+        med = {k: statistics.median(p.get(name, float("nan")) for p in phases[k]) for k in workers}
+        ups = "  ".join(f"{k} workers {med[k]:.2f} s ({med[base] / med[k]:.2f}x)" for k in workers)
+        print(f"  phase {name:<8} {ups}", flush=True)
     return [
         {
             "tile": tile,
@@ -234,6 +244,7 @@ def bench_scaleout(
             "label": f"agrisat run CLI --scheduler, {k} × 1-thread worker(s)",
             "median_s": statistics.median(v),
             "runs_s": v,
+            "phases": phases[k],
             "extrapolated": False,
         }
         for k, v in secs.items()
