@@ -27,6 +27,7 @@ import pandas as pd
 
 from .arrowops import isin
 from .errors import StoreError
+from .keyorder import farm_date_order, pylist
 from .store import Store
 
 __all__ = [
@@ -167,7 +168,7 @@ def read_looks(
 ) -> pd.DataFrame:
     """Persisted looks with dates in any of ``ranges`` (``[start, end)``), optionally only
     of ``farms`` and only the rows matching ``where``; sorted by farm and date."""
-    ids = sorted(set(map(str, farms))) if farms is not None else None
+    ids = sorted(set(map(str, pylist(farms)))) if farms is not None else None
     if ids is not None and not ids:
         return pd.DataFrame(columns=list(columns) if columns is not None else [])
     frames = []
@@ -193,7 +194,7 @@ def read_looks(
     if not frames:
         return pd.DataFrame(columns=list(columns) if columns is not None else [])
     df = pd.concat(frames, ignore_index=True)
-    return df.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
+    return df.take(farm_date_order(df)).reset_index(drop=True)
 
 
 def last_looks_before(
@@ -211,7 +212,7 @@ def last_looks_before(
     recomputation of past dates) is searched month by month backwards to its first look.
     """
     st = state.set_index("farm_id")
-    ids = pd.Index(sorted(set(map(str, farms))))
+    ids = pd.Index(sorted(set(map(str, pylist(farms)))))
     ids = ids[isin(ids, st.index)]
     first = pd.to_datetime(st.loc[ids, "first_clear"])
     ids = ids[(first < d0).to_numpy()]
@@ -244,15 +245,18 @@ def last_looks_before(
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=list(columns))
-    out = pd.concat(frames, ignore_index=True).sort_values(["farm_id", "date"], kind="stable")
-    return out.groupby("farm_id", sort=False).tail(1).reset_index(drop=True)
+    out = pd.concat(frames, ignore_index=True)
+    out = out.take(farm_date_order(out)).reset_index(drop=True)
+    # each farm's last row (rows sorted by farm): ``groupby("farm_id").tail(1)``
+    ids = out["farm_id"].to_numpy(dtype=object)
+    return out[np.r_[ids[1:] != ids[:-1], True]].reset_index(drop=True)
 
 
 def farm_state(
     obs: pd.DataFrame, looks: pd.DataFrame, farm_ids: Iterable[str] | None = None
 ) -> pd.DataFrame:
     """``look_farms`` rows from observations and classified looks (dates as timestamps)."""
-    ids = pd.Index(sorted(set(map(str, farm_ids)))) if farm_ids is not None else None
+    ids = pd.Index(sorted(set(map(str, pylist(farm_ids))))) if farm_ids is not None else None
     o = obs.assign(farm_id=obs["farm_id"].astype(str), date=pd.to_datetime(obs["date"]))
     o = o.sort_values(["farm_id", "date"], kind="stable")
     g = o.groupby("farm_id", sort=True)

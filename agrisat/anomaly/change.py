@@ -47,10 +47,16 @@ def standing_change(
     return change_columns(f, reference_standing(f, settings), settings, radius=radius)
 
 
-def reference_standing(f: pd.DataFrame, settings: DetectSettings) -> dict[str, np.ndarray]:
+def reference_standing(
+    f: pd.DataFrame, settings: DetectSettings, *, evaluate: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The per-farm half of :func:`standing_change`: per row of ``f`` (sorted by farm and
     date) ``change`` and ``moist_change`` (standing minus its usual level) and
-    ``change_ref_n`` (how many reference looks). A row reads its own farm's rows only."""
+    ``change_ref_n`` (how many reference looks). A row reads its own farm's rows only.
+
+    ``evaluate`` (a boolean mask over ``f``'s rows) computes only those rows (the others get
+    NaN and 0): an incremental night needs its new looks' values, not those of the recent
+    window's looks it reads as their reference."""
     s = settings
     t_all = (f["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype=float)
     # Integer codes, not the ids: ``to_numpy`` of a string column is an object array of
@@ -64,7 +70,7 @@ def reference_standing(f: pd.DataFrame, settings: DetectSettings) -> dict[str, n
     block = (farm * 4 + pd.factorize(f["peer_level"])[0]).astype(float)
     residuals = [(f[col] - f[peer]).to_numpy(dtype=float) for _, col, peer in CHANGE_PAIRS]
     *refs, n_ref = _ref_standing(
-        block, t_all, residuals, s.change_ref_min_days, s.change_ref_max_days
+        block, t_all, residuals, s.change_ref_min_days, s.change_ref_max_days, rows=evaluate
     )
     out = {
         name: res - ref
@@ -110,10 +116,17 @@ def change_columns(
 
 
 def _ref_standing(
-    block: np.ndarray, t: np.ndarray, residuals: list[np.ndarray], lo: int, hi: int
+    block: np.ndarray,
+    t: np.ndarray,
+    residuals: list[np.ndarray],
+    lo: int,
+    hi: int,
+    *,
+    rows: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Median of each of ``residuals`` over each look's looks of the same block ``lo``..``hi``
-    days back, and (last) the number of those looks with the first residual known.
+    days back, and (last) the number of those looks with the first residual known; only
+    for the looks marked in ``rows`` when given (NaN and 0 elsewhere).
 
     Vectorised across blocks (farms): a look's candidates are a contiguous range of the
     block x day sorted looks, found by binary search; rows go in slices so the padded
@@ -134,8 +147,10 @@ def _ref_standing(
     sorted_res = [r[order] for r in residuals]
     oks = [np.isfinite(r) for r in sorted_res]
     filled = [np.where(ok, r, 0.0) for r, ok in zip(sorted_res, oks, strict=True)]
-    for start in range(0, t.size, _SLICE_ROWS):
-        sl = slice(start, min(start + _SLICE_ROWS, t.size))
+    # positions (in the sorted order) of the looks evaluated
+    todo = np.arange(t.size) if rows is None else np.flatnonzero(np.asarray(rows)[order])
+    for start in range(0, todo.size, _SLICE_ROWS):
+        sl = todo[start : start + _SLICE_ROWS]
         idx, valid = _range_columns(a_all[sl], b_all[sl])
         age = ts[sl, None] - ts[idx]
         window = valid & (age >= lo) & (age <= hi)

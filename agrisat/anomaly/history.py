@@ -15,7 +15,7 @@ import pandas as pd
 
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
-__all__ = ["farm_chunks", "own_history"]
+__all__ = ["SERIAL_FARMS", "chunk_rows", "farm_chunks", "own_history"]
 
 log = logging.getLogger(__name__)
 
@@ -186,31 +186,53 @@ def _own_chunk(
     np.maximum.at(tev, cs[ev], ts[ev])
     has_hist = (tmin <= tev - s.history_min_gap_days)[cs[ev]]
     out = {k: np.full(ev.size, np.nan) for k in _OWN_COLS}
-    if has_hist.any():
-        evh = ev[has_hist]
+    at = np.flatnonzero(has_hist)
+    # Evaluated looks go in slices: the padded candidate matrices (looks x candidates, a
+    # dozen of them) then stay small however many looks a chunk evaluates (an incremental
+    # step's partition of 20,000 farms x 20 dates, in one serial chunk). Each look's
+    # statistics are its own row's, so the slicing changes no value.
+    for a in range(0, at.size, SLICE_ROWS):
+        rows = at[a : a + SLICE_ROWS]
+        evh = ev[rows]
         idx, ok = _candidates(cs, ts, evh, s)
         res = _own_stats(vs[idx], ts[idx], ws[idx], chs[idx], ok, ts[evh], vs[evh], s)
-        for k, a in res.items():
-            out[k][has_hist] = a
+        for k, arr in res.items():
+            out[k][rows] = arr
+        del idx, ok, res
     # Rows in the order of the per-farm loop this replaces: farms by first appearance.
     pos = order[ev]
     back = np.lexsort((pos, code[pos]))
     return pd.DataFrame({k: a[back] for k, a in out.items()}, index=chunk.index[pos[back]])
 
 
+#: evaluated looks per slice of the candidate matrices (:func:`_own_chunk`, and the seasonal
+#: peer gap's): ~8,000 x a few dozen candidates x 8 bytes is a few MB per matrix
+SLICE_ROWS = 8_192
+
 #: the columns :func:`own_history` reads
 _READS = ("farm_id", "date", "value", "water_fraction", "prev_value", "prev_date")
 
 
-def farm_chunks(looks: pd.DataFrame, chunk_farms: int) -> list[pd.DataFrame]:
-    """The rows of ``looks`` in chunks of ``chunk_farms`` farms (in order of first appearance),
-    each chunk's rows in their original order. One stable sort, then slices: selecting each
-    chunk with a mask over every row would cost chunks x rows."""
+def chunk_rows(looks: pd.DataFrame, chunk_farms: int) -> list[np.ndarray]:
+    """Row positions of ``looks`` in chunks of ``chunk_farms`` farms (in order of first
+    appearance), each chunk's rows in their original order. One stable sort, then slices:
+    selecting each chunk with a mask over every row would cost chunks x rows."""
     codes, _ = pd.factorize(looks["farm_id"])
     chunk_of = codes // max(1, int(chunk_farms))
     order = np.argsort(chunk_of, kind="stable")
     bounds = np.flatnonzero(np.diff(chunk_of[order])) + 1
-    return [looks.iloc[idx] for idx in np.split(order, bounds)]
+    return np.split(order, bounds)
+
+
+def farm_chunks(looks: pd.DataFrame, chunk_farms: int) -> list[pd.DataFrame]:
+    """The rows of ``looks`` in chunks of ``chunk_farms`` farms (:func:`chunk_rows`)."""
+    return [looks.iloc[idx] for idx in chunk_rows(looks, chunk_farms)]
+
+
+#: farms per chunk of the serial path (``parallel=False``): a few large vectorised chunks,
+#: each copied only while it is computed, so the arrays of a long incremental step (20,000
+#: farms x years of history looks) are never all in memory at once
+SERIAL_FARMS = 5_000
 
 
 def own_history(
@@ -218,6 +240,7 @@ def own_history(
     settings: DetectSettings = DEFAULT_SETTINGS,
     *,
     eval_from: pd.Timestamp | None = None,
+    parallel: bool = True,
 ) -> pd.DataFrame:
     """Own-history baseline of each clear look: robust expected value, scale and VCI.
 
@@ -227,7 +250,10 @@ def own_history(
     ``expected`` used for deficits is the lowest such median over lags of up to
     ``phenology_tolerance_days`` (an early or late season is not a deficit). ``vci`` is the
     Vegetation Condition Index against the min/max of the same window. Farm chunks run as Dask
-    tasks when there are at least ``parallel_min_farms`` farms.
+    tasks when there are at least ``parallel_min_farms`` farms and ``parallel`` is true; with
+    ``parallel`` false they run one after the other in a few large chunks (``SERIAL_FARMS``
+    farms): an incremental night evaluates one look per farm and new date, and 400 tasks of
+    ``chunk_farms`` farms cost it more than the work.
     """
     if eval_from is not None and not (looks["date"] >= eval_from).any():
         # nothing to evaluate (the incremental path's first pass): skip the chunking
@@ -235,6 +261,11 @@ def own_history(
     # only the columns the baseline reads: each chunk is a copy, of every column it carries
     looks = looks[[c for c in _READS if c in looks.columns]]
     farms = looks["farm_id"].unique()
+    if not parallel:
+        if len(farms) <= SERIAL_FARMS:
+            return _own_chunk(looks, eval_from, settings)
+        parts = chunk_rows(looks, SERIAL_FARMS)
+        return pd.concat([_own_chunk(looks.iloc[idx], eval_from, settings) for idx in parts])
     if len(farms) < settings.parallel_min_farms:
         return _own_chunk(looks, eval_from, settings)
     tasks = [

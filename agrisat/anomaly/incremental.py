@@ -18,7 +18,7 @@ the same rows for the new dates, which the tests check.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -92,9 +92,14 @@ def context_windows(
     ``recent``: the standing-change reference window; ``lag``: the peer-lag window.
     """
     s = settings
-    half = int(np.ceil(s.phenology_tolerance_days + s.history_window_days + 1.0)) + 1
+    reach = s.phenology_tolerance_days + s.history_window_days + 1.0
+    half = int(np.ceil(reach)) + 1
     hist = []
-    for m in range(0, 200):
+    # The same year's window (m = 0) holds no history look when looks count as history only
+    # ``history_min_gap_days`` (300) back: own history skips it then (``history._candidates``),
+    # and reading it cost the night the looks of its last three weeks.
+    first = 0 if s.history_min_gap_days <= reach else 1
+    for m in range(first, 200):
         lo = d0 - pd.Timedelta(days=int(np.ceil(m * _YEAR)) + half)
         hi = min(d0, d1 - pd.Timedelta(days=int(np.floor(m * _YEAR)) - half))
         if hi <= pd.Timestamp("1970-01-01"):
@@ -193,13 +198,14 @@ def extend_looks(
         return f
     last = dated(context.last, LAST_COLUMNS).drop_duplicates("farm_id", keep="last")
     last = last.set_index("farm_id")
+    pick = _picker(f, last.index)
     groups = dated(context.groups, GROUP_COLUMNS)
     # --- previous look (own history reads each look's change since it) --------------------
     g = f.groupby("farm_id", sort=False)
     head = ~f["farm_id"].duplicated()
-    f["prev_value"] = g["value"].shift(1).where(~head, _pick(f, last["value"]))
+    f["prev_value"] = g["value"].shift(1).where(~head, pick(last["value"]))
     prev_date = g["date"].shift(1)
-    f["prev_date"] = prev_date.where(~head, pd.to_datetime(_pick(f, last["date"])))
+    f["prev_date"] = prev_date.where(~head, pd.to_datetime(pick(last["date"])))
     # --- same-date peers of every farm first: the per-farm pass reads their levels and
     # medians (only the peers' median of own deficits waits for own history)
     attrs, coords = farm_attributes(farms), farm_coordinates(farms)
@@ -230,18 +236,18 @@ def extend_looks(
     f["prev_peer_median"] = prev_peer_median(
         f,
         pd.concat([f[keys], groups[keys]], ignore_index=True),
-        lambda: g["radius_median"].shift(1).where(~head, _pick(f, last["radius_median"])),
+        lambda: g["radius_median"].shift(1).where(~head, pick(last["radius_median"])),
     )
     # --- running maxima of the season, continued from the latest earlier look --------------
-    before = _pick(f, last["season_key"])
+    before = pick(last["season_key"])
     season = f["season_key"] = season_key(f, before)
     same = (season == before).to_numpy()
     skeys = [f["farm_id"], season]
     f["season_max"] = f.groupby(skeys, sort=False)["value"].cummax()
-    carried = _pick(f, last["season_max"]).where(same)
+    carried = pick(last["season_max"]).where(same)
     f["season_max"] = np.fmax(f["season_max"], carried)
     peer_max = f.groupby(skeys, sort=False)["peer_median"].cummax()
-    carried = _pick(f, last["peer_season_run"]).where(same)
+    carried = pick(last["peer_season_run"]).where(same)
     f["peer_season_max"] = np.fmax(peer_max, carried).where(f["peer_median"].notna())
     # --- standing change: the per-farm reference, standardised among the same-date peers ---
     change = change_columns(f, ref, s, radius=radius)
@@ -255,21 +261,40 @@ def extend_looks(
     carry = carry.assign(run_looks=carry["run_looks"].where(carry["state"] == "anomalous", 0))
     out = confirmation_runs(pd.concat([f, lab], axis=1), s, carry=carry)
     first = out.groupby("farm_id", sort=False)["date"].transform("min")
-    known = pd.to_datetime(_pick(out, last["first_date"]))
+    known = pd.to_datetime(pick(last["first_date"]))
     out["first_date"] = first.where(known.isna() | (known > first), known)
     no_hist = out["first_date"] > out["date"] - pd.Timedelta(days=s.history_min_gap_days)
     # a farm with earlier seasons but no context look near this day of year has none (0),
     # as the full path counts; NaN only for a farm without earlier seasons
     out["own_n"] = out["own_n"].where(~no_hist).where(no_hist | out["own_n"].notna(), 0.0)
     run = out.groupby(skeys, sort=False)["peer_median"].cummax().groupby(skeys, sort=False).ffill()
-    carried = _pick(out, last["peer_season_run"]).where(same)
+    carried = pick(last["peer_season_run"]).where(same)
     out["peer_season_run"] = np.fmax(run, carried)
     return out
 
 
-def _pick(f: pd.DataFrame, by_farm: pd.Series) -> pd.Series:
-    """``by_farm`` (indexed by farm) looked up for each row of ``f`` (NaN where absent)."""
-    return pd.Series(by_farm.reindex(f["farm_id"].to_numpy()).to_numpy(), index=f.index)
+def _picker(f: pd.DataFrame, farms: pd.Index) -> Callable[[pd.Series], pd.Series]:
+    """A lookup of columns indexed by ``farms`` (unique) for each row of ``f`` (NaN where
+    absent): ``by_farm.reindex(f["farm_id"])`` as a Series on ``f``'s index.
+
+    The ids are matched once (Arrow's hash lookup, no Python string per row): each lookup
+    by the string ids hashed them all again (a tenth of a second a column at 100,000 farms).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pos = pc.index_in(pa.array(f["farm_id"]), value_set=pa.array(farms))
+        rows = pos.fill_null(-1).to_numpy(zero_copy_only=False)
+    except (pa.ArrowException, TypeError):  # ids Arrow cannot match: pandas' lookup
+        rows = farms.get_indexer(f["farm_id"].to_numpy())
+    own = pd.RangeIndex(len(farms))
+
+    def pick(by_farm: pd.Series) -> pd.Series:
+        # label -1 is in no RangeIndex: NaN (NaT, ...) where the farm is absent, as reindex
+        return pd.Series(by_farm.set_axis(own).reindex(rows).to_numpy(), index=f.index)
+
+    return pick
 
 
 def group_summary(looks: pd.DataFrame) -> pd.DataFrame:

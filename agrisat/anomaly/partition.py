@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..keyorder import farm_date_order
 from .change import reference_standing
 from .context import (
     GAP_COLUMNS,
@@ -91,11 +92,11 @@ def reference_change(
     cols = ["farm_id", "date", "peer_level", "value", "peer_median", "moist", "peer_moist"]
     frame = pd.concat([recent[cols], f[cols]], ignore_index=True)
     pos = np.r_[np.full(len(recent), -1), np.arange(len(f))]
-    order = frame.sort_values(["farm_id", "date"], kind="stable").index.to_numpy()
+    order = farm_date_order(frame)
     frame = frame.take(order).reset_index(drop=True)
     pos = pos[order]
-    ref = reference_standing(frame, settings)
     new = pos >= 0
+    ref = reference_standing(frame, settings, evaluate=new)
     out: dict[str, np.ndarray] = {}
     for name, vals in ref.items():
         out[name] = np.empty(len(f))
@@ -124,7 +125,7 @@ def farm_pass(
         ids = fp["farm_id"].unique()
         hist = dated(context_part(context.history, ids, HISTORY_COLUMNS), HISTORY_COLUMNS)
         cand = pd.concat([hist[OWN_COLUMNS], fp[OWN_COLUMNS]], ignore_index=True)
-        own = own_history(cand, s, eval_from=d0)
+        own = own_history(cand, s, eval_from=d0, parallel=False)
         own.index = own.index - len(hist) + sl.start
         owns.append(own)
         gap = fp[["farm_id", "date", "value"]].assign(
@@ -132,7 +133,9 @@ def farm_pass(
             peer_level=peers["peer_level"].to_numpy()[sl],
         )
         cand = pd.concat([hist[GAP_COLUMNS], gap[GAP_COLUMNS]], ignore_index=True)
-        usual[sl] = seasonal_gap(cand, s, eval_from=d0).to_numpy(dtype=float)[len(hist) :]
+        usual[sl] = seasonal_gap(cand, s, eval_from=d0, parallel=False).to_numpy(dtype=float)[
+            len(hist) :
+        ]
         del hist, cand, own
         recent = context_part(context.recent, ids, RECENT_COLUMNS)
         recent = dated(recent, RECENT_COLUMNS)

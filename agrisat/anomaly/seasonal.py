@@ -34,12 +34,46 @@ import dask
 import numpy as np
 import pandas as pd
 
-from .history import _YEAR, _candidates, _masked_median, farm_chunks
+from .history import (
+    _YEAR,
+    SERIAL_FARMS,
+    SLICE_ROWS,
+    _candidates,
+    _masked_median,
+    chunk_rows,
+    farm_chunks,
+)
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
 __all__ = ["seasonal_gap", "seasonal_standing"]
 
 log = logging.getLogger(__name__)
+
+
+def _gap_rows(
+    bs: np.ndarray, ts: np.ndarray, gs: np.ndarray, ev: np.ndarray, s: DetectSettings
+) -> np.ndarray:
+    """The usual gap of the looks ``ev`` (positions in the block x day sorted ``bs``/``ts``,
+    gaps ``gs``); NaN where there are too few history looks or seasons."""
+    idx, ok = _candidates(bs, ts, ev, s)
+    tt, ti = ts[idx], ts[ev]
+    hist = ok & (tt <= ti[:, None] - s.history_min_gap_days)
+    dist = np.abs(((tt - ti[:, None] + _YEAR / 2) % _YEAR) - _YEAR / 2)
+    # The window of the own history widened by its phenology tolerance: a farm's gap moves
+    # fast through a transition (green-up, senescence), so its usual value is taken over the
+    # whole stretch own history searches rather than one lag of it.
+    mask = hist & (dist <= s.history_window_days + s.phenology_tolerance_days)
+    med, n = _masked_median(gs[idx], mask)
+    # distinct earlier seasons among those looks: a gap seen in one season only may be that
+    # season's own event (a drought, a late sowing), not the farm's habit
+    years = np.where(mask, np.rint((ti[:, None] - tt) / _YEAR), np.inf)
+    years.sort(axis=1)
+    fin = np.isfinite(years)
+    with np.errstate(invalid="ignore"):  # inf - inf past the last one: masked by ``fin``
+        steps = fin[:, 1:] & (np.diff(years, axis=1) > 0)
+    seasons = fin[:, :1].sum(axis=1) + steps.sum(axis=1)
+    enough = (n >= s.seasonal_gap_min_looks) & (seasons >= s.seasonal_gap_min_seasons)
+    return np.where(enough, med, np.nan)
 
 
 def _gap_chunk(looks: pd.DataFrame, eval_from: pd.Timestamp | None, s: DetectSettings) -> pd.Series:
@@ -62,26 +96,11 @@ def _gap_chunk(looks: pd.DataFrame, eval_from: pd.Timestamp | None, s: DetectSet
     ev = np.flatnonzero(np.asarray(em)[order])
     if ev.size == 0:
         return pd.Series(out, index=looks.index)
-    idx, ok = _candidates(bs, ts, ev, s)
-    tt, ti = ts[idx], ts[ev]
-    hist = ok & (tt <= ti[:, None] - s.history_min_gap_days)
-    dist = np.abs(((tt - ti[:, None] + _YEAR / 2) % _YEAR) - _YEAR / 2)
-    # The window of the own history widened by its phenology tolerance: a farm's gap moves
-    # fast through a transition (green-up, senescence), so its usual value is taken over the
-    # whole stretch own history searches rather than one lag of it.
-    mask = hist & (dist <= s.history_window_days + s.phenology_tolerance_days)
-    med, n = _masked_median(gs[idx], mask)
-    # distinct earlier seasons among those looks: a gap seen in one season only may be that
-    # season's own event (a drought, a late sowing), not the farm's habit
-    years = np.where(mask, np.rint((ti[:, None] - tt) / _YEAR), np.inf)
-    years.sort(axis=1)
-    fin = np.isfinite(years)
-    with np.errstate(invalid="ignore"):  # inf - inf past the last one: masked by ``fin``
-        steps = fin[:, 1:] & (np.diff(years, axis=1) > 0)
-    seasons = fin[:, :1].sum(axis=1) + steps.sum(axis=1)
-    enough = (n >= s.seasonal_gap_min_looks) & (seasons >= s.seasonal_gap_min_seasons)
     vals = np.full(len(sub), np.nan)
-    vals[order[ev]] = np.where(enough, med, np.nan)
+    # evaluated looks in slices: the padded candidate matrices stay small (row-wise values)
+    for a in range(0, ev.size, SLICE_ROWS):
+        rows = ev[a : a + SLICE_ROWS]
+        vals[order[rows]] = _gap_rows(bs, ts, gs, rows, s)
     out[usable] = vals
     return pd.Series(out, index=looks.index)
 
@@ -91,6 +110,7 @@ def seasonal_gap(
     settings: DetectSettings = DEFAULT_SETTINGS,
     *,
     eval_from: pd.Timestamp | None = None,
+    parallel: bool = True,
 ) -> pd.Series:
     """The farm's usual standing against its peers at each look's time of year.
 
@@ -105,6 +125,10 @@ def seasonal_gap(
         ``phenology_tolerance_days``.
     eval_from
         Only looks from this date on get a value (the others NaN).
+    parallel
+        Farm chunks as Dask tasks (from ``parallel_min_farms`` farms); false: a few large
+        chunks of ``SERIAL_FARMS`` farms one after the other (an incremental night's few
+        evaluated looks do not pay for the tasks).
 
     Returns
     -------
@@ -122,7 +146,11 @@ def seasonal_gap(
     # only the columns the gap reads: each chunk is a copy, of every column it carries
     looks = looks[["farm_id", "date", "value", "peer_median", "peer_level"]]
     farms = looks["farm_id"].unique()
-    if len(farms) < s.parallel_min_farms:
+    if not parallel and len(farms) > SERIAL_FARMS:
+        # a few large chunks one after the other, each copied only while it is computed
+        parts = [_gap_chunk(looks.iloc[i], eval_from, s) for i in chunk_rows(looks, SERIAL_FARMS)]
+        return pd.concat(parts).reindex(looks.index).rename("usual_gap")
+    if not parallel or len(farms) < s.parallel_min_farms:
         return _gap_chunk(looks, eval_from, s).rename("usual_gap")
     tasks = [
         dask.delayed(_gap_chunk)(part, eval_from, s) for part in farm_chunks(looks, s.chunk_farms)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..keyorder import farm_date_order
+
 __all__ = ["behind"]
 
 
@@ -22,7 +24,7 @@ def behind(
         frame = f[cols].reset_index(drop=True).sort_values(["farm_id", "date"], kind="stable")
         return frame.reset_index(drop=True), frame.index.to_numpy()
     keys = pd.concat([recent[["farm_id", "date"]], f[["farm_id", "date"]]], ignore_index=True)
-    order = keys.sort_values(["farm_id", "date"], kind="stable").index.to_numpy()
+    order = farm_date_order(keys)
     del keys
     frame = pd.DataFrame(index=pd.RangeIndex(len(order)))
     for col in cols:
