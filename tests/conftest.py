@@ -21,3 +21,20 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(reason + " — and under CI it must be present")
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture
+def measured_farms(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Farms exactextract measured in this process, one entry per call (its feature count);
+    worker processes of the weights pool are not counted."""
+    import agrisat.zonal.weights as weights_mod
+
+    calls: list[int] = []
+    real = weights_mod._cells
+
+    def spy(src, wkbs, crs_wkt):  # type: ignore[no-untyped-def]
+        calls.append(len(wkbs))
+        return real(src, wkbs, crs_wkt)
+
+    monkeypatch.setattr(weights_mod, "_cells", spy)
+    return calls

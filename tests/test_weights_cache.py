@@ -13,7 +13,6 @@ import pytest
 import shapely
 from shapely.geometry import box
 
-import agrisat.zonal.weights as weights_mod
 from agrisat.config import Settings
 from agrisat.cube import grid_for
 from agrisat.observations import read_observations
@@ -63,35 +62,21 @@ def _assert_same(a: ZoneWeights, b: ZoneWeights) -> None:
         np.testing.assert_array_equal(da[fid], db[fid])
 
 
-@pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many farms exactextract measured (each call's feature count)."""
-    calls: list[int] = []
-    real = weights_mod._cells
-
-    def spy(src, wkbs, crs_wkt):  # type: ignore[no-untyped-def]
-        calls.append(len(wkbs))
-        return real(src, wkbs, crs_wkt)
-
-    monkeypatch.setattr(weights_mod, "_cells", spy)
-    return calls
-
-
 def test_second_computation_loads_every_group_and_is_identical(
-    tmp_path: Path, counted: list[int]
+    tmp_path: Path, measured_farms: list[int]
 ) -> None:
     farms, grid = _farms(_geoms()), _grid()
     plain = coverage_weights(farms, grid, block=BLOCK)
     assert len(plain.groups) == 4
-    counted.clear()
+    measured_farms.clear()
     cache = WeightsCache(tmp_path / "w")
     first = coverage_weights(farms, grid, block=BLOCK, cache=cache)
-    assert sum(counted) == len(farms) and cache.misses == 4 and cache.hits == 0
+    assert sum(measured_farms) == len(farms) and cache.misses == 4 and cache.hits == 0
     assert len(list((tmp_path / "w").glob("*.npz"))) == 4
-    counted.clear()
+    measured_farms.clear()
     cache2 = WeightsCache(tmp_path / "w")
     second = coverage_weights(farms, grid, block=BLOCK, cache=cache2)
-    assert counted == []  # exactextract not called at all
+    assert measured_farms == []  # exactextract not called at all
     assert cache2.hits == 4 and cache2.misses == 0
     _assert_same(first, plain)
     _assert_same(second, plain)
@@ -99,18 +84,20 @@ def test_second_computation_loads_every_group_and_is_identical(
         np.testing.assert_array_equal(g1.total, g2.total)
 
 
-def test_a_changed_farm_recomputes_only_its_group(tmp_path: Path, counted: list[int]) -> None:
+def test_a_changed_farm_recomputes_only_its_group(
+    tmp_path: Path, measured_farms: list[int]
+) -> None:
     geoms = _geoms()
     grid = _grid()
     cache = WeightsCache(tmp_path / "w")
     coverage_weights(_farms(geoms), grid, block=BLOCK, cache=cache)
     moved = list(geoms)
     moved[5] = shapely.affinity.translate(geoms[5], 3.7, -2.1)  # same group, new shape
-    counted.clear()
+    measured_farms.clear()
     cache = WeightsCache(tmp_path / "w")
     got = coverage_weights(_farms(moved), grid, block=BLOCK, cache=cache)
     assert cache.misses == 1 and cache.hits == 3
-    assert sum(counted) == 2  # the changed farm's group: itself and its neighbour
+    assert sum(measured_farms) == 2  # the changed farm's group: itself and its neighbour
     _assert_same(got, coverage_weights(_farms(moved), grid, block=BLOCK))
     # a renamed farm (same geometry) is a change too: ids are part of the key
     renamed = _farms(geoms)
@@ -139,7 +126,7 @@ def test_a_grown_grid_still_finds_unchanged_groups(tmp_path: Path) -> None:
     "damage", ["truncate", "garbage", "flipped_byte", "other_key", "bad_values"]
 )
 def test_a_damaged_cache_file_is_recomputed_with_a_log_line(
-    tmp_path: Path, counted: list[int], caplog: pytest.LogCaptureFixture, damage: str
+    tmp_path: Path, measured_farms: list[int], caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     farms, grid = _farms(_geoms()), _grid()
     folder = tmp_path / "w"
@@ -164,12 +151,12 @@ def test_a_damaged_cache_file_is_recomputed_with_a_log_line(
             arrays = {k: z[k] for k in z.files}
         arrays["data"] = arrays["data"] * 7.0
         np.savez(victim, **arrays)
-    counted.clear()
+    measured_farms.clear()
     cache = WeightsCache(folder)
     with caplog.at_level(logging.WARNING, logger="agrisat.zonal.cache"):
         again = coverage_weights(farms, grid, block=BLOCK, cache=cache)
     assert cache.misses == 1 and cache.hits == 3
-    assert len(counted) == 1  # only the damaged group was measured again
+    assert len(measured_farms) == 1  # only the damaged group was measured again
     assert any(
         victim.name in r.getMessage() and "recomput" in r.getMessage() for r in caplog.records
     )
@@ -198,7 +185,9 @@ def test_prune_deletes_only_files_unused_for_long(tmp_path: Path) -> None:
     assert cache.prune(max_age_days=14) == 0
 
 
-def test_pipeline_night_after_night_reuses_the_weights(tmp_path: Path, counted: list[int]) -> None:
+def test_pipeline_night_after_night_reuses_the_weights(
+    tmp_path: Path, measured_farms: list[int]
+) -> None:
     x0, y0 = 600000.0, 4040000.0
     a = {"red": 0.05, "nir": 0.45, "green": 0.08, "blue": 0.04, "swir16": 0.20}
     farms = [
@@ -210,13 +199,13 @@ def test_pipeline_night_after_night_reuses_the_weights(tmp_path: Path, counted: 
     s = Settings().replace("run", indices=("ndvi",))
     inc = tmp_path / "inc"
     run(arc.book, str(arc.catalog), inc, settings=s.replace("run", end=dates[0]), detect=False)
-    assert sum(counted) == 2
+    assert sum(measured_farms) == 2
     assert list(Store(inc).weights_cache_dir.glob("*.npz"))
-    counted.clear()
+    measured_farms.clear()
     for day in dates[1:]:
         r = run(arc.book, str(arc.catalog), inc, settings=s.replace("run", end=day), detect=False)
         assert r.items_ingested == 1
-    assert counted == []  # later nights measured no farm again
+    assert measured_farms == []  # later nights measured no farm again
     one = tmp_path / "one"
     run(arc.book, str(arc.catalog), one, settings=s.replace("run", end=dates[-1]), detect=False)
     pd.testing.assert_frame_equal(read_observations(inc), read_observations(one))

@@ -74,30 +74,16 @@ def _assert_identical(a: ZoneWeights, b: ZoneWeights) -> None:
             np.testing.assert_array_equal(x, y)
 
 
-@pytest.fixture
-def in_process(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Farms measured by exactextract in this process (worker processes are not counted)."""
-    calls: list[int] = []
-    real = weights_mod._cells
-
-    def spy(src, wkbs, crs_wkt):  # type: ignore[no-untyped-def]
-        calls.append(len(wkbs))
-        return real(src, wkbs, crs_wkt)
-
-    monkeypatch.setattr(weights_mod, "_cells", spy)
-    return calls
-
-
 def test_worker_processes_give_the_in_process_arrays_and_the_exact_coverage(
-    in_process: list[int],
+    measured_farms: list[int],
 ) -> None:
     farms, grid = _farms(), _grid()
     here = coverage_weights(farms, grid, block=BLOCK, processes=1)
-    assert sum(in_process) == len(farms)
-    in_process.clear()
+    assert sum(measured_farms) == len(farms)
+    measured_farms.clear()
     pooled = coverage_weights(farms, grid, block=BLOCK, processes=2, pool_min_farms=0)
     # the worker measured the jobs queued on it, this process the rest
-    assert 0 < sum(in_process) < len(farms)
+    assert 0 < sum(measured_farms) < len(farms)
     assert len(pooled.groups) == 9
     _assert_identical(pooled, here)
     # and the numbers are the true areas, not merely the same as the other path's
@@ -113,13 +99,13 @@ def test_worker_processes_give_the_in_process_arrays_and_the_exact_coverage(
 
 
 def test_small_books_start_no_worker(
-    monkeypatch: pytest.MonkeyPatch, in_process: list[int]
+    monkeypatch: pytest.MonkeyPatch, measured_farms: list[int]
 ) -> None:
     started: list[int] = []
     monkeypatch.setattr(pool_mod, "_start", lambda: started.append(1))
     farms = _farms()
     coverage_weights(farms, _grid(), block=BLOCK, processes=2, pool_min_farms=len(farms) + 1)
-    assert started == [] and sum(in_process) == len(farms)
+    assert started == [] and sum(measured_farms) == len(farms)
     coverage_weights(farms, _grid(), block=BLOCK, processes=1, pool_min_farms=0)
     assert started == []  # one process asked for: this one
     coverage_weights(farms, _grid(), block=BLOCK)  # the settings' defaults: 50,000 farms
@@ -133,13 +119,13 @@ _FAILS = "import sys; sys.stdin.readline(); print('error boom', flush=True); sys
 @pytest.mark.parametrize("script", [_DIES, _FAILS], ids=["worker dies", "worker reports"])
 def test_a_failing_worker_costs_time_not_results(
     monkeypatch: pytest.MonkeyPatch,
-    in_process: list[int],
+    measured_farms: list[int],
     caplog: pytest.LogCaptureFixture,
     script: str,
 ) -> None:
     farms, grid = _farms(), _grid()
     here = coverage_weights(farms, grid, block=BLOCK, processes=1)
-    in_process.clear()
+    measured_farms.clear()
 
     def broken() -> pool_mod._Worker:
         return pool_mod._Worker(
@@ -152,7 +138,7 @@ def test_a_failing_worker_costs_time_not_results(
     with caplog.at_level(logging.WARNING, logger="agrisat.zonal.pool"):
         pooled = coverage_weights(farms, grid, block=BLOCK, processes=2, pool_min_farms=0)
     _assert_identical(pooled, here)
-    assert sum(in_process) == len(farms)  # all measured here after the workers gave up
+    assert sum(measured_farms) == len(farms)  # all measured here after the workers gave up
     assert "weights worker process failed" in caplog.text
 
 
