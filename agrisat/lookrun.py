@@ -6,6 +6,8 @@ recomputation from the earliest changed day, or a full one. A full recomputation
 history is cut into steps of whole dates (``run.step_rows`` observations each): the first
 step from scratch, the others through the incremental path, each committed on its own, so
 memory is bounded by a step and a run killed between steps is continued by the next one.
+Within a step both paths work in farm partitions (``detect.partition_farms``): the
+from-scratch one (:func:`stage_full`) stages each partition's looks before making the next.
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .allocator import trim_heap
 from .anomaly.features import farm_attributes, farm_coordinates
 from .anomaly.incremental import (
     LAST_COLUMNS,
     LookContext,
     context_windows,
     extend_looks,
-    full_looks,
     group_summary,
     incremental_ok,
 )
 from .config import Settings
+from .errors import StoreError
 from .looks import (
     farm_state,
     last_looks_before,
@@ -38,6 +41,7 @@ from .looks import (
     read_looks,
     write_looks,
 )
+from .lookstage import OBS_KEYS, obs_columns, stage_full, staged_manifest
 from .store import Store, Transaction
 
 __all__ = [
@@ -51,32 +55,14 @@ __all__ = [
     "looks_fingerprint",
     "obs_columns",
     "plan",
+    "stage_full",
+    "staged_manifest",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Bump when the persisted look rows change meaning (forces one full recomputation).
 LOOKS_VERSION = 2
-OBS_KEYS: tuple[str, ...] = ("farm_id", "date")
-
-
-#: Observation columns detection never reads (the look table is built from the others).
-_UNREAD = ("item_id", "clear_pixels")
-
-
-def obs_columns(store: Store, manifest: dict[str, Any]) -> list[str] | None:
-    """The observation columns detection reads: all but the item ids, pixel counts and the
-    per-index standard deviations (at 800,000 observations the item-id strings alone are a
-    fifth of the table, and ``clear_looks`` copies every column it is given)."""
-    import pyarrow.parquet as pq
-
-    parts = store.parts("observations", manifest)
-    if not parts:
-        return None
-    names: list[str] = []
-    for path in parts:  # parts written by different runs may carry different indices
-        names += [n for n in pq.read_schema(path).names if n not in names]
-    return [n for n in names if n not in _UNREAD and not n.endswith("_std")]
 
 
 def looks_fingerprint(settings: Settings, farms: pd.DataFrame, calendars: Any) -> str:
@@ -139,8 +125,7 @@ def date_steps(
     shorter step would read more context than it computes) and at least one date, so it
     holds more rows when it must.
     """
-    dates = read_filtered(store, manifest, "observations", columns=["date"])["date"]
-    counts = pd.to_datetime(dates).dt.normalize().value_counts().sort_index()
+    counts = _date_counts(store, manifest)
     steps: list[tuple[pd.Timestamp, pd.Timestamp]] = []
     lo: pd.Timestamp | None = None
     hi: pd.Timestamp | None = None
@@ -156,6 +141,35 @@ def date_steps(
     if lo is not None and hi is not None:
         steps.append((lo, hi))
     return steps
+
+
+def _date_counts(store: Store, manifest: dict[str, Any]) -> pd.Series:
+    """Observation rows per day (every part's rows, as a whole-table read counts them),
+    counted in Arrow part by part: the date column of 30,000 farms x 3 years as pandas
+    strings was ~300 MB, the stepped first night's peak."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    pieces = []
+    for path in store.parts("observations", manifest):
+        try:
+            col = pq.read_table(path, columns=["date"])["date"]
+        except (OSError, ValueError) as exc:
+            raise StoreError(
+                f"store part {path} of table 'observations' is unreadable: {exc}"
+            ) from None
+        vc = pc.value_counts(col)
+        pieces.append(
+            pd.Series(
+                vc.field("counts").to_numpy(zero_copy_only=False),
+                index=pd.to_datetime(vc.field("values").to_pandas()).dt.normalize(),
+            )
+        )
+        del col, vc
+    if not pieces:
+        return pd.Series(dtype="int64")
+    both = pd.concat(pieces)
+    return both.groupby(level=0).sum().sort_index()
 
 
 def context_days(settings: Settings) -> int:
@@ -185,25 +199,16 @@ def commit_prefix(
     through: pd.Timestamp | None = None
     for k, (lo, hi) in enumerate(steps[:-1]):
         txn = Transaction(staging=store)
-        if k == 0:
-            obs = read_filtered(
-                store, manifest, "observations", filters=[[("date", "<=", f"{hi:%Y-%m-%d}")]],
-                columns=obs_columns(store, manifest), keys=OBS_KEYS,
-            )  # fmt: skip
-            obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
-            new = full_looks(obs, farms, settings=settings.detect, calendars=calendars)
-            groups, state = group_summary(new), farm_state(obs, new)
-            del obs
-            d0 = pd.Timestamp("1900-01-01")
+        if k == 0:  # from scratch, a farm partition at a time (looks staged as made)
+            stage_full(txn, store, manifest, farms, settings, calendars, until=hi)
         else:
             new, groups, state, _ = incremental_looks(
                 store, manifest, farms, lo, through, settings, calendars, until=hi
             )
-            d0 = lo
-        write_looks(
-            txn, store, manifest, new, groups, state, d0=d0, full=k == 0, through=through
-        )  # fmt: skip
-        del new, groups, state
+            write_looks(
+                txn, store, manifest, new, groups, state, d0=lo, full=False, through=through
+            )  # fmt: skip
+            del new, groups, state
         txn.replace("look_ledger", sig[pd.to_datetime(sig["day"]) <= hi].reset_index(drop=True))
         txn.meta["looks"] = {
             "fingerprint": fp,
@@ -211,6 +216,7 @@ def commit_prefix(
             "obs_parts": [str(p) for p in manifest["tables"].get("observations", [])],
         }
         store.commit(txn)
+        trim_heap()  # the step's freed pages, before the next step peaks on top of them
         manifest = store.manifest()
         through = hi
         log.info("looks: step %d/%d (dates to %s) committed", k + 1, len(steps), hi.date())

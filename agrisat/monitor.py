@@ -24,7 +24,7 @@ import pandas as pd
 from .alerts import ALERT_COLUMNS, OPEN, update_alerts
 from .allocator import trim_heap
 from .anomaly.core import ANOMALY_COLUMNS, anomaly_table, window_rows
-from .anomaly.incremental import full_looks, group_summary, stale_from_state
+from .anomaly.incremental import stale_from_state
 from .arrowops import isin
 from .calendar import load_calendars
 from .config import Settings
@@ -36,8 +36,9 @@ from .lookrun import (
     date_steps,
     incremental_looks,
     looks_fingerprint,
-    obs_columns,
     plan,
+    stage_full,
+    staged_manifest,
 )
 from .looks import farm_state, read_filtered, read_looks, write_looks
 from .store import Store, Transaction
@@ -54,6 +55,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OPEN_STATUSES = ("new", "ongoing")
+#: Look columns the alert rows are made of (:func:`window_rows` and :func:`anomaly_table`
+#: keep these and the detectors' expected value, nothing else)
+_ALERT_READ: tuple[str, ...] = (
+    *(c for c in ANOMALY_COLUMNS if c != "index"),
+    "expected_h",
+)
 
 
 @dataclass
@@ -104,7 +111,6 @@ def detect_and_update(
         return summary
     trim_heap()  # the pixel path's freed pages, before detection peaks on top of them
     day = pd.Timestamp(run_date).normalize()
-    s = settings.detect
     calendars = load_calendars(settings.run.calendars) if settings.run.calendars else None
     fp = looks_fingerprint(settings, farms, calendars)
     mode, d0, sig = plan(store, manifest, fp, full, settings)
@@ -112,6 +118,7 @@ def detect_and_update(
     meta = manifest.get("meta", {}).get("looks") or {}
     through = pd.Timestamp(meta["through"]) if meta.get("through") else None
     old_through = through
+    staged = False
     if mode == "full":
         # a long history is recomputed in steps of whole dates, each committed on its own
         # and continued by the incremental path: memory is bounded by a step, not the history
@@ -122,19 +129,15 @@ def detect_and_update(
             )
             mode = "incremental"
             old_through = through
+            staged = True  # the last step's looks (many dates) are read back once staged
     txn = Transaction(staging=store)  # large look tables go to disk as they are made
     if mode == "full":
-        obs = read_filtered(
-            store, manifest, "observations", columns=obs_columns(store, manifest), keys=OBS_KEYS
-        )
-        obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
-        new = full_looks(obs, farms, settings=s, calendars=calendars)
-        groups_new = group_summary(new)
-        state = farm_state(obs, new)
-        d0 = pd.Timestamp("1900-01-01")
-        through = obs["date"].max()
-        del obs  # not read again: the peak (writing the looks) comes after
-        log.info("looks: full recomputation, %d looks", len(new))
+        # every look from scratch, a farm partition at a time, staged in ``txn`` as made
+        # (the whole look table of 100,000 farms x 8 dates was the first night's peak)
+        state, n_looks, through = stage_full(txn, store, manifest, farms, settings, calendars)
+        new = groups_new = None
+        d0, staged = pd.Timestamp("1900-01-01"), True
+        log.info("looks: full recomputation, %d looks", n_looks)
     elif mode == "incremental":
         assert d0 is not None  # set with "incremental"
         new, groups_new, state, through = incremental_looks(
@@ -146,9 +149,13 @@ def detect_and_update(
         state = store.read("look_farms", manifest=manifest)
     if new is not None:
         write_looks(
-            txn, store, manifest, new, groups_new, state, d0=d0, full=mode == "full",
-            through=None if mode == "full" else old_through,
+            txn, store, manifest, new, groups_new, state, d0=d0, full=False, through=old_through
         )  # fmt: skip
+        if staged:  # a step of a long recomputation: its looks are not held for the alerts
+            new = groups_new = None
+    if staged:
+        trim_heap()  # the looks' freed pages: the alerts' reads would stack on top of them
+    if new is not None or staged:
         txn.replace("look_ledger", sig)
         txn.meta["looks"] = {
             "fingerprint": fp,
@@ -162,8 +169,10 @@ def detect_and_update(
         if len(before)
         else None
     )
+    # the staged looks are read back like committed ones (a full recomputation hands none)
+    read_from = staged_manifest(manifest, txn) if staged else manifest
     anomalies = _anomalies(
-        store, manifest, farms, previous, new, groups_new, state, d0, day, through, settings,
+        store, read_from, farms, previous, new, groups_new, state, d0, day, through, settings,
         calendars,
     )  # fmt: skip
     alerts = update_alerts(previous, anomalies, farms, run_date=run_date, settings=settings.alerts)
@@ -233,9 +242,12 @@ def _anomalies(
     if previous is not None and len(previous):
         busy |= set(previous.loc[previous["status"].isin(OPEN), "farm_id"].astype(str))
     busy |= set(stale["farm_id"])
-    rows = read_looks(store, manifest, [(lo, min(cut, end))], farms=busy)
+    # only what the alert rows carry (a lookback window of whole look rows of the busy farms
+    # was the 30,000-farm night's peak)
+    rows = read_looks(store, manifest, [(lo, min(cut, end))], farms=busy, columns=_ALERT_READ)
     if new is not None and len(new):
-        extra = new[isin(new["farm_id"], busy) & (new["date"] >= lo) & (new["date"] < end)]
+        keep = isin(new["farm_id"], busy) & (new["date"] >= lo) & (new["date"] < end)
+        extra = new.loc[keep, [c for c in _ALERT_READ if c in new.columns]]
         rows = pd.concat([f for f in (rows, extra) if len(f)] or [extra], ignore_index=True)
         rows = rows.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
     if rows.empty:  # nothing to follow: an empty table with the columns window_rows reads

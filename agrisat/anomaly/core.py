@@ -10,7 +10,10 @@ import pandas as pd
 
 from ..arrowops import isin
 from ..calendar import Calendar
+from .carry import Earlier
 from .detectors import (
+    _abrupt_mask,
+    _flood_mask,
     detect_abrupt_loss,
     detect_drought,
     detect_flood,
@@ -21,6 +24,7 @@ from .detectors import (
     season_peer,
 )
 from .features import look_features
+from .robust import own_abrupt
 from .settings import DEFAULT_SETTINGS, HAZARD_PRIORITY, DetectSettings
 
 __all__ = [
@@ -61,13 +65,6 @@ LABEL_INPUTS: tuple[str, ...] = (
     "peer_lagged", "peer_lagged_max",
 )  # fmt: skip
 
-_DETECTORS = {
-    "flood": detect_flood,
-    "abrupt_loss": detect_abrupt_loss,
-    "no_planting": detect_no_planting,
-    "drought": detect_drought,
-}
-
 
 def classify_looks(
     features: pd.DataFrame,
@@ -101,19 +98,41 @@ _STATES = np.array(["anomalous", "normal", "borderline"], dtype=object)
 
 
 def label_looks(
-    features: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
+    features: pd.DataFrame,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    *,
+    carry: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The per-look part of :func:`classify_looks`: ``hazard``, ``score``, ``expected_h``,
-    ``state`` and ``peer_state``. Detectors may read the farm's earlier rows in ``features``
-    (e.g. its last sound look), so an incremental caller passes some earlier looks too."""
+    ``state`` and ``peer_state``.
+
+    Detectors may read the farm's earlier rows in ``features`` (its previous two looks, the
+    previous look's season, its last sound look: see :mod:`.carry`). ``carry`` stands for
+    the farm's looks before ``features`` (:func:`agrisat.anomaly.carry.label_carry` of
+    them, one row per farm): the labels are then those ``features`` would get with those
+    looks in front of it, so an incremental night labels only its new looks.
+    """
     s = settings
+    earlier = None if carry is None else Earlier.build(features, carry)
+    # the flood and abrupt-loss looks once: the drought detector's pace reads them too
+    own = own_abrupt(features, s, earlier=earlier)
+    flood = _flood_mask(features, s)
+    abrupt = _abrupt_mask(features, s, earlier=earlier, own=own[0])
+    detectors = {
+        "flood": lambda: detect_flood(features, s, mask=flood),
+        "abrupt_loss": lambda: detect_abrupt_loss(
+            features, s, earlier=earlier, mask=abrupt, own=own
+        ),
+        "no_planting": lambda: detect_no_planting(features, s),
+        "drought": lambda: detect_drought(features, s, earlier=earlier, unsound=flood | abrupt),
+    }
     # Copy-on-write (pandas 3): a shallow copy, so the new columns do not duplicate the table.
     f = features.copy(deep=False)
     f["hazard"] = "none"
     f["score"] = np.nan
     f["expected_h"] = np.nan
     for hazard in HAZARD_PRIORITY:
-        rows = _DETECTORS[hazard](features, s)
+        rows = detectors[hazard]()
         free = rows.index[f.loc[rows.index, "hazard"] == "none"]
         f.loc[free, "hazard"] = hazard
         f.loc[free, "score"] = rows.loc[free, "score"]
@@ -153,12 +172,15 @@ def confirmation_runs(
     if carry is not None and len(carry):
         # Looks before the farm's first non-anomalous look here continue the carried run.
         c = carry.drop_duplicates("farm_id", keep="last").set_index("farm_id")
-        c_looks = f["farm_id"].map(c["run_looks"]).fillna(0).astype(int)
+        # the ids matched once (a lookup per column hashed every look's id string again)
+        at = c.index.get_indexer(f["farm_id"])
+        c = c.reset_index(drop=True).reindex(at).set_axis(f.index)  # -1: NaN, as ``map``
+        c_looks = c["run_looks"].fillna(0).astype(int)
         cont = anom & (run_id == 0) & (c_looks > 0)
         run_looks = run_looks + c_looks.where(cont, 0)
-        c_onset = pd.to_datetime(f["farm_id"].map(c["onset"]))
+        c_onset = pd.to_datetime(c["onset"])
         onset = onset.where(~cont, c_onset)
-        c_code = f["farm_id"].map(c["run_hazard"]).map(rank).fillna(0).astype(int)
+        c_code = c["run_hazard"].map(rank).fillna(0).astype(int)
         run_code = run_code.where(~cont, np.maximum(run_code, c_code))
     f["run_looks"] = run_looks.where(anom, 0)
     f["onset"] = onset.where(anom)

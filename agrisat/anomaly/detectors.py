@@ -6,13 +6,26 @@ evidence columns, indexed like the features (so :mod:`.core` can combine them pe
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from .robust import dormant_peers, own_abrupt, record_low
+from .losses import (
+    _abrupt_mask,
+    _flood_mask,
+    _nan_or,
+    _rows,
+    detect_abrupt_loss,
+    detect_flood,
+)
+from .robust import dormant_peers, record_low
 from .settings import DEFAULT_SETTINGS, DetectSettings
 from .stale import _count_later as _count_later
 from .stale import detect_stale
+
+if TYPE_CHECKING:
+    from .carry import Earlier
 
 __all__ = [
     "detect_abrupt_loss",
@@ -24,28 +37,6 @@ __all__ = [
     "peer_state",
     "season_peer",
 ]
-
-_BASE = ["farm_id", "date", "hazard", "score", "value", "expected"]
-
-
-def _rows(
-    f: pd.DataFrame,
-    mask: pd.Series,
-    hazard: str,
-    score: pd.Series,
-    expected: pd.Series,
-    extra: list[str],
-) -> pd.DataFrame:
-    out = f.loc[mask, ["farm_id", "date", "value", *extra]].copy()
-    out["hazard"] = hazard
-    out["score"] = score[mask].astype(float)
-    out["expected"] = expected[mask].astype(float)
-    return out[[*_BASE, *extra]]
-
-
-def _nan_or(cond: pd.Series, values: pd.Series) -> pd.Series:
-    """``cond`` where ``values`` is known, True where it is NaN (missing evidence does not veto)."""
-    return cond | values.isna()
 
 
 def peer_state(f: pd.DataFrame) -> pd.Series:
@@ -162,7 +153,13 @@ def _pace(
     )
 
 
-def keeping_pace(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
+def keeping_pace(
+    f: pd.DataFrame,
+    s: DetectSettings,
+    *,
+    earlier: Earlier | None = None,
+    unsound: pd.Series | None = None,
+) -> pd.Series:
     """Looks of a farm greening at its peers' pace: since its last *sound* clear look (within
     ``abrupt_max_gap_days``) it rose at least ``late_pace_share`` of what its peers' median
     rose over the same interval, while the peers were greening, and it is at its highest value of
@@ -176,16 +173,27 @@ def keeping_pace(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     out of a flooded or damaged look measures the water receding or the debris, not the crop
     greening (a look of a late farm that merely stalled is a sound canopy measurement and
     stays a reference).
+
+    ``earlier`` carries the farm's looks before the frame (the last sound one for a look
+    with none before it here); ``unsound``: the flood or abrupt-loss looks, when known.
     """
     if s.late_pace_share <= 0:
         return pd.Series(False, index=f.index)
     base = _pace(f, s, f["prev_value"], f["prev_peer_median"], f["prev_date"])
-    unsound = _flood_mask(f, s) | _abrupt_mask(f, s)
-    if unsound.any():
+    if unsound is None:
+        unsound = _flood_mask(f, s) | _abrupt_mask(f, s, earlier=earlier)
+    # With a carry always the sound-look reference: on a frame without an unsound look it is
+    # the previous look (the base), except on a farm's first row, whose previous look may be
+    # an unsound one of the carry.
+    if earlier is not None or unsound.any():
         # The farm's last sound look before each look (looks are sorted by farm and date).
         farm = pd.Series(pd.factorize(f["farm_id"])[0], index=f.index)
         ref = f[["value", "peer_median", "date"]].where(~unsound, axis=0)
         ref = ref.groupby(farm, sort=False).shift(1).groupby(farm, sort=False).ffill()
+        if earlier is not None:
+            # none of the farm's sound looks here (per column): the carry's
+            for col in ("value", "peer_median", "date"):
+                ref[col] = ref[col].fillna(earlier.rows[f"sound_{col}"])
         same = ref["date"] == f["prev_date"]
         # the peers' median at the reference date as seen now (same level) when it is the
         # previous look, else as the farm saw it then
@@ -201,139 +209,36 @@ def keeping_pace(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     return (pace & unbroken & within_lag).fillna(False)
 
 
-def detect_drought(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
+def detect_drought(
+    f: pd.DataFrame,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    *,
+    earlier: Earlier | None = None,
+    unsound: pd.Series | None = None,
+) -> pd.DataFrame:
     """Sustained-deficit looks: below own history (robust z and relative deficit) in a watch
     stage (any time for crops without a calendar), and either below the peers too
     (idiosyncratic) or so far below that a shared deficit is still a drought (systemic).
 
     ``score`` is the relative deficit (own history, or when there is none the peers
     beyond the farm's usual standing against them); ``expected`` the matching value.
+    ``earlier``: the farm's looks before the frame (see :mod:`.carry`); ``unsound``: the
+    flood or abrupt-loss looks when known (:func:`keeping_pace`).
     """
     s = settings
     stage_ok = f["watch"] | ~f["has_calendar"]
-    mask = drought_mask(f, s) & stage_ok & ~f["in_harvest"] & ~keeping_pace(f, s)
+    mask = (
+        drought_mask(f, s)
+        & stage_ok
+        & ~f["in_harvest"]
+        & ~keeping_pace(f, s, earlier=earlier, unsound=unsound)
+    )
     score = f["own_deficit"].fillna(season_peer(f)[1])
     usual = f["usual_gap"].fillna(0.0) if "usual_gap" in f.columns else 0.0
     expected = f["expected"].fillna(f["peer_median"] + usual)
     out = _rows(f, mask, "drought", score, expected, ["own_z", "peer_z", "vci", "peer_median"])
     out["peer_state"] = peer_state(f)[mask]
     return out
-
-
-def _abrupt_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
-    """Looks :func:`detect_abrupt_loss` reports (see there)."""
-    drop = f["prev_value"] - f["value"]
-    gap = (f["date"] - f["prev_date"]).dt.days
-    peer_drop = f["prev_peer_median"] - f["peer_median"]
-    # Inside the harvest window a drop is a harvest only if the peers are ripening too.
-    with np.errstate(all="ignore"):
-        peer_decline = 1.0 - f["peer_median"] / f["peer_season_max"]
-    # Before the peers ripen, only a canopy gone (bare soil) is unambiguous: an early crop
-    # ripening ahead of its peers drops too, but to a half-green canopy.
-    ripening = _nan_or(peer_decline >= s.ripening_decline, peer_decline)
-    harvest = f["in_harvest"] & (ripening | (f["value"] > s.green_min))
-    # After a long cloud gap a drop is still a loss when the canopy is gone (bare-soil level)
-    # while the peers stand green and the farm was seen green earlier this same season:
-    # drought thins a canopy, it does not clear it while the neighbours stay green.
-    long_gap = gap > s.abrupt_max_gap_days
-    gone = long_gap & (f["value"] <= s.no_planting_max) & (f["peer_median"] >= s.green_min)
-    mask = (
-        (~long_gap | gone)
-        & (f["prev_value"] >= s.abrupt_min_before)
-        & (drop >= s.abrupt_drop)
-        & (drop / f["prev_value"] >= s.abrupt_drop_rel)
-        & ~harvest
-        & _nan_or(peer_drop <= s.abrupt_peer_share * drop, peer_drop)
-        & _nan_or(f["peer_z"] <= -s.abrupt_peer_z, f["peer_z"])
-        & (f["has_calendar"] | f["peer_median"].notna())
-        # below its own history too, when known (an early harvest is within the tolerance)
-        & _nan_or(f["own_deficit"] >= s.drought_deficit, f["own_deficit"])
-    ).fillna(False)
-    check = (mask & long_gap).to_numpy()
-    if check.any():
-        mask &= ~pd.Series(check, index=f.index) | _same_season_as_previous(f, check)
-    return mask | (own_abrupt(f, s)[0] & ~harvest)
-
-
-def _same_season_as_previous(f: pd.DataFrame, rows: np.ndarray) -> pd.Series:
-    """Whether each of ``rows`` (a mask) and the farm's previous look are of one crop season.
-
-    The previous look is the previous row (features are sorted by farm and date)."""
-    out = np.zeros(len(f), dtype=bool)
-    i = np.flatnonzero(rows)
-    i = i[i > 0]
-    farm, season = f["farm_id"].to_numpy(), f["season_id"].to_numpy()
-    same = (farm[i] == farm[i - 1]) & (season[i] == season[i - 1]) & pd.notna(season[i])
-    out[i[same]] = True
-    return pd.Series(out, index=f.index)
-
-
-def detect_abrupt_loss(
-    f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS
-) -> pd.DataFrame:
-    """A large drop between consecutive clear looks, not a harvest, that the peers did not
-    share. A harvest is a drop inside the calendar's harvest window while the peers are
-    ripening (their median ``ripening_decline`` below its season peak; no peers: the window
-    alone). Crops without a calendar need peers (their drop is the harvest test). The looks
-    are at most ``abrupt_max_gap_days`` apart, unless the canopy is gone (at or below
-    ``no_planting_max``) while the peers stand green (``green_min``) and both looks are of the
-    same crop season: a crop seen green and found bare after a long cloud gap was lost.
-
-    ``score`` is the relative drop; ``expected`` the previous look's value.
-    """
-    s = settings
-    mask = _abrupt_mask(f, s)
-    # a loss judged against own history over two looks quotes its reference look
-    own, own_ref = own_abrupt(f, s)
-    before = f["prev_value"].where(~own, np.fmax(own_ref, f["prev_value"]))
-    drop = before - f["value"]
-    return _rows(
-        f,
-        mask,
-        "abrupt_loss",
-        drop / before,
-        before,
-        ["prev_date", "peer_z", "peer_median"],
-    )
-
-
-def _water_excess(f: pd.DataFrame, s: DetectSettings) -> tuple[pd.Series, pd.Series]:
-    wf = f["water_fraction"]
-    by_wf = (
-        (wf >= s.flood_water)
-        & _nan_or(wf - f["peer_water"] >= s.flood_margin, f["peer_water"])
-        & _nan_or(wf - f["hist_water"] >= s.flood_margin, f["hist_water"])
-    )
-    by_ndwi = (
-        wf.isna()
-        & (f["ndwi"] >= s.flood_ndwi)
-        & _nan_or(f["ndwi"] - f["peer_ndwi"] >= s.flood_ndwi_margin, f["peer_ndwi"])
-    )
-    return by_wf | by_ndwi, wf.fillna(f["ndwi"])
-
-
-def _flood_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
-    excess, _ = _water_excess(f, s)
-    # Water where a crop should stand: the calendar's green stages, or for crops without a
-    # calendar any time their own history does not say the field is bare now (snowmelt on
-    # a field that is brown every spring is not a flooded crop).
-    bare_now = f["expected_mid"] < s.green_min
-    return (excess & (f["green"] | (~f["has_calendar"] & ~bare_now))).fillna(False)
-
-
-def detect_flood(f: pd.DataFrame, settings: DetectSettings = DEFAULT_SETTINGS) -> pd.DataFrame:
-    """Standing water where the crop should be (crops without a calendar: unless their own
-    history says the field is bare now): SCL-water share of the clear area above
-    ``flood_water`` and above both the peers' and the farm's own usual share by
-    ``flood_margin`` (so paddy rice or a pond in the parcel is not a flood). NDWI is the
-    fallback when no water share is given. ``score`` is the water share.
-    """
-    s = settings
-    _, score = _water_excess(f, s)
-    expected = f["peer_water"].fillna(f["hist_water"]).fillna(0.0)
-    return _rows(
-        f, _flood_mask(f, s), "flood", score, expected, ["water_fraction", "ndwi", "peer_median"]
-    )
 
 
 def _no_planting_mask(f: pd.DataFrame, s: DetectSettings) -> pd.Series:

@@ -36,12 +36,14 @@ log = logging.getLogger(__name__)
 
 def farm_attributes(farms: pd.DataFrame) -> pd.DataFrame:
     """``farm_id``, ``crop`` and ``region`` of the book as strings ("" where no region)."""
+    # the string columns as they are (a night asks four times: through NumPy each was a
+    # Python string per farm and column, and a re-inference of the dtype)
     return pd.DataFrame(
         {
-            "farm_id": farms["farm_id"].astype(str).to_numpy(),
-            "crop": farms["crop"].astype(str).to_numpy(),
+            "farm_id": farms["farm_id"].astype(str).reset_index(drop=True),
+            "crop": farms["crop"].astype(str).reset_index(drop=True),
             "region": (
-                farms["region"].fillna("").astype(str).to_numpy()
+                farms["region"].fillna("").astype(str).reset_index(drop=True)
                 if "region" in farms.columns
                 else ""
             ),
@@ -279,12 +281,16 @@ def prev_peer_median(
     return out
 
 
-def _peer_lagged(f: pd.DataFrame, lag_days: int) -> pd.Series:
+def _peer_lagged(f: pd.DataFrame, lag_days: int, *, rows: int | None = None) -> pd.Series:
     """The peers' median (same peer level) on their latest date at least ``lag_days`` before
     each look, within one revisit gap of it (NaN when there is none). A radius group is the
-    farm's own: its median on the farm's own looks stands in for the peers' dates."""
+    farm's own: its median on the farm's own looks stands in for the peers' dates.
+
+    ``rows``: only the first ``rows`` looks of ``f`` are asked about (the others are the
+    peers' and the farms' earlier looks they lag to); the result is theirs."""
+    n = len(f) if rows is None else int(rows)
     if lag_days <= 0:
-        return pd.Series(np.nan, index=f.index)
+        return pd.Series(np.nan, index=f.index[:n])
     tol = pd.Timedelta(days=max(lag_days, 10))
     radial = f["peer_level"] == "radius"
     keys = ["crop", "region", "peer_level"]
@@ -294,23 +300,25 @@ def _peer_lagged(f: pd.DataFrame, lag_days: int) -> pd.Series:
         .rename(columns={"date": "lag_date", "peer_median": "peer_lagged"})
         .sort_values("lag_date", kind="stable")
     )
-    left = f[keys].assign(lag_date=f["date"] - pd.Timedelta(days=lag_days), _row=np.arange(len(f)))
+    q = f.iloc[:n] if n < len(f) else f
+    left = q[keys].assign(lag_date=q["date"] - pd.Timedelta(days=lag_days), _row=np.arange(n))
     left = left.sort_values("lag_date", kind="stable")
     merged = pd.merge_asof(left, table, on="lag_date", by=keys, direction="backward", tolerance=tol)
-    out = pd.Series(merged.sort_values("_row")["peer_lagged"].to_numpy(), index=f.index)
-    if radial.any():
+    out = pd.Series(merged.sort_values("_row")["peer_lagged"].to_numpy(), index=q.index)
+    asked = radial.to_numpy()[:n]
+    if asked.any():
         own = (
             f.loc[f["radius_median"].notna(), ["farm_id", "date", "radius_median"]]
             .rename(columns={"date": "lag_date", "radius_median": "peer_lagged"})
             .sort_values("lag_date", kind="stable")
         )
-        rows = f.loc[radial, ["farm_id"]].assign(
-            lag_date=f.loc[radial, "date"] - pd.Timedelta(days=lag_days),
-            _row=np.flatnonzero(radial),
+        ask = q.loc[asked, ["farm_id"]].assign(
+            lag_date=q.loc[asked, "date"] - pd.Timedelta(days=lag_days),
+            _row=np.flatnonzero(asked),
         )
-        rows = rows.sort_values("lag_date", kind="stable")
+        ask = ask.sort_values("lag_date", kind="stable")
         got = pd.merge_asof(
-            rows, own, on="lag_date", by="farm_id", direction="backward", tolerance=tol
+            ask, own, on="lag_date", by="farm_id", direction="backward", tolerance=tol
         )
         out.iloc[got["_row"].to_numpy()] = got["peer_lagged"].to_numpy()
     return out

@@ -212,7 +212,7 @@ def extend_looks(
     radius = RadiusPeers.build(f, attrs, coords, s)
     early = peer_stats(f, s, radius=radius)[["peer_median", "peer_level", "peer_moist"]]
     lo, hi = context_windows(d0, d0, s)["recent"][0]
-    parts = farm_partitions(f["farm_id"], partition_farms(s, (hi - lo).days))
+    parts = farm_partitions(f["farm_id"], _step_farms(f, partition_farms(s, (hi - lo).days)))
     own, usual, ref = farm_pass(f, early, context, parts, d0=d0, settings=s)
     del early
     # --- own history from the persisted looks of earlier years ----------------------------
@@ -271,6 +271,21 @@ def extend_looks(
     carried = pick(last["peer_season_run"]).where(same)
     out["peer_season_run"] = np.fmax(run, carried)
     return out
+
+
+#: new looks per farm up to which a partition keeps ``partition_farms`` farms
+_LOOKS_PER_FARM = 4
+
+
+def _step_farms(f: pd.DataFrame, size: int) -> int:
+    """Farms per partition for the new looks ``f``: ``size`` (0: one partition), fewer when
+    the farms have more than :data:`_LOOKS_PER_FARM` new looks each (a step of a long
+    recomputation: its partitions' context windows span all its dates, and at 30,000 farms
+    x 13 dates two partitions' own-history context was the first night's peak)."""
+    if size <= 0 or f.empty:
+        return size
+    per_farm = len(f) / max(f["farm_id"].nunique(), 1)
+    return max(1, int(size * min(1.0, _LOOKS_PER_FARM / per_farm)))
 
 
 def _picker(f: pd.DataFrame, farms: pd.Index) -> Callable[[pd.Series], pd.Series]:

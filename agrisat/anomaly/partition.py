@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from ..keyorder import farm_date_order
+from .carry import CARRY_INPUTS, label_carry
 from .change import reference_standing
 from .context import (
     GAP_COLUMNS,
     HISTORY_COLUMNS,
     OWN_COLUMNS,
     RECENT_COLUMNS,
-    RECENT_READ,
     LookContext,
     context_part,
     dated,
@@ -42,7 +42,6 @@ from .features import _peer_lagged
 from .history import own_history
 from .seasonal import seasonal_gap
 from .settings import DetectSettings
-from .window import behind
 
 __all__ = [
     "farm_partitions",
@@ -157,44 +156,69 @@ def label_pass(
     *,
     settings: DetectSettings,
 ) -> pd.DataFrame:
-    """The peers' lagged medians (set on ``f``) and the labels of the new looks, each
-    partition labelled behind its farms' looks of the recent window (read per partition)."""
+    """The peers' lagged medians (set on ``f``) and the labels of the new looks, labelled
+    behind the farms' looks of the recent window: read per partition, of which only a
+    per-farm carry (:func:`agrisat.anomaly.carry.label_carry`) and the farms' own radius
+    medians are kept."""
     s = settings
     lagkeys = ["crop", "region", "peer_level", "date", "peer_median"]
     mine = ["farm_id", "radius_median"]
+    read = tuple(dict.fromkeys([*mine, *CARRY_INPUTS]))
     shared = groups.loc[groups["peer_level"] != "radius", lagkeys]  # radius groups are per farm
     # the groups' medians on the new dates, of every farm: a look may lag to a date of the
     # night that only other partitions' farms were seen on (a group's median is one value)
     seen = f.loc[f["peer_level"] != "radius", lagkeys].drop_duplicates(lagkeys[:4])
     lagged_cols = {"peer_lagged": s.change_lag_guard_days, "peer_lagged_max": s.late_max_lag_days}
-    lags = {k: np.full(len(f), np.nan) for k in lagged_cols}
-    # Detectors may read a farm's earlier looks (the last sound one): label the new looks
-    # behind the farm's looks of the recent window (persisted whole), then continue the runs.
-    # Only the columns the detectors read (LABEL_INPUTS) go through the labelling frame; the
-    # new looks keep their own columns and take the labels (a whole-row frame of the window
-    # was the night's peak).
+    # Detectors may read a farm's earlier looks (the previous two, the last sound one): the
+    # new looks are labelled with a per-farm carry of those (:mod:`.carry`) cut from the
+    # farm's stored looks of the recent window, as if labelled behind the window (which
+    # relabelling 48 columns of ~500,000 window rows every night did). Only the columns the
+    # detectors read (LABEL_INPUTS) go to the labelling.
     cols = [c for c in f.columns if c in LABEL_INPUTS]
-    labs = []
+    carries, owns = [], []
     for sl in parts:
-        fp = f.iloc[sl].reset_index(drop=True)
-        recent = context_part(context.recent, fp["farm_id"].unique(), RECENT_READ)
-        recent = dated(recent, RECENT_COLUMNS)
-        lagged = pd.concat(
-            [fp[lagkeys + mine], recent[lagkeys + mine], seen, shared], ignore_index=True
-        )
-        for col, days in lagged_cols.items():
-            lags[col][sl] = _peer_lagged(lagged, days).to_numpy()[: len(fp)]
-            fp[col] = lags[col][sl]
-        del lagged
-        frame, at = behind(recent, fp, cols)
+        ids = f["farm_id"].iloc[sl].unique()
+        recent = dated(context_part(context.recent, ids, read), read)
+        # of the window only the farms' own radius medians: a region or crop group's median
+        # on an earlier date is the summary's (``shared``, one value per group and date)
+        owns.append(recent.loc[recent["radius_median"].notna(), ["date", *mine]])
+        carries.append(label_carry(recent[list(CARRY_INPUTS)]))
         del recent
-        lab = label_looks(frame, s)
-        new = at >= 0
-        outs = [c for c in lab.columns if c not in f.columns]
-        labs.append(lab.loc[new, outs].set_axis(at[new] + sl.start).sort_index())
-        del frame, lab, fp
+    own = pd.concat(owns, ignore_index=True).assign(peer_level="radius")
+    del owns
+    lags = {k: np.full(len(f), np.nan) for k in lagged_cols}
+    labs = []
+    # Whole partitions at a time up to ``_LABEL_ROWS`` new looks: a night's 100,000 in one
+    # pass (per 20,000-farm partition, the pandas calls' overhead was half the labelling),
+    # a long recomputation's steps in bounded batches.
+    for lo, hi, k0, k1 in _batches(parts, _LABEL_ROWS):
+        fb = f.iloc[lo:hi]
+        lagged = pd.concat([fb[lagkeys + mine], own, seen, shared], ignore_index=True)
+        for col, days in lagged_cols.items():
+            lags[col][lo:hi] = _peer_lagged(lagged, days, rows=hi - lo).to_numpy()
+        del lagged
+        fb = fb[cols].assign(**{col: vals[lo:hi] for col, vals in lags.items()})
+        carry = pd.concat(carries[k0:k1], ignore_index=True)
+        lab = label_looks(fb, s, carry=carry)
+        labs.append(lab[[c for c in lab.columns if c not in f.columns]])
+        del fb, carry, lab
     for col, vals in lags.items():
         f[col] = vals
-    lab = pd.concat(labs) if len(labs) > 1 else labs[0]
-    lab.index = f.index
-    return lab
+    return pd.concat(labs) if len(labs) > 1 else labs[0]
+
+
+#: new looks labelled in one pass at most (whole partitions; at least one)
+_LABEL_ROWS = 250_000
+
+
+def _batches(parts: list[slice], rows: int) -> list[tuple[int, int, int, int]]:
+    """Consecutive partitions grouped up to ``rows`` rows: (first row, end row, first
+    partition, end partition) of each group (a partition larger than ``rows`` alone)."""
+    out: list[tuple[int, int, int, int]] = []
+    k0 = 0
+    for k in range(1, len(parts) + 1):
+        end = k == len(parts) or parts[k].stop - parts[k0].start > rows
+        if end:
+            out.append((int(parts[k0].start), int(parts[k - 1].stop), k0, k))
+            k0 = k
+    return out

@@ -50,12 +50,32 @@ def farm_coordinates(farms: pd.DataFrame) -> np.ndarray | None:
     crs = getattr(farms, "crs", None)
     if crs is None or "geometry" not in farms.columns:
         return None
+    geoms = np.asarray(farms.geometry.values, dtype=object)
+    # A night asks three times for the same book (the looks' fingerprint, the features, the
+    # incremental looks: 0.2 s of centroids each at 100,000 polygons), often through copies
+    # of the frame; the geometries themselves (immutable) are the same objects.
+    ids = np.fromiter(map(id, geoms), dtype=np.int64, count=n)
+    last = _LAST[0] if _LAST else None  # (one entry replaced whole: no torn reads)
+    if last is not None and last[2] == crs and np.array_equal(last[1], ids):
+        return last[3].copy()
+    out = _centroids(geoms, crs)
+    # the geometries are held with their ids, so no id can be reused by another object
+    # while the entry stands (one entry: the last book)
+    _LAST[:] = [(geoms.copy(), ids, crs, out.copy())]
+    return out
+
+
+#: the last book's (geometries, their ids, crs, centroids) for :func:`farm_coordinates`
+_LAST: list[tuple[np.ndarray, np.ndarray, object, np.ndarray]] = []
+
+
+def _centroids(geoms: np.ndarray, crs: object) -> np.ndarray:
+    """Geocentric coordinates (m) of the centroids of ``geoms`` (in ``crs``)."""
     import shapely
 
-    geoms = np.asarray(farms.geometry.values, dtype=object)
     cent = shapely.centroid(geoms)
     x, y = shapely.get_x(cent), shapely.get_y(cent)
-    if not crs.is_geographic:
+    if not crs.is_geographic:  # type: ignore[attr-defined]
         from pyproj import Transformer
 
         tr = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)

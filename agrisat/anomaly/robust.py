@@ -6,10 +6,15 @@ Split from :mod:`.detectors`, which applies them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from .settings import DetectSettings
+
+if TYPE_CHECKING:
+    from .carry import Earlier
 
 __all__ = ["dormant_peers", "own_abrupt", "record_low"]
 
@@ -35,7 +40,9 @@ def dormant_peers(f: pd.DataFrame, s: DetectSettings) -> pd.Series:
     return (low & ~f["has_calendar"]).fillna(False)
 
 
-def own_abrupt(f: pd.DataFrame, s: DetectSettings) -> tuple[pd.Series, pd.Series]:
+def own_abrupt(
+    f: pd.DataFrame, s: DetectSettings, *, earlier: Earlier | None = None
+) -> tuple[pd.Series, pd.Series]:
     """Abrupt loss judged against the farm's own history, for looks without peers.
 
     A reference look among the farm's previous two within ``abrupt_own_window_days``, in
@@ -48,7 +55,8 @@ def own_abrupt(f: pd.DataFrame, s: DetectSettings) -> tuple[pd.Series, pd.Series
     at the end of every rainy season is not a loss). Drought builds over weeks against a variable
     baseline; a stand going from normal to far below normal within two composites, with
     no peers to say the weather did it, was lost. Returns the mask and the reference value.
-    Reads the farm's earlier rows (looks sorted by farm and date).
+    Reads the farm's earlier rows (looks sorted by farm and date), continued into
+    ``earlier`` (the farm's looks before the frame) when given.
     """
     none = pd.Series(False, index=f.index)
     if s.abrupt_own_window_days <= 0 or f.empty:
@@ -59,7 +67,10 @@ def own_abrupt(f: pd.DataFrame, s: DetectSettings) -> tuple[pd.Series, pd.Series
     best_drop = pd.Series(-np.inf, index=f.index)
     ref_value = pd.Series(np.nan, index=f.index)
     for k in (1, 2):
-        ref = g.shift(k)
+        if earlier is None:
+            ref = g.shift(k)
+        else:
+            ref = earlier.shifted(f, ["value", "date", "expected"], k, farm)
         with np.errstate(all="ignore"):
             ref_def = (ref["expected"] - ref["value"]) / ref["expected"]
         ok = (
