@@ -429,3 +429,16 @@ def test_evidence_names_the_usual_standing_among_peers() -> None:
     # no usual standing known (too little history): no claim about it
     plain = update_alerts(None, pd.DataFrame(RUN1), FARMS, run_date="2026-04-11")
     assert "usually" not in plain.iloc[0]["evidence"]
+
+
+def test_the_anomaly_table_carries_the_usual_standing_to_the_evidence() -> None:
+    # the nightly path hands update_alerts the anomaly table, not the look rows: the usual
+    # standing must survive it or the evidence can never name it
+    from agrisat.anomaly.core import ANOMALY_COLUMNS, anomaly_table
+
+    assert "usual_gap" in ANOMALY_COLUMNS
+    rows = pd.DataFrame([dict(r, usual_gap=0.06) for r in RUN1])
+    table = anomaly_table(rows, pd.DataFrame(), FARMS)
+    assert table["usual_gap"].tolist() == [0.06] * len(RUN1)
+    text = update_alerts(None, table, FARMS, run_date="2026-04-11").iloc[0]["evidence"]
+    assert "usually 0.06 above them" in text

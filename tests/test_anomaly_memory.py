@@ -9,8 +9,7 @@ import pytest
 
 from agrisat.anomaly import DetectSettings
 from agrisat.anomaly.core import LABEL_INPUTS, classify_looks, label_looks
-from agrisat.anomaly.incremental import RECENT_COLUMNS, RECENT_READ, full_looks
-from agrisat.anomaly.window import behind
+from agrisat.anomaly.incremental import full_looks
 from agrisat.lookrun import obs_columns
 from agrisat.looks import look_tables, month_table, read_looks, write_looks
 from agrisat.store import Store, Transaction
@@ -49,7 +48,6 @@ def test_labels_read_only_label_inputs(looks: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(got[LABELS], ref[LABELS], check_exact=True)
     # ... and the columns listed are all feature columns the looks have
     assert set(LABEL_INPUTS) <= set(feats.columns)
-    assert set(RECENT_COLUMNS) <= set(RECENT_READ)
 
 
 def _features() -> set[str]:
@@ -58,53 +56,6 @@ def _features() -> set[str]:
         "moist", "own_scale", "peer_scale", "radius_median", "peer_moist", "change",
         "moist_change", "own_change_scale", "own_min", "own_n",
     }  # fmt: skip
-
-
-def _reference(recent: pd.DataFrame, f: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """The one-frame concatenation and sort :func:`behind` replaces."""
-    prior = recent.reindex(columns=cols)
-    frame = pd.concat([prior, f[cols]], ignore_index=True) if len(prior) else f[cols].copy()
-    for col in cols:
-        if pd.api.types.is_bool_dtype(f[col].dtype):
-            frame[col] = frame[col].astype(bool)
-    frame["_pos"] = np.r_[np.full(len(prior), -1), np.arange(len(f))]
-    return frame.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
-
-
-def test_behind_equals_one_frame_sort() -> None:
-    rng = np.random.default_rng(1)
-    ids = [f"F{i:03d}" for i in rng.permutation(30)]
-    f = pd.DataFrame(
-        {
-            "farm_id": pd.Series(sorted(ids * 2), dtype="str"),
-            "date": pd.to_datetime(["2026-05-05", "2026-05-09"] * 30),
-        }
-    )
-    f["value"] = rng.normal(size=len(f))
-    f["green"] = rng.random(len(f)) > 0.5
-    f["stage"] = pd.Series(rng.choice(["early", "late"], len(f)), dtype="str")
-    f["gone"] = rng.normal(size=len(f))  # missing from the earlier looks
-    n = 70
-    recent = pd.DataFrame(
-        {
-            "farm_id": pd.Series(rng.choice(ids[:20], n), dtype="str"),
-            "date": pd.Timestamp("2026-03-20") + pd.to_timedelta(rng.integers(0, 40, n), "D"),
-            "value": rng.normal(size=n),
-            "green": rng.random(n) > 0.5,
-            "stage": pd.Series(rng.choice(["early", "late"], n), dtype="str"),
-        }
-    ).sort_values(["farm_id", "date"], kind="stable")
-    cols = list(f.columns)
-    frame, at = behind(recent, f, cols)
-    ref = _reference(recent, f, cols)
-    pd.testing.assert_frame_equal(frame, ref.drop(columns="_pos"), check_exact=True)
-    np.testing.assert_array_equal(at, ref["_pos"].to_numpy())
-    assert (at >= 0).sum() == len(f) and frame["gone"].isna().sum() == n
-    # no earlier looks: the new ones alone, in order
-    frame, at = behind(recent.iloc[:0], f, cols)
-    ref = _reference(recent.iloc[:0], f, cols)
-    pd.testing.assert_frame_equal(frame, ref.drop(columns="_pos"), check_exact=True)
-    np.testing.assert_array_equal(at, np.arange(len(f)))
 
 
 def test_write_looks_month_by_month(tmp_path, looks: pd.DataFrame) -> None:

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from ..arrowops import isin
-from .core import LABEL_INPUTS
 
 __all__ = [
     "GAP_COLUMNS",
@@ -23,7 +22,6 @@ __all__ = [
     "LAST_COLUMNS",
     "OWN_COLUMNS",
     "RECENT_COLUMNS",
-    "RECENT_READ",
     "ContextSource",
     "LookContext",
     "context_part",
@@ -55,10 +53,6 @@ RECENT_COLUMNS: tuple[str, ...] = (
     "farm_id", "date", "crop", "region", "value", "moist", "peer_median", "peer_moist",
     "peer_level", "radius_median",
 )  # fmt: skip
-#: Columns of the recent window's looks an incremental night reads: the standing change's
-#: and what the detectors read of the earlier looks the new ones are labelled behind (not
-#: the earlier labels or the scales only features use: a third of a look row's bytes).
-RECENT_READ: tuple[str, ...] = tuple(dict.fromkeys([*RECENT_COLUMNS, *LABEL_INPUTS]))
 
 
 @dataclass
@@ -69,7 +63,7 @@ class LookContext:
     #: a reader of them for a partition's farms (see :data:`ContextSource`)
     history: ContextSource
     #: the farms' look rows of the days before ``d0`` that the standing change, the peer
-    #: lags and the detectors look back over (at least :data:`RECENT_READ`), or a reader
+    #: lags and the detectors' carry look back over, or a reader
     recent: ContextSource
     #: each farm's latest look before ``d0`` (:data:`LAST_COLUMNS`)
     last: pd.DataFrame

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 ANOMALY_COLUMNS: tuple[str, ...] = (
     "farm_id", "date", "hazard", "state", "score", "value", "expected", "index",
     "own_z", "own_deficit", "vci", "peer_median", "peer_z", "peer_n", "peer_level", "peer_state",
-    "water_fraction", "clear_fraction", "crop", "region", "stage",
+    "usual_gap", "water_fraction", "clear_fraction", "crop", "region", "stage",
     "onset", "run_looks", "run_hazard", "confirmed", "early",
 )  # fmt: skip
 

@@ -11,13 +11,11 @@ context (the persisted looks of those farms) is read, used and freed before the 
 so the night's memory is bounded by a partition's context, not by the book's.
 
 A partition changes no peer statistic: peers are computed from the new looks of all farms
-(small: one row per farm and new date) before and after the per-farm passes. The one
-frame-wide choice of the labelling -- :func:`agrisat.anomaly.detectors.keeping_pace` takes
-its reference from the last *sound* look when any look of the frame is unsound -- cannot
-change a new look's label: the two references differ only on a farm's first row in the
-frame, and a new look is that row only for a farm without looks in the recent window, whose
-previous look is then further back than ``abrupt_max_gap_days`` (no pace either way).
-:func:`partition_farms` falls back to one partition when the settings break that.
+(small: one row per farm and new date) before and after the per-farm passes. Nor does it
+change a label: the new looks are labelled with a per-farm carry of what the detectors read
+of the farm's earlier looks (:mod:`agrisat.anomaly.carry`), so a label depends on its own
+farm only. :func:`partition_farms` still falls back to one partition when the recent window
+is shorter than ``abrupt_max_gap_days`` (the carry is built from that window).
 """
 
 from __future__ import annotations
