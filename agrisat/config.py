@@ -75,10 +75,10 @@ class CubeSettings:
     #: first and sums them in a second task (same observations, more time and memory)
     fused_sums: bool = True
     #: processes measuring coverage weights on a first night, the run's own included (0: one
-    #: per idle CPU, i.e. CPUs less the 1-minute load average; 1: no worker process).
-    #: exactextract holds the GIL, so only processes measure in parallel: 100,000 plots on the
-    #: 5490² tile, 2 idle cores, 2.8 -> 1.7 s (medians of alternating pairs); with one core
-    #: taken by another job a worker made it slower (2.9 -> 3.3 s), hence "idle"
+    #: per CPU; 1: no worker process). exactextract holds the GIL, so only processes measure
+    #: in parallel: 100,000 plots on the 5490² tile, 2 idle cores, 2.8 -> 1.7 s (medians of
+    #: alternating pairs); with one core taken by another job a worker made it slower
+    #: (2.9 -> 3.3 s): set 1 on a machine shared with other work
     weights_processes: int = 0
     #: fewer farms to measure than this are measured in process: a worker's start-up (0.3 s
     #: idle, up to 1.2 s on a busy machine) must pay. At 20,000 plots the pool saved 0.12 s of
