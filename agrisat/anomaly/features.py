@@ -22,8 +22,10 @@ from .seasonal import seasonal_gap, seasonal_standing
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
 __all__ = [
+    "BASE_COLUMNS",
     "RadiusPeers",
     "farm_coordinates",
+    "look_base",
     "look_features",
     "own_history",
     "peer_stats",
@@ -171,6 +173,52 @@ def _region_shift(
     return np.where((n >= s.min_peers) & med.notna(), med, 0.0)
 
 
+#: Columns of :func:`look_base` (``look_features``' first columns, in its order).
+BASE_COLUMNS: tuple[str, ...] = (
+    "farm_id", "date", "crop", "region", "value", "clear_fraction", "water_fraction", "ndwi",
+    "moist",
+)  # fmt: skip
+
+
+def look_base(
+    observations: pd.DataFrame,
+    farms: pd.DataFrame,
+    *,
+    settings: DetectSettings = DEFAULT_SETTINGS,
+    attrs: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per clear look of the book's farms, sorted by farm and date, with
+    :data:`BASE_COLUMNS`: the frame :func:`look_features` and the partitioned first night
+    (:mod:`agrisat.anomaly.firstnight`) start from (the observations are not needed after
+    it). ``attrs``: :func:`farm_attributes` of ``farms`` when the caller has them."""
+    s = settings
+    looks = clear_looks(observations, index=s.index, min_clear_fraction=s.min_clear_fraction)
+    attrs = farm_attributes(farms) if attrs is None else attrs
+    looks = looks.assign(farm_id=looks["farm_id"].astype(str)).merge(
+        attrs, on="farm_id", how="inner"
+    )
+    looks = looks.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
+    idx = looks.index
+
+    def col(name: str, default: float) -> pd.Series:
+        return looks.get(name, pd.Series(default, index=idx)).astype(float)
+
+    moist = f"{s.moisture_index}_mean" if s.moisture_index else ""
+    return pd.DataFrame(
+        {
+            "farm_id": looks["farm_id"],
+            "date": looks["date"],
+            "crop": looks["crop"],
+            "region": looks["region"],
+            "value": looks[f"{s.index}_mean"].astype(float),
+            "clear_fraction": col("clear_fraction", 1.0),
+            "water_fraction": col("water_fraction", np.nan),
+            "ndwi": col("ndwi_mean", np.nan),
+            "moist": col(moist, np.nan),
+        }
+    )
+
+
 def look_features(
     observations: pd.DataFrame,
     farms: pd.DataFrame,
@@ -185,32 +233,8 @@ def look_features(
     baseline to looks from that date on; earlier rows keep NaN baselines.
     """
     s = settings
-    looks = clear_looks(observations, index=s.index, min_clear_fraction=s.min_clear_fraction)
     attrs = farm_attributes(farms)
-    looks = looks.assign(farm_id=looks["farm_id"].astype(str)).merge(
-        attrs, on="farm_id", how="inner"
-    )
-    looks = looks.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
-    cols = {
-        "farm_id": looks["farm_id"],
-        "date": looks["date"],
-        "crop": looks["crop"],
-        "region": looks["region"],
-        "value": looks[f"{s.index}_mean"].astype(float),
-        "clear_fraction": looks.get("clear_fraction", pd.Series(1.0, index=looks.index)).astype(
-            float
-        ),
-        "water_fraction": looks.get("water_fraction", pd.Series(np.nan, index=looks.index)).astype(
-            float
-        ),
-        "ndwi": looks.get("ndwi_mean", pd.Series(np.nan, index=looks.index)).astype(float),
-        "moist": looks.get(
-            f"{s.moisture_index}_mean" if s.moisture_index else "",
-            pd.Series(np.nan, index=looks.index),
-        ).astype(float),
-    }
-    f = pd.DataFrame(cols)
-    del looks, cols  # every observation column of the clear looks: not read again
+    f = look_base(observations, farms, settings=s, attrs=attrs)
     if f.empty:
         return f
     f = pd.concat([f, stage_table(f["crop"], f["date"], calendars=calendars)], axis=1)

@@ -28,14 +28,15 @@ import numpy as np
 import pandas as pd
 
 from ..calendar import Calendar, stage_table
-from ..series import clear_looks
 from .change import change_columns, reference_standing
 from .core import classify_looks
 from .features import (
+    BASE_COLUMNS,
     RadiusPeers,
     _peer_lagged,
     farm_attributes,
     farm_coordinates,
+    look_base,
     peer_stats,
     prev_peer_median,
     season_key,
@@ -46,49 +47,6 @@ from .seasonal import seasonal_gap, seasonal_standing
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
 __all__ = ["BASE_COLUMNS", "look_base", "partitioned_looks"]
-
-#: Columns of :func:`look_base` (``look_features``' first columns, in its order).
-BASE_COLUMNS: tuple[str, ...] = (
-    "farm_id", "date", "crop", "region", "value", "clear_fraction", "water_fraction", "ndwi",
-    "moist",
-)  # fmt: skip
-
-
-def look_base(
-    observations: pd.DataFrame,
-    farms: pd.DataFrame,
-    *,
-    settings: DetectSettings = DEFAULT_SETTINGS,
-) -> pd.DataFrame:
-    """One row per clear look of the book's farms, sorted by farm and date, with
-    :data:`BASE_COLUMNS`: exactly the frame :func:`agrisat.anomaly.features.look_features`
-    starts from (the observations are not needed after it)."""
-    s = settings
-    looks = clear_looks(observations, index=s.index, min_clear_fraction=s.min_clear_fraction)
-    attrs = farm_attributes(farms)
-    looks = looks.assign(farm_id=looks["farm_id"].astype(str)).merge(
-        attrs, on="farm_id", how="inner"
-    )
-    looks = looks.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
-    idx = looks.index
-
-    def col(name: str, default: float) -> pd.Series:
-        return looks.get(name, pd.Series(default, index=idx)).astype(float)
-
-    moist = f"{s.moisture_index}_mean" if s.moisture_index else ""
-    return pd.DataFrame(
-        {
-            "farm_id": looks["farm_id"],
-            "date": looks["date"],
-            "crop": looks["crop"],
-            "region": looks["region"],
-            "value": looks[f"{s.index}_mean"].astype(float),
-            "clear_fraction": col("clear_fraction", 1.0),
-            "water_fraction": col("water_fraction", np.nan),
-            "ndwi": col("ndwi_mean", np.nan),
-            "moist": col(moist, np.nan),
-        }
-    )
 
 
 class _Stages:
