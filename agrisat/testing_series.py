@@ -15,9 +15,10 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+from shapely import affinity
 from shapely.geometry import box
 
-__all__ = ["Event", "feed_store", "make_farms", "make_observations"]
+__all__ = ["Event", "feed_store", "make_farms", "make_observations", "mixed_peer_book"]
 
 # (day offset from 1 Oct, NDVI) anchors of one crop year starting 1 October.
 _WHEAT = [
@@ -126,6 +127,24 @@ def _reflectance(ndvi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     red = 0.12 - 0.09 * np.clip(ndvi, 0, 1)
     nir = red * (1 + ndvi) / (1 - ndvi)
     return red, nir
+
+
+def mixed_peer_book(counts: tuple[int, int, int, int] = (13, 7, 3, 6)) -> gpd.GeoDataFrame:
+    """A book that exercises every peer level: ``counts`` farms of wheat-maize in county-a
+    (ids ``A...``, a region group), maize in county-b (``B...``), wheat-maize in county-b
+    (``C...``, a crop too rare in its region: crop or radius peers with the region's shift)
+    and cotton without a region (``D...``, radius peers), side by side within the peer
+    radius of each other."""
+    spec = [("wheat_maize", "county-a", "A"), ("maize", "county-b", "B")]
+    spec += [("wheat_maize", "county-b", "C"), ("cotton", "", "D")]
+    parts = [
+        make_farms(n, crop=crop, region=region, prefix=prefix)
+        for n, (crop, region, prefix) in zip(counts, spec, strict=True)
+    ]
+    for k, part in enumerate(parts):
+        part["geometry"] = [affinity.translate(g, xoff=0.003 * k) for g in part.geometry]
+    book = pd.concat(parts, ignore_index=True)
+    return gpd.GeoDataFrame(book, geometry="geometry", crs="EPSG:4326")
 
 
 def make_observations(

@@ -10,7 +10,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
-from shapely import affinity
 
 from agrisat.anomaly import DetectSettings
 from agrisat.anomaly.firstnight import look_base, partitioned_looks
@@ -19,25 +18,10 @@ from agrisat.config import Settings
 from agrisat.looks import farm_state, read_looks
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
-from agrisat.testing_series import Event, feed_store, make_farms, make_observations
+from agrisat.testing_series import Event, feed_store, make_observations, mixed_peer_book
 
 ALL = [(pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01"))]
 NIGHT = "2026-06-30"
-
-
-def _book() -> gpd.GeoDataFrame:
-    """Several crops and regions: a region group, a crop too rare in its region (crop or
-    radius peers with the region's shift), farms without a region (radius peers)."""
-    parts = [
-        make_farms(11, crop="wheat_maize", region="county-a", prefix="A"),
-        make_farms(6, crop="maize", region="county-b", prefix="B"),
-        make_farms(3, crop="wheat_maize", region="county-b", prefix="C"),
-        make_farms(5, crop="cotton", region="", prefix="D"),
-    ]
-    for k, p in enumerate(parts):  # side by side, within the peer radius of each other
-        p["geometry"] = [affinity.translate(g, xoff=0.003 * k) for g in p.geometry]
-    book = pd.concat(parts, ignore_index=True)
-    return gpd.GeoDataFrame(book, geometry="geometry", crs="EPSG:4326")
 
 
 EVENTS = [
@@ -51,7 +35,7 @@ EVENTS = [
 
 @pytest.fixture(scope="module")
 def data() -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    farms = _book()
+    farms = mixed_peer_book((11, 6, 3, 5))
     obs = make_observations(farms, events=EVENTS, start="2024-09-01", end=NIGHT, seed=11)
     # scattered clouds: a partition's farms may all miss a date their peers were seen on
     cloud = np.random.default_rng(4).random(len(obs)) < 0.2

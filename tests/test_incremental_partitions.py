@@ -8,7 +8,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
-from shapely import affinity
 
 from agrisat.anomaly import DetectSettings
 from agrisat.anomaly.detectors import _abrupt_mask, _flood_mask
@@ -18,26 +17,11 @@ from agrisat.config import Settings
 from agrisat.looks import read_looks
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
-from agrisat.testing_series import Event, feed_store, make_farms, make_observations
+from agrisat.testing_series import Event, feed_store, make_observations, mixed_peer_book
 
 ALL = [(pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01"))]
 #: the farm without clear looks for ~80 days before GAP_END (no recent-window looks then)
 GAP_FARM, GAP_START, GAP_END = "A0007", "2026-02-01", "2026-04-22"
-
-
-def _book() -> gpd.GeoDataFrame:
-    """Several crops and regions: a region group, a crop too rare in its region (crop or
-    radius peers with the region's shift), farms without a region (radius peers)."""
-    parts = [
-        make_farms(13, crop="wheat_maize", region="county-a", prefix="A"),
-        make_farms(7, crop="maize", region="county-b", prefix="B"),
-        make_farms(3, crop="wheat_maize", region="county-b", prefix="C"),
-        make_farms(6, crop="cotton", region="", prefix="D"),
-    ]
-    for k, p in enumerate(parts):  # side by side, within the peer radius of each other
-        p["geometry"] = [affinity.translate(g, xoff=0.003 * k) for g in p.geometry]
-    book = pd.concat(parts, ignore_index=True)
-    return gpd.GeoDataFrame(book, geometry="geometry", crs="EPSG:4326")
 
 
 EVENTS = [
@@ -50,7 +34,7 @@ EVENTS = [
 
 @pytest.fixture(scope="module")
 def data() -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    farms = _book()
+    farms = mixed_peer_book()
     obs = make_observations(farms, events=EVENTS, start="2024-10-01", end="2026-06-30", seed=5)
     d = pd.to_datetime(obs["date"])
     gap = (obs["farm_id"] == GAP_FARM) & (d >= GAP_START) & (d < GAP_END)
