@@ -190,3 +190,29 @@ def test_season_key_gives_each_off_season_stretch_its_own_run() -> None:
     keys = season_key(f, before).tolist()
     assert keys[0] == "none@S0" and keys[7:] == ["none@S9", "none@S9"]
     assert keys[1:7] == ["S1", "S1", "none@S1", "none@S1", "S2", "none@S2"]
+
+
+def test_a_loss_after_a_cloudy_winter_is_labelled_as_the_whole_history_does() -> None:
+    # A wheat farm seen green until late November, then not clearly until late April, bare:
+    # its previous look (same season, 145 days back) is outside the night's recent window.
+    # The whole history calls that look an abrupt loss (canopy gone while the peers stand
+    # green); the incremental night must too, not a drought.
+    farms = mixed_peer_book()
+    events = [Event("A0003", "abrupt_loss", "2026-04-10", "2026-06-10")]
+    obs = make_observations(farms, events=events, start="2024-10-01", end="2026-05-31", seed=5)
+    d = pd.to_datetime(obs["date"])
+    gap = (obs["farm_id"] == "A0003") & (d >= "2025-12-01") & (d < "2026-04-20")
+    obs = obs[~gap].reset_index(drop=True).assign(date=lambda o: pd.to_datetime(o["date"]))
+    full = full_looks(obs, farms)
+    farm = full[full["farm_id"] == "A0003"]
+    d0 = farm.loc[farm["date"] >= "2026-04-20", "date"].min()
+    back = farm.loc[farm["date"] == d0].iloc[0]
+    assert back["hazard"] == "abrupt_loss"  # the case: after the long gap, same season
+    assert (d0 - back["prev_date"]).days > 61  # ... its previous look beyond the window
+    ctx = context_from_looks(full, d0=d0, d1=obs["date"].max())
+    for size in (0, 3):
+        got = extend_looks(
+            obs[obs["date"] >= d0], farms, ctx, d0=d0, settings=DetectSettings(partition_farms=size)
+        )
+        want = full[full["date"] >= d0].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want, check_dtype=False)

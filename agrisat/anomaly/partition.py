@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..arrowops import isin
 from ..keyorder import farm_date_order
 from .carry import CARRY_INPUTS, label_carry
 from .change import reference_standing
@@ -196,13 +197,34 @@ def label_pass(
             lags[col][lo:hi] = _peer_lagged(lagged, days, rows=hi - lo).to_numpy()
         del lagged
         fb = fb[cols].assign(**{col: vals[lo:hi] for col, vals in lags.items()})
-        carry = pd.concat(carries[k0:k1], ignore_index=True)
+        carry = _last_season(pd.concat(carries[k0:k1], ignore_index=True), context.last, fb)
         lab = label_looks(fb, s, carry=carry)
         labs.append(lab[[c for c in lab.columns if c not in f.columns]])
         del fb, carry, lab
     for col, vals in lags.items():
         f[col] = vals
     return pd.concat(labs) if len(labs) > 1 else labs[0]
+
+
+def _last_season(carry: pd.DataFrame, last: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
+    """``carry`` with a row for each farm of ``f`` that has no look in the recent window,
+    holding only its latest look's season (``season_1``, from ``last``).
+
+    The long-gap rule of the abrupt-loss detector compares a look's season with the
+    previous look's however old that look is (a crop seen green in November and bare in
+    April after a cloudy winter was lost): the whole-history labelling has that look as the
+    farm's previous row, the window does not.
+    """
+    if last is None or not len(last):
+        return carry
+    have = carry["farm_id"].astype(str).to_numpy()
+    want = pd.unique(f["farm_id"].astype(str).to_numpy())
+    missing = want[~isin(pd.Series(want, dtype="str"), have)] if len(have) else want
+    if not len(missing):
+        return carry
+    rows = last.loc[isin(last["farm_id"].astype("str"), missing), ["farm_id", "season_id"]]
+    rows = rows.drop_duplicates("farm_id", keep="last").rename(columns={"season_id": "season_1"})
+    return pd.concat([carry, rows], ignore_index=True) if len(rows) else carry
 
 
 #: new looks labelled in one pass at most (whole partitions; at least one)
