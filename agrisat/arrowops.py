@@ -1,8 +1,10 @@
-"""Fast membership tests on string columns (farm ids), through Arrow's hash lookup.
+"""Farm-id key operations through Arrow: membership tests, farm x date order, id lists.
 
 pandas' ``isin`` on Arrow-backed strings first turns the values into a Python list; with
 100,000 farm ids against 800,000 rows that costs ~0.35 s a call, where Arrow's own
-``is_in`` costs ~0.02 s. Detection calls it several times a night.
+``is_in`` costs ~0.02 s. Detection calls it several times a night. Sorting look tables by
+farm and date and listing their ids have the same cost shape (:func:`farm_date_order`,
+:func:`pylist`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["isin"]
+__all__ = ["farm_date_order", "isin", "pylist"]
 
 
 def isin(column: pd.Series | pd.Index, values: Iterable[Any]) -> np.ndarray:
@@ -34,3 +36,47 @@ def isin(column: pd.Series | pd.Index, values: Iterable[Any]) -> np.ndarray:
         return np.asarray(column.isin(vals))
     found = pc.is_in(arr, value_set=pa.array(vals, type=arr.type))
     return found.to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
+def farm_date_order(keys: pd.DataFrame) -> np.ndarray:
+    """``keys.sort_values(["farm_id", "date"], kind="stable")``'s row positions, sorted on
+    integer codes of the ids and the dates' integers.
+
+    pandas sorts Arrow-backed string keys through a Categorical of them each time (~0.1 s
+    per sort at 100,000 farms). A farm's code here is the rank of its id among the distinct
+    ids (Arrow's dictionary encoding, its dictionary sorted: UTF-8 byte order is code point
+    order, pandas' order of ``str``), so the order is the same. Missing ids or dates, or ids
+    that are not text: pandas' own sort.
+    """
+    ids, dates = keys["farm_id"], keys["date"]
+    if (
+        not len(keys)
+        or not pd.api.types.is_string_dtype(ids.dtype)
+        or ids.isna().any()
+        or dates.isna().any()
+    ):
+        pos = keys.reset_index(drop=True).sort_values(["farm_id", "date"], kind="stable")
+        return pos.index.to_numpy()
+    arr = pa.array(ids.to_numpy(dtype=object)) if ids.dtype == object else pa.array(ids)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        pos = keys.reset_index(drop=True).sort_values(["farm_id", "date"], kind="stable")
+        return pos.index.to_numpy()
+    enc = pc.dictionary_encode(arr)
+    rank = np.empty(len(enc.dictionary), dtype=np.int64)
+    rank[pc.sort_indices(enc.dictionary).to_numpy()] = np.arange(len(rank))
+    codes = rank[enc.indices.to_numpy()]
+    days = pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    return np.lexsort((days, codes))
+
+
+def pylist(values: Iterable[Any]) -> Iterable[Any]:
+    """``values`` as a list of Python objects when they are an array or a Series: iterating
+    Arrow-backed strings element by element costs ~0.7 us an id (0.07 s at 100,000 farms),
+    converting them in one go a fiftieth of that."""
+    if isinstance(
+        values, (pd.Series, pd.Index, np.ndarray)
+    ) or pd.api.types.is_extension_array_dtype(values):
+        return np.asarray(values, dtype=object).tolist()
+    return values

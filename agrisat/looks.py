@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .arrowops import isin
+from .arrowops import farm_date_order, isin, pylist
 from .errors import StoreError
-from .keyorder import farm_date_order, pylist
 from .store import Store
 
 __all__ = [

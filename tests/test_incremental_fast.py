@@ -18,7 +18,7 @@ from agrisat.anomaly.history import own_history
 from agrisat.anomaly.incremental import _picker, context_windows
 from agrisat.anomaly.seasonal import seasonal_gap
 from agrisat.anomaly.settings import DEFAULT_SETTINGS
-from agrisat.keyorder import farm_date_order
+from agrisat.arrowops import farm_date_order
 
 #: few farms per Dask task, so that the parallel path really splits the farms
 SMALL = dataclasses.replace(DEFAULT_SETTINGS, parallel_min_farms=10, chunk_farms=7)

@@ -23,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..arrowops import isin
-from ..keyorder import farm_date_order
+from ..arrowops import farm_date_order, isin
 from .carry import CARRY_INPUTS, label_carry
 from .change import reference_standing
 from .context import (
