@@ -28,9 +28,12 @@ __all__ = [
     "look_base",
     "look_features",
     "own_history",
+    "own_scores",
+    "peer_scores",
     "peer_stats",
     "prev_peer_median",
     "season_key",
+    "season_maxima",
 ]
 
 log = logging.getLogger(__name__)
@@ -242,23 +245,16 @@ def look_features(
     f["prev_value"] = g["value"].shift(1)
     f["prev_date"] = g["date"].shift(1)
     f = f.join(own_history(f, s, eval_from=eval_from))
-    with np.errstate(all="ignore"):
-        f["own_deficit"] = (f["expected"] - f["value"]) / f["expected"]
-        f["own_z"] = (f["value"] - f["expected"]) / f["own_scale"]
+    own_scores(f)
     radius = RadiusPeers.build(f, attrs, farm_coordinates(farms), s)
     f = f.join(peer_stats(f, s, radius=radius))
-    with np.errstate(all="ignore"):
-        f["peer_z"] = (f["value"] - f["peer_median"]) / f["peer_scale"]
-        f["peer_deficit"] = (f["peer_median"] - f["value"]) / f["peer_median"]
+    peer_scores(f)
     f["usual_gap"] = seasonal_gap(f, s, eval_from=eval_from)
     f = f.join(seasonal_standing(f))
     f["prev_peer_median"] = prev_peer_median(
         f, f, lambda: f.groupby("farm_id", sort=False)["radius_median"].shift(1)
     )
-    season = f["season_key"] = season_key(f)
-    f["season_max"] = f.groupby([f["farm_id"], season], sort=False)["value"].cummax()
-    # The peers' highest median so far this season, seen from this farm (ripening test).
-    f["peer_season_max"] = f.groupby([f["farm_id"], season], sort=False)["peer_median"].cummax()
+    season_maxima(f)
     # (a module of its own that builds on this one's robust statistics: imported here)
     from .change import standing_change
 
@@ -266,6 +262,31 @@ def look_features(
     f["peer_lagged"] = _peer_lagged(f, s.change_lag_guard_days)
     f["peer_lagged_max"] = _peer_lagged(f, s.late_max_lag_days)
     return f
+
+
+def own_scores(f: pd.DataFrame) -> None:
+    """``own_deficit`` and ``own_z`` of each look from its own-history ``expected`` and
+    ``own_scale`` (set on ``f``)."""
+    with np.errstate(all="ignore"):
+        f["own_deficit"] = (f["expected"] - f["value"]) / f["expected"]
+        f["own_z"] = (f["value"] - f["expected"]) / f["own_scale"]
+
+
+def peer_scores(f: pd.DataFrame) -> None:
+    """``peer_z`` and ``peer_deficit`` of each look from its peers' ``peer_median`` and
+    ``peer_scale`` (set on ``f``)."""
+    with np.errstate(all="ignore"):
+        f["peer_z"] = (f["value"] - f["peer_median"]) / f["peer_scale"]
+        f["peer_deficit"] = (f["peer_median"] - f["value"]) / f["peer_median"]
+
+
+def season_maxima(f: pd.DataFrame) -> None:
+    """``season_key``, and per farm and season so far the highest ``value`` (``season_max``)
+    and the peers' highest median seen from this farm (``peer_season_max``: the ripening
+    test), on ``f`` sorted by farm and date (set on ``f``)."""
+    season = f["season_key"] = season_key(f)
+    f["season_max"] = f.groupby([f["farm_id"], season], sort=False)["value"].cummax()
+    f["peer_season_max"] = f.groupby([f["farm_id"], season], sort=False)["peer_median"].cummax()
 
 
 def season_key(f: pd.DataFrame, before: pd.Series | None = None) -> pd.Series:

@@ -37,9 +37,11 @@ from .features import (
     farm_attributes,
     farm_coordinates,
     look_base,
+    own_scores,
+    peer_scores,
     peer_stats,
     prev_peer_median,
-    season_key,
+    season_maxima,
 )
 from .history import own_history
 from .partition import farm_partitions
@@ -153,19 +155,13 @@ def partitioned_looks(
     for sl in parts:
         f = _stage(base.iloc[sl], stages, sl)
         f = f.join(own_history(f, s))
-        with np.errstate(all="ignore"):
-            f["own_deficit"] = (f["expected"] - f["value"]) / f["expected"]
-            f["own_z"] = (f["value"] - f["expected"]) / f["own_scale"]
+        own_scores(f)
         f = f.join(peers.iloc[sl])
-        with np.errstate(all="ignore"):
-            f["peer_z"] = (f["value"] - f["peer_median"]) / f["peer_scale"]
-            f["peer_deficit"] = (f["peer_median"] - f["value"]) / f["peer_median"]
+        peer_scores(f)
         f["usual_gap"] = usual[sl]
         f = f.join(seasonal_standing(f))
         f["prev_peer_median"] = prev_peer.iloc[sl]
-        season = f["season_key"] = season_key(f)
-        f["season_max"] = f.groupby([f["farm_id"], season], sort=False)["value"].cummax()
-        f["peer_season_max"] = f.groupby([f["farm_id"], season], sort=False)["peer_median"].cummax()
+        season_maxima(f)
         f = f.join(change.iloc[sl])
         for col, vals in lagged.items():
             f[col] = vals[sl]

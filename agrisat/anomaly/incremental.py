@@ -40,6 +40,8 @@ from .features import (
     farm_attributes,
     farm_coordinates,
     look_features,
+    own_scores,
+    peer_scores,
     peer_stats,
     prev_peer_median,
     season_key,
@@ -216,16 +218,12 @@ def extend_looks(
     # --- own history from the persisted looks of earlier years ----------------------------
     for col in own.columns:
         f[col] = own[col].reindex(f.index).to_numpy(dtype=float)
-    with np.errstate(all="ignore"):
-        f["own_deficit"] = (f["expected"] - f["value"]) / f["expected"]
-        f["own_z"] = (f["value"] - f["expected"]) / f["own_scale"]
+    own_scores(f)
     # --- peers (same date), now with own deficits ------------------------------------------
     peers = peer_stats(f, s, radius=radius)
     for col in peers.columns:
         f[col] = peers[col]
-    with np.errstate(all="ignore"):
-        f["peer_z"] = (f["value"] - f["peer_median"]) / f["peer_scale"]
-        f["peer_deficit"] = (f["peer_median"] - f["value"]) / f["peer_median"]
+    peer_scores(f)
     # --- usual peer gap at this time of year, from the same earlier-year looks --------------
     f["usual_gap"] = usual
     for col, vals in seasonal_standing(f).items():
