@@ -5,8 +5,11 @@ split exists (rebuilt, identical, when asked for)."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -236,3 +239,27 @@ def test_auto_workers_one_per_cpu_whatever_the_load(
     got = weights_mod._pool_workers(todo, processes=processes, pool_min_farms=50_000)
     assert got == expected
     assert weights_mod._pool_workers(todo, processes=processes, pool_min_farms=60_001) == 0
+
+
+def test_job_folders_of_killed_runs_are_removed_and_live_ones_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the job files hold farm polygons: a run killed outright must not leave them for good
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"agrisat-weights-{dead.pid}-abc"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "job-0").write_bytes(b"polygons")
+    alive = tmp_path / f"agrisat-weights-{os.getppid()}-def"  # our parent: alive
+    alive.mkdir()
+    other = tmp_path / "agrisat-weights-notapid"
+    other.mkdir()
+    farms, grid = _farms(), _grid()
+    here = coverage_weights(farms, grid, block=BLOCK, processes=1)
+    pooled = coverage_weights(farms, grid, block=BLOCK, processes=2, pool_min_farms=0)
+    _assert_identical(pooled, here)
+    assert not stale.exists()
+    assert alive.is_dir() and other.is_dir()
+    # and this run's own folder is gone with it
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])

@@ -22,7 +22,9 @@ import collections
 import logging
 import os
 import pickle
+import re
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,7 +101,9 @@ def measure_groups(
         for i in todo:
             results[i] = local(*jobs[i])
         return [r for r in results if r is not None]
-    with tempfile.TemporaryDirectory(prefix="agrisat-weights-") as tmp:
+    _sweep_stale(Path(tempfile.gettempdir()))
+    # the pid in the name lets a later run remove the folder of a run killed outright
+    with tempfile.TemporaryDirectory(prefix=f"agrisat-weights-{os.getpid()}-") as tmp:
         folder = Path(tmp)
         pool = [w for w in (_start() for _ in range(n_workers)) if w is not None]
         try:
@@ -116,6 +120,35 @@ def measure_groups(
             for w in pool:
                 _stop(w.proc)
     return [r for r in results if r is not None]
+
+
+_FOLDER = re.compile(r"agrisat-weights-(\d+)-")
+
+
+def _sweep_stale(tmp: Path) -> None:
+    """Remove job folders left by runs that were killed (SIGKILL, power loss).
+
+    The jobs hold farm polygons (borrowers' data): they must not outlive their run. A
+    folder is removed only when its owner is ours and its process is gone; a live process
+    (or one we cannot signal) keeps its folder.
+    """
+    try:
+        entries = list(tmp.iterdir())
+    except OSError:
+        return
+    for path in entries:
+        m = _FOLDER.match(path.name)
+        if not m or not path.is_dir() or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            if path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:  # its run is gone
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("removed the weights job folder of a run that was killed: %s", path.name)
+        except (OSError, OverflowError):  # alive under another user, or not ours to judge
+            continue
 
 
 def _start() -> _Worker | None:
