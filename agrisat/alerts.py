@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .alerts_fast import evidence as _evidence
-from .alerts_fast import split_stale, stale_records
+from .alerts_fast import peer_fields, split_stale, stale_records
 from .arrowops import isin
 from .severity import SEVERITIES, SEVERITY_RULES, SeverityRule, severity_of
 
@@ -41,6 +41,7 @@ ALERT_COLUMNS: tuple[str, ...] = (
     "alert_id", "farm_id", "loan_id", "borrower_id", "region", "crop", "hazard", "severity",
     "status", "onset_date", "last_observed", "exposure", "evidence", "peer_state", "score",
     "value", "expected", "index", "n_looks", "first_raised", "last_updated", "resolved_date",
+    "peer_median", "peer_n", "usual_gap",
 )  # fmt: skip
 
 OPEN: tuple[str, ...] = ("new", "ongoing")
@@ -166,6 +167,9 @@ def update_alerts(
     s = settings
     day = pd.Timestamp(run_date).normalize()
     hist = _empty() if history is None or history.empty else history.copy()
+    for col in ALERT_COLUMNS:  # a history written before a column existed: empty
+        if col not in hist.columns:
+            hist[col] = np.nan
     for col in ("onset_date", "last_observed", "first_raised", "last_updated", "resolved_date"):
         hist[col] = pd.to_datetime(hist[col])
     hist = hist.set_index("alert_id", drop=False)
@@ -337,6 +341,8 @@ def _record(
         "first_raised": first_raised,
         "last_updated": day,
         "resolved_date": pd.Timestamp(resolved) if resolved is not None else pd.NaT,
+        # the evidence's peers as numbers too, so that it renders in any language
+        **peer_fields(ep["hazard"], r),
     }
 
 
@@ -374,7 +380,7 @@ def _attach_book(alerts: pd.DataFrame, farms: pd.DataFrame) -> pd.DataFrame:
     a = a.merge(book, on="farm_id", how="left")
     for col in ("onset_date", "last_observed", "first_raised", "last_updated", "resolved_date"):
         a[col] = pd.to_datetime(a[col])
-    for col in ("score", "value", "expected", "exposure"):
+    for col in ("score", "value", "expected", "exposure", "peer_median", "peer_n", "usual_gap"):
         a[col] = pd.to_numeric(a[col], errors="coerce").astype(float)
     a["n_looks"] = pd.to_numeric(a["n_looks"], errors="coerce").fillna(0).astype(int)
     return a[list(ALERT_COLUMNS)]

@@ -20,7 +20,22 @@ from .arrowops import isin
 from .i18n import STALE_REASON
 from .severity import SEVERITIES, SeverityRule
 
-__all__ = ["evidence", "split_stale", "stale_records"]
+__all__ = [
+    "PEER_EVIDENCE",
+    "USUAL_GAP_SHOWN",
+    "evidence",
+    "peer_fields",
+    "split_stale",
+    "stale_records",
+]
+
+#: a drought's evidence names the farm's usual gap to its peers from this size on: smaller
+#: gaps would clutter the sentence without changing how an analyst reads the peers' level
+USUAL_GAP_SHOWN = 0.02
+
+#: hazards whose evidence names the same-date peers (``peer_median``, ``peer_n``); a
+#: drought also names the farm's usual standing among them (``usual_gap``)
+PEER_EVIDENCE: tuple[str, ...] = ("drought", "abrupt_loss")
 
 
 def _d(ts: Any) -> str:
@@ -34,17 +49,18 @@ def evidence(ep: dict[str, Any]) -> str:
     idx = str(r.get("index") or "ndvi").upper()
     hz, n, onset = ep["hazard"], ep["n_looks"], _d(ep["onset"])
     looks = f"{n} clear look{'s' if n != 1 else ''}"
+    # the sentence names exactly the peer values the alert's columns carry (peer_fields)
+    pf = peer_fields(hz, r)
     peers = ""
-    if pd.notna(r.get("peer_median")):
-        peers = f"; peers at {r['peer_median']:.2f} (n={int(r.get('peer_n') or 0)})"
+    if pd.notna(pf["peer_median"]):
+        peers = f"; peers at {pf['peer_median']:.2f} (n={int(pf['peer_n'])})"
     if hz == "drought":
         z = f", robust z {r['own_z']:.1f}" if pd.notna(r.get("own_z")) else ""
-        gap = r.get("usual_gap")
         # peers are judged against the farm's usual standing among them at this time of year
-        # (anomaly.seasonal): say it when it matters (>= 0.02), or "peers at 0.73" misleads
-        if peers and gap is not None and pd.notna(gap) and abs(float(gap)) >= 0.02:
-            side = "above" if gap > 0 else "below"
-            peers += f", the farm usually {abs(float(gap)):.2f} {side} them"
+        # (anomaly.seasonal): say it when it matters, or "peers at 0.73" misleads
+        if pd.notna(pf["usual_gap"]):
+            side = "above" if pf["usual_gap"] > 0 else "below"
+            peers += f", the farm usually {abs(pf['usual_gap']):.2f} {side} them"
         text = (
             f"{idx} {r['value']:.2f} on {_d(r['date'])} vs {r['expected']:.2f} expected "
             f"({-r['score']:+.0%}{z}); below normal since {onset} over {looks}{peers}; "
@@ -75,6 +91,27 @@ def evidence(ep: dict[str, Any]) -> str:
     if ep.get("resolved"):
         text += f"; resolved {_d(ep['resolved'])} after clear looks back in the normal range"
     return text[:1].upper() + text[1:] + "."
+
+
+def peer_fields(hazard: str, r: dict[str, Any]) -> dict[str, float]:
+    """``peer_median``, ``peer_n`` and ``usual_gap`` as the evidence sentence states them
+    (NaN where it states none)."""
+    nan = float("nan")
+    med: Any = r.get("peer_median")
+    if hazard not in PEER_EVIDENCE or med is None or pd.isna(med):
+        return {"peer_median": nan, "peer_n": nan, "usual_gap": nan}
+    gap: Any = r.get("usual_gap")
+    shown = (
+        hazard == "drought"
+        and gap is not None
+        and pd.notna(gap)
+        and abs(float(gap)) >= USUAL_GAP_SHOWN
+    )
+    return {
+        "peer_median": float(med),
+        "peer_n": float(r.get("peer_n") or 0),
+        "usual_gap": float(gap) if shown else nan,
+    }
 
 
 def split_stale(
@@ -173,6 +210,9 @@ def stale_records(
         "first_raised": first_raised,
         "last_updated": [day] * n,
         "resolved_date": [pd.NaT] * n,
+        "peer_median": [float("nan")] * n,  # a stale alert's evidence names no peer values
+        "peer_n": [float("nan")] * n,
+        "usual_gap": [float("nan")] * n,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -442,3 +443,29 @@ def test_the_anomaly_table_carries_the_usual_standing_to_the_evidence() -> None:
     assert table["usual_gap"].tolist() == [0.06] * len(RUN1)
     text = update_alerts(None, table, FARMS, run_date="2026-04-11").iloc[0]["evidence"]
     assert "usually 0.06 above them" in text
+
+
+def test_the_peer_numbers_of_the_evidence_are_columns_too() -> None:
+    # the Chinese (and any re-rendered) evidence is built from columns: the peers' level and
+    # the farm's usual gap must be there, equal to what the English sentence states
+    rows = [dict(r, usual_gap=0.06) for r in RUN1]
+    alert = update_alerts(None, pd.DataFrame(rows), FARMS, run_date="2026-04-11").iloc[0]
+    assert alert["hazard"] == "drought"
+    assert alert["peer_median"] == pytest.approx(0.80)
+    assert f"(n={int(alert['peer_n'])})" in alert["evidence"] and alert["peer_n"] > 0
+    assert alert["usual_gap"] == pytest.approx(0.06)
+    # a gap too small to name in the sentence is not a column value either
+    small = [dict(r, usual_gap=0.01) for r in RUN1]
+    alert = update_alerts(None, pd.DataFrame(small), FARMS, run_date="2026-04-11").iloc[0]
+    assert "usually" not in alert["evidence"] and np.isnan(alert["usual_gap"])
+    assert alert["peer_median"] == pytest.approx(0.80)
+
+
+def test_a_history_written_before_the_peer_columns_still_continues() -> None:
+    # a workdir from an earlier version: its stored alerts lack the peer columns
+    first = update_alerts(None, pd.DataFrame(RUN1), FARMS, run_date="2026-04-11")
+    old = first.drop(columns=["peer_median", "peer_n", "usual_gap"])
+    later = update_alerts(old, pd.DataFrame(RUN1).iloc[:0], FARMS, run_date="2026-04-16")
+    assert list(later.columns) == list(ALERT_COLUMNS)
+    assert later["alert_id"].tolist() == first["alert_id"].tolist()
+    assert later["peer_median"].isna().all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
@@ -202,3 +203,26 @@ def test_unknown_lang_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="en or zh"):
         export_alerts(_alerts(), FARMS, tmp_path / "a.csv", lang="de")
     assert not (tmp_path / "a.csv").exists()
+
+
+def test_zh_evidence_names_the_peers_and_the_usual_gap_as_the_english_does() -> None:
+    a = _alerts()
+    drought = a[a["hazard"] == "drought"].iloc[0].to_dict()
+    assert drought["peer_median"] == 0.8 and drought["peer_n"] == 10
+    zh = render_evidence(drought, "zh")
+    assert "10 个地块中位数 0.80" in zh and "常年" not in zh
+    en = render_evidence(drought, "en")
+    assert "peers at 0.80 (n=10)" in en and "usually" not in en
+    above = dict(drought, usual_gap=0.06)
+    assert "该地块常年高于同区域 0.06" in render_evidence(above, "zh")
+    assert "the farm usually 0.06 above them" in render_evidence(above, "en")
+    below = dict(drought, usual_gap=-0.04)
+    assert "该地块常年低于同区域 0.04" in render_evidence(below, "zh")
+    # abrupt loss names the peers' level; a flood does not
+    loss = a[a["hazard"] == "abrupt_loss"].iloc[0].to_dict()
+    assert "中位数 0.80" in render_evidence(loss, "zh")
+    flood = a[a["hazard"] == "flood"].iloc[0].to_dict()
+    assert "中位数" not in render_evidence(flood, "zh") and np.isnan(flood["peer_median"])
+    # an alert stored before these columns existed renders without them
+    legacy = {k: v for k, v in drought.items() if k not in ("peer_median", "peer_n", "usual_gap")}
+    assert "中位数" not in render_evidence(legacy, "zh")
