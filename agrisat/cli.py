@@ -97,10 +97,17 @@ def _run_pipeline(
     layer: str | None = None,
     redetect: bool = False,
 ) -> int:
-    from .book import load_book
+    from .book.cache import load_book_cached
     from .pipeline import run
+    from .store import Store
 
-    farms = load_book(book, crs=crs, layer=layer, settings=settings.book)
+    # a nightly job's book rarely changes: its checks are reused while the file is the same
+    # (kept in the store, so under the workdir's lock: a refused run touches nothing)
+    store = Store(workdir)
+    with store.lock():
+        farms = load_book_cached(
+            book, store.book_cache_dir, crs=crs, layer=layer, settings=settings.book
+        )
 
     with _progress() as bar:
         task = bar.add_task("scenes", total=None)

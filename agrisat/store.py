@@ -234,6 +234,11 @@ class Store:
         """Folder of the coverage-weights cache (:mod:`agrisat.zonal.cache`); not a table."""
         return self.root / "cache" / "weights"
 
+    @property
+    def book_cache_dir(self) -> Path:
+        """Folder of the checked book kept between runs (:mod:`agrisat.book.cache`)."""
+        return self.root / "cache" / "book"
+
     # -- reading -------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         """The committed manifest (an empty one for a new store)."""
