@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .arrowops import farm_date_order
 from .calendar import Calendar, season_span
 
 __all__ = [
@@ -42,9 +43,11 @@ def clear_looks(
     keep = (obs["status"].astype(str) == "ok") & np.isfinite(obs[col].astype(float))
     if "clear_fraction" in obs.columns and min_clear_fraction > 0:
         keep &= obs["clear_fraction"].astype(float) >= min_clear_fraction
-    out = obs.loc[keep].copy()
-    out["date"] = pd.to_datetime(out["date"]).dt.normalize()
-    return out.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
+    # one copy of the rows, in their final order (a copy, a column set and a sort by string
+    # ids were three: ~0.1 s at 100,000 farms x 8 dates)
+    out = obs.loc[keep]
+    out = out.assign(date=pd.to_datetime(out["date"]).dt.normalize())
+    return out.take(farm_date_order(out)).reset_index(drop=True)
 
 
 def whittaker(y: np.ndarray, weights: np.ndarray | None = None, *, lam: float = 10.0) -> np.ndarray:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ..arrowops import isin
+from ..arrowops import code_labels, isin, label_codes, pick_labels
 from ..calendar import Calendar
 from .carry import Earlier
 from .detectors import (
@@ -141,7 +141,7 @@ def label_looks(
     # labels picked by code from shared strings (fixed-width "<U10" arrays are 23 MB each
     # at 586,000 looks)
     code = np.where(anom.to_numpy(), 0, np.where(normal_looks(features, s).to_numpy(), 1, 2))
-    f["state"] = pd.Series(_STATES[code], index=f.index)
+    f["state"] = pick_labels(_STATES, code, f.index)
     f["peer_state"] = peer_state(features)
     return f
 
@@ -167,7 +167,7 @@ def confirmation_runs(
     # follows it, a value that depends on later looks).
     onset = f["date"].where(anom).groupby(keys, sort=False).cummin()
     rank = {h: len(HAZARD_PRIORITY) - i for i, h in enumerate(HAZARD_PRIORITY)}
-    code = f["hazard"].map(rank).fillna(0).astype(int)
+    code = label_codes(f["hazard"], rank, 0)
     run_code = code.groupby(keys, sort=False).cummax()
     if carry is not None and len(carry):
         # Looks before the farm's first non-anomalous look here continue the carried run.
@@ -180,16 +180,13 @@ def confirmation_runs(
         run_looks = run_looks + c_looks.where(cont, 0)
         c_onset = pd.to_datetime(c["onset"])
         onset = onset.where(~cont, c_onset)
-        c_code = c["run_hazard"].map(rank).fillna(0).astype(int)
+        c_code = label_codes(c["run_hazard"], rank, 0)
         run_code = run_code.where(~cont, np.maximum(run_code, c_code))
     f["run_looks"] = run_looks.where(anom, 0)
     f["onset"] = onset.where(anom)
-    f["run_hazard"] = (
-        run_code.map({v: k for k, v in rank.items()}).fillna("none").where(anom, "none")
-    )
-    needed = (
-        f["run_hazard"].map({h: s.confirm_looks(h) for h in HAZARD_PRIORITY}).fillna(1).astype(int)
-    )
+    inverse = {v: k for k, v in rank.items()}
+    f["run_hazard"] = code_labels(run_code, inverse, "none").where(anom, "none")
+    needed = label_codes(f["run_hazard"], {h: s.confirm_looks(h) for h in HAZARD_PRIORITY}, 1)
     # A no-planting gap to the same-date peers far beyond the threshold cannot be haze or a
     # shadow (the peers share the atmosphere): one clear look is enough.
     strong = (

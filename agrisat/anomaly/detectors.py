@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..arrowops import pick_labels
 from .losses import (
     _abrupt_mask,
     _flood_mask,
@@ -47,7 +48,7 @@ def peer_state(f: pd.DataFrame) -> pd.Series:
     # labels picked by code from three shared strings: a fixed-width "<U13" array per
     # np.where is 30 MB at 586,000 looks
     code = np.where(unknown, 2, np.where(share, 0, 1))
-    return pd.Series(_PEER_STATES[code], index=f.index)
+    return pick_labels(_PEER_STATES, code, f.index)
 
 
 _PEER_STATES = np.array(["systemic", "idiosyncratic", "unknown"], dtype=object)

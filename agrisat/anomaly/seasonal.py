@@ -29,6 +29,7 @@ incremental paths give the same values from the same persisted looks.
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import dask
 import numpy as np
@@ -41,7 +42,7 @@ from .history import (
     _candidates,
     _masked_median,
     chunk_rows,
-    farm_chunks,
+    task_chunks,
 )
 from .settings import DEFAULT_SETTINGS, DetectSettings
 
@@ -76,32 +77,50 @@ def _gap_rows(
     return np.where(enough, med, np.nan)
 
 
-def _gap_chunk(looks: pd.DataFrame, eval_from: pd.Timestamp | None, s: DetectSettings) -> pd.Series:
-    """:func:`seasonal_gap` of one chunk of farms (vectorised across farms)."""
-    out = np.full(len(looks), np.nan)
+def _gap_inputs(looks: pd.DataFrame, eval_from: pd.Timestamp | None) -> tuple[np.ndarray, ...]:
+    """What :func:`_gap_values` reads of ``looks``, taken once for a whole table: the rows
+    with a usable peer gap, and of those their farm code, block (farm x peer level), day,
+    gap and whether they are evaluated."""
     gap = (looks["value"] - looks["peer_median"]).to_numpy(dtype=float)
-    level = looks["peer_level"].astype(str).to_numpy()
-    usable = np.isfinite(gap) & (level != "none") & (level != "nan")
-    if not usable.any():
-        return pd.Series(out, index=looks.index)
-    sub = looks[usable]
+    level = looks["peer_level"].astype(str)
+    lv = level.to_numpy()
+    usable = np.flatnonzero(np.isfinite(gap) & (lv != "none") & (lv != "nan"))
+    farm = pd.factorize(looks["farm_id"].iloc[usable], sort=False)[0]
     # Blocks are farm x peer level: a gap to the region's median and one to the crop's
     # elsewhere are different yardsticks (as for the recent standing).
-    block = sub.groupby(["farm_id", "peer_level"], sort=False).ngroup().to_numpy()
-    t = (sub["date"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype=float)
-    g = gap[usable]
-    em = np.ones(len(sub), dtype=bool) if eval_from is None else (sub["date"] >= eval_from)
+    lcode, lvls = pd.factorize(level.iloc[usable], sort=False)
+    block = farm * max(len(lvls), 1) + lcode
+    t = (looks["date"].iloc[usable] - pd.Timestamp("1970-01-01")).dt.days.to_numpy(dtype=float)
+    em = (
+        np.ones(usable.size, dtype=bool)
+        if eval_from is None
+        else (looks["date"].iloc[usable] >= eval_from).to_numpy()
+    )
+    return usable, farm, block, t, gap[usable], em
+
+
+def _gap_values(
+    block: np.ndarray, t: np.ndarray, g: np.ndarray, em: np.ndarray, s: DetectSettings
+) -> np.ndarray:
+    """:func:`seasonal_gap` of the usable rows of a chunk of farms (vectorised across
+    farms; NaN on rows not evaluated)."""
+    vals = np.full(t.size, np.nan)
     order = np.lexsort((t, block))
     bs, ts, gs = block[order], t[order], g[order]
-    ev = np.flatnonzero(np.asarray(em)[order])
-    if ev.size == 0:
-        return pd.Series(out, index=looks.index)
-    vals = np.full(len(sub), np.nan)
+    ev = np.flatnonzero(em[order])
     # evaluated looks in slices: the padded candidate matrices stay small (row-wise values)
     for a in range(0, ev.size, SLICE_ROWS):
         rows = ev[a : a + SLICE_ROWS]
         vals[order[rows]] = _gap_rows(bs, ts, gs, rows, s)
-    out[usable] = vals
+    return vals
+
+
+def _gap_chunk(looks: pd.DataFrame, eval_from: pd.Timestamp | None, s: DetectSettings) -> pd.Series:
+    """:func:`seasonal_gap` of one chunk of farms (vectorised across farms)."""
+    out = np.full(len(looks), np.nan)
+    usable, _, block, t, g, em = _gap_inputs(looks, eval_from)
+    if usable.size:
+        out[usable] = _gap_values(block, t, g, em, s)
     return pd.Series(out, index=looks.index)
 
 
@@ -152,11 +171,18 @@ def seasonal_gap(
         return pd.concat(parts).reindex(looks.index).rename("usual_gap")
     if not parallel or len(farms) < s.parallel_min_farms:
         return _gap_chunk(looks, eval_from, s).rename("usual_gap")
-    tasks = [
-        dask.delayed(_gap_chunk)(part, eval_from, s) for part in farm_chunks(looks, s.chunk_farms)
-    ]
+    # The table's arrays once, then farm chunks of them as Dask tasks (a chunk's own copy
+    # of its rows and their pandas calls cost more than its medians)
+    out = np.full(len(looks), np.nan)
+    usable, farm, *arrays = _gap_inputs(looks, eval_from)
+    parts = task_chunks(farm, s.chunk_farms) if usable.size else []
+    # the settings bound once: as a task argument Dask walks the dataclass for every task
+    task = dask.delayed(partial(_gap_values, s=s))
+    tasks = [task(*(a[idx] for a in arrays)) for idx in parts]
     log.debug("seasonal peer gap over %d farms in %d dask tasks", len(farms), len(tasks))
-    return pd.concat(dask.compute(*tasks)).reindex(looks.index).rename("usual_gap")
+    for idx, vals in zip(parts, dask.compute(*tasks), strict=True):
+        out[usable[idx]] = vals
+    return pd.Series(out, index=looks.index, name="usual_gap")
 
 
 def seasonal_standing(f: pd.DataFrame) -> pd.DataFrame:
