@@ -127,9 +127,21 @@ class RunSettings:
     #: never split): 100,000 plots x 8 dates on a 10980² tile peaked at 1,083 MiB with 4
     #: dates a batch, 943 MiB with 2 (5490²: 898 -> 807 MiB), in the same time
     batch_rows: int = 200_000
-    #: observation rows one step of a full detection recompute reads (whole days, and at
-    #: least the detection context), which bounds its memory whatever the length of the history
-    step_rows: int = 400_000
+    #: observation rows one step of a full detection recompute reads (whole days, at least
+    #: one), which bounds its memory whatever the length of the history and the size of the
+    #: book: a step of 360,000 rows (60,000 farms x 6 dates) peaked ~700 MB above the
+    #: process's 280 MB; each step re-reads its context (time rises as steps shorten)
+    step_rows: int = 200_000
+    #: the first step's rows: it is computed from scratch a farm partition at a time, a few
+    #: times lighter per row than a later step (100,000 farms x 8 dates, 800,000 rows in one
+    #: step: detection 4.7 s and +190 MB; in 200,000-row steps: 15.6 s and +290 MB)
+    first_step_rows: int = 1_000_000
+    #: window looks the alert lifecycle reads at a time (0: all at once): the farms it
+    #: follows go in groups of about this many looks of the lookback window (400 days),
+    #: estimated from the look tables' row counts. 8,200 farms x 3 years at once peaked ~700
+    #: MB above the rest of the night; a stale-data storm over 100,000 farms x 8 dates took
+    #: 13.9 s in 2,000-farm groups, 7.8 s in 10,000-farm groups, 7.4 s (but 1,048 MB) at once
+    alert_rows: int = 150_000
     #: during detection, arrays of at least this many KB get their own memory mapping, handed
     #: back to the OS when freed (glibc only; 0 leaves the allocator alone): 70-140 MB less
     #: peak at 100,000 farms (agrisat.allocator.detection_allocator)

@@ -6,6 +6,8 @@ recomputation from the earliest changed day, or a full one. A full recomputation
 history is cut into steps of whole dates (``run.step_rows`` observations each): the first
 step from scratch, the others through the incremental path, each committed on its own, so
 memory is bounded by a step and a run killed between steps is continued by the next one.
+The incremental steps' observations are split from the store in one pass
+(:class:`agrisat.stepobs.StepObservations`).
 Within a step both paths work in farm partitions (``detect.partition_farms``): the
 from-scratch one (:func:`stage_full`) stages each partition's looks before making the next.
 """
@@ -42,6 +44,7 @@ from .looks import (
     write_looks,
 )
 from .lookstage import OBS_KEYS, obs_columns, stage_full, staged_manifest
+from .stepobs import StepObservations
 from .store import Store, Transaction
 
 __all__ = [
@@ -117,13 +120,22 @@ def plan(
 
 
 def date_steps(
-    store: Store, manifest: dict[str, Any], step_rows: int, *, min_days: int = 0
+    store: Store,
+    manifest: dict[str, Any],
+    step_rows: int,
+    *,
+    min_days: int = 0,
+    first_rows: int | None = None,
 ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """Consecutive ranges of whole observation dates holding at most ``step_rows`` rows each.
+    """Consecutive ranges of whole observation dates holding at most ``step_rows`` rows each
+    (the first at most ``first_rows``, when given).
 
-    A step spans at least ``min_days`` (the context window every later step re-reads: a
-    shorter step would read more context than it computes) and at least one date, so it
-    holds more rows when it must.
+    A step spans at least ``min_days`` and at least one date, so it holds more rows when it
+    must. The detection runs pass no minimum: a step bounded by rows bounds the night's
+    memory whatever the number of farms (each step re-reads its context a farm partition at
+    a time, so shorter steps cost time, not correctness). The first step is computed from
+    scratch a farm partition at a time (:func:`stage_full`), a few times lighter per row
+    than a later step: it gets its own, larger budget.
     """
     counts = _date_counts(store, manifest)
     steps: list[tuple[pd.Timestamp, pd.Timestamp]] = []
@@ -132,7 +144,8 @@ def date_steps(
     n = 0
     for day, k in counts.items():
         day = pd.Timestamp(day)
-        full = lo is not None and n + int(k) > step_rows
+        limit = first_rows if first_rows is not None and not steps else step_rows
+        full = lo is not None and n + int(k) > limit
         if full and hi is not None and (hi - lo).days >= min_days:  # type: ignore[operator]
             steps.append((lo, hi))  # type: ignore[arg-type]
             lo, n = None, 0
@@ -197,31 +210,58 @@ def commit_prefix(
     first date (where the caller continues) and the last committed date.
     """
     through: pd.Timestamp | None = None
-    for k, (lo, hi) in enumerate(steps[:-1]):
-        txn = Transaction(staging=store)
-        if k == 0:  # from scratch, a farm partition at a time (looks staged as made)
-            stage_full(txn, store, manifest, farms, settings, calendars, until=hi)
-        else:
-            new, groups, state, _ = incremental_looks(
-                store, manifest, farms, lo, through, settings, calendars, until=hi
-            )
-            write_looks(
-                txn, store, manifest, new, groups, state, d0=lo, full=False, through=through
+    # the observations of the incremental steps, split from the store in one pass (a date
+    # filter on the farm-sorted parts decoded the whole table for every step)
+    split = StepObservations(
+        store, manifest, steps[1:-1], columns=obs_columns(store, manifest), keys=OBS_KEYS
+    )
+    with split:
+        for k, (lo, hi) in enumerate(steps[:-1]):
+            through = _commit_step(
+                store, manifest, farms, k, (lo, hi), through, split, sig, fp, settings, calendars
             )  # fmt: skip
-            del new, groups, state
-        txn.replace("look_ledger", sig[pd.to_datetime(sig["day"]) <= hi].reset_index(drop=True))
-        txn.meta["looks"] = {
-            "fingerprint": fp,
-            "through": f"{hi:%Y-%m-%d}",
-            "obs_parts": [str(p) for p in manifest["tables"].get("observations", [])],
-        }
-        store.commit(txn)
-        trim_heap()  # the step's freed pages, before the next step peaks on top of them
-        manifest = store.manifest()
-        through = hi
-        log.info("looks: step %d/%d (dates to %s) committed", k + 1, len(steps), hi.date())
+            manifest = store.manifest()
+            log.info("looks: step %d/%d (dates to %s) committed", k + 1, len(steps), hi.date())
     assert through is not None  # at least two steps
     return manifest, steps[-1][0], through
+
+
+def _commit_step(
+    store: Store,
+    manifest: dict[str, Any],
+    farms: pd.DataFrame,
+    k: int,
+    step: tuple[pd.Timestamp, pd.Timestamp],
+    through: pd.Timestamp | None,
+    split: StepObservations,
+    sig: pd.DataFrame,
+    fp: str,
+    settings: Settings,
+    calendars: Any,
+) -> pd.Timestamp:
+    """Compute and commit step ``k`` (``[lo, hi]``) of :func:`commit_prefix`; returns hi."""
+    lo, hi = step
+    txn = Transaction(staging=store)
+    if k == 0:  # from scratch, a farm partition at a time (looks staged as made)
+        stage_full(txn, store, manifest, farms, settings, calendars, until=hi)
+    else:
+        new, groups, state, _ = incremental_looks(
+            store, manifest, farms, lo, through, settings, calendars, until=hi,
+            observations=split.read(k - 1),
+        )  # fmt: skip
+        write_looks(
+            txn, store, manifest, new, groups, state, d0=lo, full=False, through=through
+        )  # fmt: skip
+        del new, groups, state
+    txn.replace("look_ledger", sig[pd.to_datetime(sig["day"]) <= hi].reset_index(drop=True))
+    txn.meta["looks"] = {
+        "fingerprint": fp,
+        "through": f"{hi:%Y-%m-%d}",
+        "obs_parts": [str(p) for p in manifest["tables"].get("observations", [])],
+    }
+    store.commit(txn)
+    trim_heap()  # the step's freed pages, before the next step peaks on top of them
+    return hi
 
 
 def _window_reader(
@@ -245,18 +285,22 @@ def incremental_looks(
     calendars: Any,
     *,
     until: pd.Timestamp | None = None,
+    observations: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Timestamp]:
     """Looks of dates >= ``d0`` (and <= ``until``) from the observations of those dates and
     the stored context; returns (looks, their group summary, the new farm state, the latest
-    computed date)."""
+    computed date). ``observations``: those observations already read (as the store's
+    filtered read gives them), else they are read here."""
     s = settings.detect
-    span = [("date", ">=", f"{d0:%Y-%m-%d}")]
-    if until is not None:
-        span.append(("date", "<=", f"{until:%Y-%m-%d}"))
-    obs = read_filtered(
-        store, manifest, "observations", filters=[span], columns=obs_columns(store, manifest),
-        keys=OBS_KEYS,
-    )  # fmt: skip
+    obs = observations
+    if obs is None:
+        span = [("date", ">=", f"{d0:%Y-%m-%d}")]
+        if until is not None:
+            span.append(("date", "<=", f"{until:%Y-%m-%d}"))
+        obs = read_filtered(
+            store, manifest, "observations", filters=[span],
+            columns=obs_columns(store, manifest), keys=OBS_KEYS,
+        )  # fmt: skip
     obs = obs.assign(date=pd.to_datetime(obs["date"]).dt.normalize())
     old_state = store.read("look_farms", manifest=manifest)
     d1 = obs["date"].max() if len(obs) else d0

@@ -64,6 +64,28 @@ def look_tables(manifest: dict[str, Any]) -> list[str]:
     return sorted(names)
 
 
+def stored_look_rows(
+    store: Store, manifest: dict[str, Any], lo: pd.Timestamp, hi: pd.Timestamp
+) -> int:
+    """Rows of the monthly look tables that overlap ``[lo, hi)``, from the parts' Parquet
+    metadata (no row read): an upper bound of the stored looks dated in that range."""
+    import pyarrow.parquet as pq
+
+    n = 0
+    for name in look_tables(manifest):
+        a, b = _month_bounds(name)
+        if b <= lo or a >= hi:
+            continue
+        for path in store.parts(name, manifest):
+            try:
+                n += pq.read_metadata(path).num_rows
+            except (OSError, ValueError) as exc:
+                raise StoreError(
+                    f"store part {path} of table {name!r} is unreadable: {exc}"
+                ) from None
+    return n
+
+
 def read_filtered(
     store: Store,
     manifest: dict[str, Any],

@@ -32,7 +32,6 @@ from .lookrun import (
     LOOKS_VERSION,
     OBS_KEYS,
     commit_prefix,
-    context_days,
     date_steps,
     incremental_looks,
     looks_fingerprint,
@@ -40,7 +39,7 @@ from .lookrun import (
     stage_full,
     staged_manifest,
 )
-from .looks import farm_state, read_filtered, read_looks, write_looks
+from .looks import farm_state, read_filtered, read_looks, stored_look_rows, write_looks
 from .store import Store, Transaction
 
 __all__ = [
@@ -121,8 +120,13 @@ def detect_and_update(
     staged = False
     if mode == "full":
         # a long history is recomputed in steps of whole dates, each committed on its own
-        # and continued by the incremental path: memory is bounded by a step, not the history
-        steps = date_steps(store, manifest, settings.run.step_rows, min_days=context_days(settings))
+        # and continued by the incremental path: memory is bounded by a step, not the history.
+        # A step is bounded by rows only (no minimum span): the later steps read their context
+        # a farm partition at a time, and a step of at least the 61-day context window held
+        # 13 dates of every farm in one look frame (60,000 farms: the first night's 1.3 GB).
+        steps = date_steps(
+            store, manifest, settings.run.step_rows, first_rows=settings.run.first_step_rows
+        )
         if len(steps) > 1:
             manifest, d0, through = commit_prefix(
                 store, manifest, farms, steps, sig, fp, settings, calendars
@@ -171,11 +175,10 @@ def detect_and_update(
     )
     # the staged looks are read back like committed ones (a full recomputation hands none)
     read_from = staged_manifest(manifest, txn) if staged else manifest
-    anomalies = _anomalies(
+    alerts = _alerts(
         store, read_from, farms, previous, new, groups_new, state, d0, day, through, settings,
-        calendars,
+        calendars, run_date=run_date,
     )  # fmt: skip
-    alerts = update_alerts(previous, anomalies, farms, run_date=run_date, settings=settings.alerts)
     rows = alerts.assign(run_date=run_date)[["run_date", *ALERT_COLUMNS]]
     kept_alerts = hist[hist["run_date"] != run_date]
     table = pd.concat([kept_alerts, rows], ignore_index=True) if len(kept_alerts) else rows
@@ -196,7 +199,7 @@ def detect_and_update(
     return summary
 
 
-def _anomalies(
+def _alerts(
     store: Store,
     manifest: dict[str, Any],
     farms: pd.DataFrame,
@@ -209,10 +212,20 @@ def _anomalies(
     through: pd.Timestamp | None,
     settings: Settings,
     calendars: Any,
+    *,
+    run_date: str,
 ) -> pd.DataFrame:
-    """The anomaly rows the alert lifecycle needs as of ``day``: the lookback window of the
-    farms with an anomalous look in it, an open alert or stale data (the others' rows do not
-    change any alert), and the stale rows."""
+    """The alerts as of ``day``: the lifecycle continued from ``previous`` over the anomaly
+    rows it needs -- the lookback window of the farms with an anomalous look in it, an open
+    alert or stale data (the others' rows do not change any alert), and the stale rows.
+
+    The lifecycle of a farm reads only that farm's rows and alerts, so it runs over groups
+    of those farms (about ``run.alert_rows`` window looks each, :func:`_group_farms`), each
+    reading its farms' window: at 60,000 farms
+    the window rows of the 8,200 such farms (407,600 looks) and the lifecycle's per-look
+    records on top of them were the night's peak (~700 MB above the rest). The alerts are
+    those of one pass, in its order.
+    """
     s = settings.detect
     lo = day - pd.Timedelta(days=s.lookback_days)
     cut = d0 if new is not None and d0 is not None else day + pd.Timedelta(days=1)
@@ -242,15 +255,72 @@ def _anomalies(
     if previous is not None and len(previous):
         busy |= set(previous.loc[previous["status"].isin(OPEN), "farm_id"].astype(str))
     busy |= set(stale["farm_id"])
-    # only what the alert rows carry (a lookback window of whole look rows of the busy farms
-    # was the 30,000-farm night's peak)
-    rows = read_looks(store, manifest, [(lo, min(cut, end))], farms=busy, columns=_ALERT_READ)
+    hist = previous if previous is not None and len(previous) else None
+    ids = sorted(busy | (set(hist["farm_id"].astype(str)) if hist is not None else set()))
+    size = _group_farms(store, manifest, new, lo, end, len(farms), settings.run.alert_rows)
+    size = min(size, max(len(ids), 1))
+    out = []
+    for k in range(0, max(len(ids), 1), size):
+        part = ids[k : k + size]
+        rows = _window(store, manifest, new, part, lo, min(cut, end), end)
+        anomalies = anomaly_table(
+            window_rows(rows, asof=day, settings=s), stale[isin(stale["farm_id"], part)], farms,
+            settings=s,
+        )  # fmt: skip
+        del rows
+        mine = hist[isin(hist["farm_id"].astype(str), part)] if hist is not None else None
+        out.append(
+            update_alerts(mine, anomalies, farms, run_date=run_date, settings=settings.alerts)
+        )
+        del anomalies, mine
+    if len(out) == 1:
+        return out[0]
+    # update_alerts' own order (farm, onset, id: unique ids, so a total order)
+    both = pd.concat(out, ignore_index=True)
+    return both.sort_values(["farm_id", "onset_date", "alert_id"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _group_farms(
+    store: Store,
+    manifest: dict[str, Any],
+    new: pd.DataFrame | None,
+    lo: pd.Timestamp,
+    end: pd.Timestamp,
+    n_farms: int,
+    rows: int,
+) -> int:
+    """Farms per group of the alert lifecycle: about ``rows`` window looks a group (0: one
+    group), from the look tables' row counts over the window (whole months: an upper bound)
+    per farm of the book. A few looks a farm (a short history) make large groups, three
+    years of them small ones."""
+    if rows <= 0:
+        return max(n_farms, 1)
+    n = stored_look_rows(store, manifest, lo, end) + (0 if new is None else len(new))
+    per_farm = max(n / max(n_farms, 1), 1.0)
+    return max(int(rows / per_farm), 1)
+
+
+def _window(
+    store: Store,
+    manifest: dict[str, Any],
+    new: pd.DataFrame | None,
+    farms: list[str],
+    lo: pd.Timestamp,
+    stored_end: pd.Timestamp,
+    end: pd.Timestamp,
+) -> pd.DataFrame:
+    """The look rows of ``farms`` dated ``lo`` to ``end`` (exclusive): the stored ones
+    before ``stored_end`` and the new ones, only the columns the alert rows carry (a
+    lookback window of whole look rows was the 30,000-farm night's peak)."""
+    rows = read_looks(store, manifest, [(lo, stored_end)], farms=farms, columns=_ALERT_READ)
     if new is not None and len(new):
-        keep = isin(new["farm_id"], busy) & (new["date"] >= lo) & (new["date"] < end)
+        keep = isin(new["farm_id"], farms) & (new["date"] >= lo) & (new["date"] < end)
         extra = new.loc[keep, [c for c in _ALERT_READ if c in new.columns]]
         rows = pd.concat([f for f in (rows, extra) if len(f)] or [extra], ignore_index=True)
         rows = rows.sort_values(["farm_id", "date"], kind="stable").reset_index(drop=True)
     if rows.empty:  # nothing to follow: an empty table with the columns window_rows reads
         rows = pd.DataFrame({c: pd.Series(dtype=object) for c in ANOMALY_COLUMNS})
         rows["date"] = pd.Series(dtype="datetime64[ns]")
-    return anomaly_table(window_rows(rows, asof=day, settings=s), stale, farms, settings=s)
+    return rows

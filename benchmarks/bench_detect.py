@@ -19,6 +19,11 @@ second night is incremental. Each night runs in its own subprocess, so each peak
 that night's alone (the store is read from disk as a nightly job would).
 
     .venv/bin/python -W ignore benchmarks/bench_detect.py --mode store --farms 3000,30000
+
+``--keep DIR`` runs the store nights in ``DIR`` (one size) and leaves the store there, to
+compare two versions' stored looks, groups, farm state and alerts; ``--trace FILE`` writes
+each night's RSS every 50 ms and its log lines (seconds since the night began) to
+``FILE.<phase>``, to find where a night peaks.
 """
 
 from __future__ import annotations
@@ -93,8 +98,36 @@ def run_one(n: int, nights: list[str], save: str | None) -> dict[str, object]:
     return res
 
 
+def _trace(path: str) -> None:
+    """Sample this process's RSS every 50 ms into ``path`` (with the log lines, both
+    stamped in seconds since the call), from a daemon thread."""
+    import logging
+    import os
+    import threading
+
+    t0 = time.perf_counter()
+    out = open(path, "w", buffering=1)  # noqa: SIM115 (open for the process's life)
+
+    class Stamp(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            out.write(f"{time.perf_counter() - t0:8.2f} LOG {record.getMessage()}\n")
+
+    logging.getLogger("agrisat").addHandler(Stamp())
+    logging.getLogger("agrisat").setLevel(logging.INFO)
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def sample() -> None:
+        while True:
+            with open("/proc/self/statm") as fh:
+                rss = int(fh.read().split()[1]) * page / 2**20
+            out.write(f"{time.perf_counter() - t0:8.2f} RSS {rss:.0f}\n")
+            time.sleep(0.05)
+
+    threading.Thread(target=sample, daemon=True).start()
+
+
 def store_night(
-    n: int, workdir: str, phase: str, step_rows: int | None = None
+    n: int, workdir: str, phase: str, step_rows: int | None = None, trace: str | None = None
 ) -> dict[str, object]:
     """One night of the store path: ``phase`` "full" builds the store up to the
     second-to-last date and runs a full night; "incremental" adds the last date and runs."""
@@ -122,6 +155,8 @@ def store_night(
     else:
         feed_store(store, last, "second")
     del last
+    if trace:
+        _trace(f"{trace}.{phase}")
     load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     settings = Settings().replace("run", step_rows=step_rows)
@@ -139,16 +174,25 @@ def store_night(
     }
 
 
-def main_store(sizes: list[int], step_rows: int | None = None) -> None:
+def main_store(
+    sizes: list[int],
+    step_rows: int | None = None,
+    keep: str | None = None,
+    trace: str | None = None,
+) -> None:
+    import contextlib
     import tempfile
 
     for n in sizes:
-        with tempfile.TemporaryDirectory() as tmp:
+        ctx = contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory()
+        with ctx as tmp:
             for phase in ("prepare", "full", "incremental"):
                 cmd = [sys.executable, "-W", "ignore", __file__, "--child", "--mode", "store"]
                 cmd += ["--farms", str(n), "--workdir", tmp, "--phase", phase]
                 if step_rows:
                     cmd += ["--step-rows", str(step_rows)]
+                if trace:
+                    cmd += ["--trace", f"{trace}.{n}"]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 if phase == "prepare":
@@ -171,6 +215,8 @@ def main() -> None:
     ap.add_argument(
         "--step-rows", type=int, default=None, help="run.step_rows (full recompute in steps)"
     )
+    ap.add_argument("--keep", default=None, help="store nights in this directory (kept)")
+    ap.add_argument("--trace", default=None, help="RSS and log trace file prefix")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     ap.add_argument("--phase", help=argparse.SUPPRESS)
@@ -179,9 +225,11 @@ def main() -> None:
     nights = a.nights.split(",")
     if a.mode == "store":
         if a.child:
-            print(json.dumps(store_night(sizes[0], a.workdir, a.phase, a.step_rows)))
+            print(json.dumps(store_night(sizes[0], a.workdir, a.phase, a.step_rows, a.trace)))
         else:
-            main_store(sizes, a.step_rows)
+            if a.keep and len(sizes) > 1:
+                ap.error("--keep takes one size")
+            main_store(sizes, a.step_rows, a.keep, a.trace)
         return
     if a.child:
         print(json.dumps(run_one(sizes[0], nights, a.save)))

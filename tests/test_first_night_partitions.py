@@ -77,7 +77,7 @@ def test_partition_size_does_not_change_the_looks(data) -> None:  # type: ignore
 
 def _settings(partition: int, step_rows: int = 10**9) -> Settings:
     s = Settings().replace("detect", partition_farms=partition)
-    return s.replace("run", step_rows=step_rows)
+    return s.replace("run", step_rows=step_rows, first_step_rows=step_rows)
 
 
 def test_partitioned_first_night_stores_what_full_looks_gives(data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,6 @@ import collections
 import logging
 import os
 import pickle
-import re
 import select
 import shutil
 import subprocess
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from ..scratch import scratch_dir
 from . import measure as _measure_mod
 from .measure import measure
 
@@ -101,10 +101,9 @@ def measure_groups(
         for i in todo:
             results[i] = local(*jobs[i])
         return [r for r in results if r is not None]
-    _sweep_stale(Path(tempfile.gettempdir()))
-    # the pid in the name lets a later run remove the folder of a run killed outright
-    with tempfile.TemporaryDirectory(prefix=f"agrisat-weights-{os.getpid()}-") as tmp:
-        folder = Path(tmp)
+    # the jobs hold farm polygons: a later run removes the folder of a run killed outright
+    folder = scratch_dir(Path(tempfile.gettempdir()), "agrisat-weights-")
+    try:
         pool = [w for w in (_start() for _ in range(n_workers)) if w is not None]
         try:
             while todo or any(w.queued for w in pool):
@@ -119,36 +118,9 @@ def measure_groups(
         finally:
             for w in pool:
                 _stop(w.proc)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return [r for r in results if r is not None]
-
-
-_FOLDER = re.compile(r"agrisat-weights-(\d+)-")
-
-
-def _sweep_stale(tmp: Path) -> None:
-    """Remove job folders left by runs that were killed (SIGKILL, power loss).
-
-    The jobs hold farm polygons (borrowers' data): they must not outlive their run. A
-    folder is removed only when its owner is ours and its process is gone; a live process
-    (or one we cannot signal) keeps its folder.
-    """
-    try:
-        entries = list(tmp.iterdir())
-    except OSError:
-        return
-    for path in entries:
-        m = _FOLDER.match(path.name)
-        if not m or not path.is_dir() or int(m.group(1)) == os.getpid():
-            continue
-        try:
-            if path.stat().st_uid != os.getuid():
-                continue
-            os.kill(int(m.group(1)), 0)
-        except ProcessLookupError:  # its run is gone
-            shutil.rmtree(path, ignore_errors=True)
-            log.info("removed the weights job folder of a run that was killed: %s", path.name)
-        except (OSError, OverflowError):  # alive under another user, or not ours to judge
-            continue
 
 
 def _start() -> _Worker | None:
