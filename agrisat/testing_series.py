@@ -147,6 +147,22 @@ def mixed_peer_book(counts: tuple[int, int, int, int] = (13, 7, 3, 6)) -> gpd.Ge
     return gpd.GeoDataFrame(book, geometry="geometry", crs="EPSG:4326")
 
 
+def scattered_clouds(
+    obs: pd.DataFrame, share: float, *, seed: int, drop: pd.Series | None = None
+) -> pd.DataFrame:
+    """``obs`` without a random ``share`` of its rows (and the ``drop`` rows), dates as text.
+
+    Farms of one peer group are then seen on different dates, so a partition's farms may all
+    miss a date their group's other farms were seen on; the dates are the store's
+    ``YYYY-MM-DD`` strings.
+    """
+    cloud = np.random.default_rng(seed).random(len(obs)) < share
+    keep = ~cloud if drop is None else ~cloud & ~drop.to_numpy(dtype=bool)
+    out = obs[keep].reset_index(drop=True)
+    out["date"] = pd.to_datetime(out["date"]).dt.strftime("%Y-%m-%d")
+    return out
+
+
 def make_observations(
     farms: pd.DataFrame,
     *,

@@ -18,7 +18,13 @@ from agrisat.config import Settings
 from agrisat.looks import farm_state, read_looks
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
-from agrisat.testing_series import Event, feed_store, make_observations, mixed_peer_book
+from agrisat.testing_series import (
+    Event,
+    feed_store,
+    make_observations,
+    mixed_peer_book,
+    scattered_clouds,
+)
 
 ALL = [(pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01"))]
 NIGHT = "2026-06-30"
@@ -37,11 +43,7 @@ EVENTS = [
 def data() -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     farms = mixed_peer_book((11, 6, 3, 5))
     obs = make_observations(farms, events=EVENTS, start="2024-09-01", end=NIGHT, seed=11)
-    # scattered clouds: a partition's farms may all miss a date their peers were seen on
-    cloud = np.random.default_rng(4).random(len(obs)) < 0.2
-    obs = obs[~cloud].reset_index(drop=True)
-    obs["date"] = pd.to_datetime(obs["date"]).dt.strftime("%Y-%m-%d")
-    return farms, obs
+    return farms, scattered_clouds(obs, 0.2, seed=4)
 
 
 def _dated(obs: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,13 @@ from agrisat.config import Settings
 from agrisat.looks import read_looks
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
-from agrisat.testing_series import Event, feed_store, make_observations, mixed_peer_book
+from agrisat.testing_series import (
+    Event,
+    feed_store,
+    make_observations,
+    mixed_peer_book,
+    scattered_clouds,
+)
 
 ALL = [(pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01"))]
 #: the farm without clear looks for ~80 days before GAP_END (no recent-window looks then)
@@ -38,11 +44,7 @@ def data() -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     obs = make_observations(farms, events=EVENTS, start="2024-10-01", end="2026-06-30", seed=5)
     d = pd.to_datetime(obs["date"])
     gap = (obs["farm_id"] == GAP_FARM) & (d >= GAP_START) & (d < GAP_END)
-    # scattered clouds: farms of one group seen on different dates (a partition's farms may
-    # all miss a date their group's other farms were seen on)
-    cloud = np.random.default_rng(3).random(len(obs)) < 0.2
-    obs = obs[~gap & ~cloud].reset_index(drop=True)
-    obs["date"] = pd.to_datetime(obs["date"]).dt.strftime("%Y-%m-%d")
+    obs = scattered_clouds(obs, 0.2, seed=3, drop=gap)
     return farms, obs
 
 

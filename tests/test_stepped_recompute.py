@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,7 +19,13 @@ from agrisat.lookrun import date_steps
 from agrisat.looks import read_looks, stored_look_rows
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
-from agrisat.testing_series import Event, feed_store, make_observations, mixed_peer_book
+from agrisat.testing_series import (
+    Event,
+    feed_store,
+    make_observations,
+    mixed_peer_book,
+    scattered_clouds,
+)
 
 ALL = [(pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01"))]
 NIGHT = "2026-06-30"
@@ -36,11 +41,8 @@ EVENTS = [
 def data() -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     farms = mixed_peer_book((6, 4, 3, 3))
     obs = make_observations(farms, events=EVENTS, start="2025-04-01", end=NIGHT, seed=5)
-    # scattered clouds: a step's partition may hold no look of a date its peers were seen on
-    cloud = np.random.default_rng(9).random(len(obs)) < 0.25
-    obs = obs[~cloud].reset_index(drop=True)
-    obs["date"] = pd.to_datetime(obs["date"]).dt.strftime("%Y-%m-%d")
-    return farms, obs
+    # a step's partition may hold no look of a date its peers were seen on
+    return farms, scattered_clouds(obs, 0.25, seed=9)
 
 
 def _settings(partition: int, step_rows: int, alert_rows: int = 0) -> Settings:
