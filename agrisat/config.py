@@ -129,9 +129,9 @@ class RunSettings:
     batch_rows: int = 200_000
     #: observation rows one step of a full detection recompute reads (whole days, at least
     #: one), which bounds its memory whatever the length of the history and the size of the
-    #: book: a step of 360,000 rows (60,000 farms x 6 dates) peaked ~700 MB above the
-    #: process's 280 MB; each step re-reads its context (time rises as steps shorten)
-    step_rows: int = 200_000
+    #: book; each step re-reads its context (time rises as steps shorten). 100,000 farms x 3
+    #: years: 1,016-1,022 MB and 545 s in 200,000-row steps, 933 MB and 835 s in 150,000
+    step_rows: int = 150_000
     #: the first step's rows: it is computed from scratch a farm partition at a time, a few
     #: times lighter per row than a later step (100,000 farms x 8 dates, 800,000 rows in one
     #: step: detection 4.7 s and +190 MB; in 200,000-row steps: 15.6 s and +290 MB)

@@ -213,7 +213,7 @@ def extend_looks(
     early = peer_stats(f, s, radius=radius)[["peer_median", "peer_level", "peer_moist"]]
     lo, hi = context_windows(d0, d0, s)["recent"][0]
     parts = farm_partitions(f["farm_id"], _step_farms(f, partition_farms(s, (hi - lo).days)))
-    own, usual, ref = farm_pass(f, early, context, parts, d0=d0, settings=s)
+    own, usual, ref, window = farm_pass(f, early, context, parts, d0=d0, settings=s)
     del early
     # --- own history from the persisted looks of earlier years ----------------------------
     for col in own.columns:
@@ -251,7 +251,7 @@ def extend_looks(
         f[col] = change[col].to_numpy(dtype=float)
     del change, ref, peers, own, usual
     # --- peers' median some days back, and the labels behind the recent window -------------
-    lab = label_pass(f, context, groups, parts, settings=s)
+    lab = label_pass(f, context, groups, parts, window, settings=s)
     # --- classification, continuing open runs --------------------------------------------------
     carry = last.reset_index()[["farm_id", "state", "run_looks", "onset", "run_hazard"]]
     carry = carry.assign(run_looks=carry["run_looks"].where(carry["state"] == "anomalous", 0))

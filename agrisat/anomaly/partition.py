@@ -20,6 +20,8 @@ is shorter than ``abrupt_max_gap_days`` (the carry is built from that window).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
@@ -42,6 +44,8 @@ from .seasonal import seasonal_gap
 from .settings import DetectSettings
 
 __all__ = [
+    "WINDOW_READ",
+    "WindowCarry",
     "farm_partitions",
     "farm_pass",
     "label_pass",
@@ -101,6 +105,27 @@ def reference_change(
     return out
 
 
+@dataclass
+class WindowCarry:
+    """What the labelling keeps of each partition's recent window (:func:`label_pass`): the
+    farms' own radius medians and the detectors' per-farm carry, one frame per partition."""
+
+    radius: list[pd.DataFrame] = field(default_factory=list)
+    carries: list[pd.DataFrame] = field(default_factory=list)
+
+    def add(self, recent: pd.DataFrame) -> None:
+        """Keep what the labelling needs of one partition's window rows."""
+        # of the window only the farms' own radius medians: a region or crop group's median
+        # on an earlier date is the summary's (one value per group and date)
+        keep = recent.loc[recent["radius_median"].notna(), ["date", "farm_id", "radius_median"]]
+        self.radius.append(keep)
+        self.carries.append(label_carry(recent[list(CARRY_INPUTS)]))
+
+
+#: the recent window's columns both passes read: read once per partition
+WINDOW_READ: tuple[str, ...] = tuple(dict.fromkeys([*RECENT_COLUMNS, *CARRY_INPUTS]))
+
+
 def farm_pass(
     f: pd.DataFrame,
     peers: pd.DataFrame,
@@ -109,11 +134,13 @@ def farm_pass(
     *,
     d0: pd.Timestamp,
     settings: DetectSettings,
-) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray], WindowCarry]:
     """Own history, usual peer gap and reference standing of the new looks ``f``, partition
-    by partition (``peers``: the same-date peer columns they read). Each partition's
-    history and recent window are read, used and dropped before the next."""
+    by partition (``peers``: the same-date peer columns they read), and what the labelling
+    keeps of the recent window (:class:`WindowCarry`). Each partition's history and recent
+    window are read once, used and dropped before the next."""
     s = settings
+    window = WindowCarry()
     owns = []
     usual = np.full(len(f), np.nan)
     ref = {k: np.full(len(f), np.nan) for k in ("change_ref_n", "change", "moist_change")}
@@ -134,16 +161,16 @@ def farm_pass(
             len(hist) :
         ]
         del hist, cand, own
-        recent = context_part(context.recent, ids, RECENT_COLUMNS)
-        recent = dated(recent, RECENT_COLUMNS)
+        recent = dated(context_part(context.recent, ids, WINDOW_READ), WINDOW_READ)
         gap = gap.assign(
             moist=fp["moist"].to_numpy(), peer_moist=peers["peer_moist"].to_numpy()[sl]
         )
-        for k, vals in reference_change(recent, gap, s).items():
+        for k, vals in reference_change(recent[list(RECENT_COLUMNS)], gap, s).items():
             ref[k][sl] = vals
+        window.add(recent)
         del recent, gap, fp
     own = pd.concat(owns) if len(owns) > 1 else owns[0]
-    return own, usual, ref
+    return own, usual, ref, window
 
 
 def label_pass(
@@ -151,17 +178,17 @@ def label_pass(
     context: LookContext,
     groups: pd.DataFrame,
     parts: list[slice],
+    window: WindowCarry,
     *,
     settings: DetectSettings,
 ) -> pd.DataFrame:
     """The peers' lagged medians (set on ``f``) and the labels of the new looks, labelled
-    behind the farms' looks of the recent window: read per partition, of which only a
+    behind the farms' looks of the recent window: of which :func:`farm_pass` kept only a
     per-farm carry (:func:`agrisat.anomaly.carry.label_carry`) and the farms' own radius
-    medians are kept."""
+    medians (``window``, one frame per partition of ``parts``)."""
     s = settings
     lagkeys = ["crop", "region", "peer_level", "date", "peer_median"]
     mine = ["farm_id", "radius_median"]
-    read = tuple(dict.fromkeys([*mine, *CARRY_INPUTS]))
     shared = groups.loc[groups["peer_level"] != "radius", lagkeys]  # radius groups are per farm
     # the groups' medians on the new dates, of every farm: a look may lag to a date of the
     # night that only other partitions' farms were seen on (a group's median is one value)
@@ -173,17 +200,9 @@ def label_pass(
     # relabelling 48 columns of ~500,000 window rows every night did). Only the columns the
     # detectors read (LABEL_INPUTS) go to the labelling.
     cols = [c for c in f.columns if c in LABEL_INPUTS]
-    carries, owns = [], []
-    for sl in parts:
-        ids = f["farm_id"].iloc[sl].unique()
-        recent = dated(context_part(context.recent, ids, read), read)
-        # of the window only the farms' own radius medians: a region or crop group's median
-        # on an earlier date is the summary's (``shared``, one value per group and date)
-        owns.append(recent.loc[recent["radius_median"].notna(), ["date", *mine]])
-        carries.append(label_carry(recent[list(CARRY_INPUTS)]))
-        del recent
-    own = pd.concat(owns, ignore_index=True).assign(peer_level="radius")
-    del owns
+    carries = window.carries
+    own = pd.concat(window.radius, ignore_index=True)[["date", *mine]].assign(peer_level="radius")
+    window.radius.clear()
     lags = {k: np.full(len(f), np.nan) for k in lagged_cols}
     labs = []
     # Whole partitions at a time up to ``_LABEL_ROWS`` new looks: a night's 100,000 in one
