@@ -51,7 +51,6 @@ __all__ = [
     "LOOKS_VERSION",
     "OBS_KEYS",
     "commit_prefix",
-    "context_days",
     "date_steps",
     "incremental_looks",
     "ledger_signature",
@@ -124,16 +123,14 @@ def date_steps(
     manifest: dict[str, Any],
     step_rows: int,
     *,
-    min_days: int = 0,
     first_rows: int | None = None,
 ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """Consecutive ranges of whole observation dates holding at most ``step_rows`` rows each
     (the first at most ``first_rows``, when given).
 
-    A step spans at least ``min_days`` and at least one date, so it holds more rows when it
-    must. The detection runs pass no minimum: a step bounded by rows bounds the night's
-    memory whatever the number of farms (each step re-reads its context a farm partition at
-    a time, so shorter steps cost time, not correctness). The first step is computed from
+    A step holds at least one date, so it holds more rows when one date has more. Bounded by
+    rows, a step bounds the night's memory whatever the number of farms (each step re-reads
+    its context a farm partition at a time, so shorter steps cost time, not correctness). The first step is computed from
     scratch a farm partition at a time (:func:`stage_full`), a few times lighter per row
     than a later step: it gets its own, larger budget.
     """
@@ -145,9 +142,8 @@ def date_steps(
     for day, k in counts.items():
         day = pd.Timestamp(day)
         limit = first_rows if first_rows is not None and not steps else step_rows
-        full = lo is not None and n + int(k) > limit
-        if full and hi is not None and (hi - lo).days >= min_days:  # type: ignore[operator]
-            steps.append((lo, hi))  # type: ignore[arg-type]
+        if lo is not None and hi is not None and n + int(k) > limit:
+            steps.append((lo, hi))
             lo, n = None, 0
         lo = day if lo is None else lo
         hi, n = day, n + int(k)
@@ -183,13 +179,6 @@ def _date_counts(store: Store, manifest: dict[str, Any]) -> pd.Series:
         return pd.Series(dtype="int64")
     both = pd.concat(pieces)
     return both.groupby(level=0).sum().sort_index()
-
-
-def context_days(settings: Settings) -> int:
-    """Days of persisted looks before a step that the incremental path reads whole."""
-    d = pd.Timestamp("2000-01-01")
-    lo, hi = context_windows(d, d, settings.detect)["recent"][0]
-    return int((hi - lo).days)
 
 
 def commit_prefix(

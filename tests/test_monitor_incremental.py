@@ -237,18 +237,18 @@ def test_a_recompute_killed_between_steps_is_finished_by_the_next_run(
     assert alert_history(killed).to_csv(index=False) == alert_history(ref).to_csv(index=False)
 
 
-def test_date_steps_bound_rows_but_span_the_context_window(data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_date_steps_are_whole_dates_bounded_by_rows(data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, obs = data
     store = Store(tmp_path / "w")
     feed_store(store, obs, "a")
     per_date = obs.groupby("date").size()
-    steps = date_steps(store, store.manifest(), 140, min_days=61)
+    steps = date_steps(store, store.manifest(), 140)
     days = pd.to_datetime(per_date.index)
     assert steps[0][0] == days.min() and steps[-1][1] == days.max()
     for (lo, hi), (nxt, _) in itertools.pairwise(steps):
-        assert (hi - lo).days >= 61  # no step shorter than its context window
         assert days[days > hi].min() == nxt  # consecutive, no date lost or repeated
         rows = per_date[(days >= lo) & (days <= hi)].sum()
-        # the last date was added only because the step was still too short
-        assert rows <= 140 or (days[(days >= lo) & (days < hi)].max() - lo).days < 61
+        # at most 140 rows (one date may hold more alone), and full: the next date would not fit
+        assert rows <= 140 or lo == hi
+        assert rows + per_date[days == nxt].sum() > 140
     assert len(date_steps(store, store.manifest(), 10**9)) == 1
