@@ -18,7 +18,8 @@ import geopandas as gpd
 import pandas as pd
 
 from .allocator import detection_allocator
-from .book import Farms, load_book, write_rejects
+from .book import Farms, write_rejects
+from .book.cache import load_book_cached
 from .catalog import find_scenes, redact_url
 from .config import Settings
 from .errors import AgrisatError
@@ -110,7 +111,8 @@ def run(
     install_log_redaction()
     with store.lock():
         t0 = time.perf_counter()
-        farms = load_book(book, settings=settings.book)
+        # a nightly job's book rarely changes: its checks are reused while the file is the same
+        farms = load_book_cached(book, store.book_cache_dir, settings=settings.book)
         write_rejects(farms, workdir)
         result.farms, result.rejected = len(farms), len(farms.rejects)
         if not len(farms):

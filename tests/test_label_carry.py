@@ -14,8 +14,8 @@ from agrisat.anomaly import DetectSettings, partition
 from agrisat.anomaly.carry import CARRY_INPUTS, Earlier, label_carry
 from agrisat.anomaly.core import LABEL_INPUTS, label_looks
 from agrisat.anomaly.detectors import _abrupt_mask, keeping_pace
-from agrisat.anomaly.features import _peer_lagged
 from agrisat.anomaly.incremental import context_from_looks, extend_looks, full_looks
+from agrisat.anomaly.lagged import peer_lagged
 from agrisat.anomaly.losses import _same_season_as_previous
 from agrisat.anomaly.partition import _batches
 from agrisat.anomaly.radius import farm_coordinates
@@ -227,9 +227,9 @@ def test_peer_lagged_of_the_first_rows_only() -> None:
     f["radius_median"] = np.where(f["peer_level"] == "radius", f["peer_median"], np.nan)
     f = f.sort_values("date", kind="stable").reset_index(drop=True)
     for days in (15, 30):
-        whole = _peer_lagged(f, days)
+        whole = peer_lagged(f, days)
         assert whole.notna().sum() > 20
-        part = _peer_lagged(f, days, rows=100)
+        part = peer_lagged(f, days, rows=100)
         np.testing.assert_array_equal(part.to_numpy(), whole.to_numpy()[:100])
 
 

@@ -96,10 +96,23 @@ def test_scl_masking_water_and_cloudy_dates(archive, tmp_path: Path) -> None:  #
 
 
 def test_rerun_is_idempotent_and_incremental_matches_one_shot(archive, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import agrisat.book as book_mod
+
     one = tmp_path / "one"
     run(archive.book, str(archive.catalog), one)
     manifest = (one / "store" / "manifest.json").read_bytes()
-    again = run(archive.book, str(archive.catalog), one)
+    checked: list[object] = []
+    real = book_mod._check
+
+    def counting(*a: object, **k: object) -> object:
+        checked.append(a[0])
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(book_mod, "_check", counting)
+        again = run(archive.book, str(archive.catalog), one)
+    assert checked == []  # the unchanged book's checks were reused, not redone
+    assert again.farms > 0
     assert again.items_new == 0
     assert again.observations_added == 0
     obs_parts = json.loads((one / "store" / "manifest.json").read_bytes())["tables"]["observations"]

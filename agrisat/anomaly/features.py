@@ -18,8 +18,7 @@ from ..arrowops import farm_date_order, pick_labels
 from ..calendar import Calendar, stage_table
 from ..series import clear_looks
 from .history import own_history
-from .lagged import peer_lagged as _peer_lagged
-from .lagged import prev_peer_median
+from .lagged import peer_lagged, prev_peer_median
 from .radius import RadiusPeers, farm_coordinates
 from .seasonal import seasonal_gap, seasonal_standing
 from .settings import DEFAULT_SETTINGS, DetectSettings
@@ -34,7 +33,6 @@ __all__ = [
     "own_scores",
     "peer_scores",
     "peer_stats",
-    "prev_peer_median",
     "season_key",
     "season_maxima",
 ]
@@ -286,8 +284,8 @@ def look_features(
     from .change import standing_change
 
     f = f.join(standing_change(f, s, radius=radius))
-    f["peer_lagged"] = _peer_lagged(f, s.change_lag_guard_days)
-    f["peer_lagged_max"] = _peer_lagged(f, s.late_max_lag_days)
+    f["peer_lagged"] = peer_lagged(f, s.change_lag_guard_days)
+    f["peer_lagged_max"] = peer_lagged(f, s.late_max_lag_days)
     return f
 
 

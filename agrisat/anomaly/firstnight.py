@@ -33,17 +33,16 @@ from .core import classify_looks
 from .features import (
     BASE_COLUMNS,
     RadiusPeers,
-    _peer_lagged,
     farm_attributes,
     farm_coordinates,
     look_base,
     own_scores,
     peer_scores,
     peer_stats,
-    prev_peer_median,
     season_maxima,
 )
 from .history import own_history
+from .lagged import peer_lagged, prev_peer_median
 from .partition import farm_partitions
 from .seasonal import seasonal_gap, seasonal_standing
 from .settings import DEFAULT_SETTINGS, DetectSettings
@@ -147,8 +146,8 @@ def partitioned_looks(
     change = change_columns(narrow, ref, s, radius=radius)
     del ref
     lagged = {
-        "peer_lagged": _peer_lagged(narrow, s.change_lag_guard_days).to_numpy(),
-        "peer_lagged_max": _peer_lagged(narrow, s.late_max_lag_days).to_numpy(),
+        "peer_lagged": peer_lagged(narrow, s.change_lag_guard_days).to_numpy(),
+        "peer_lagged_max": peer_lagged(narrow, s.late_max_lag_days).to_numpy(),
     }
     del narrow, radius
     # --- each partition's looks, finished and handed out ------------------------------------

@@ -43,9 +43,9 @@ from .features import (
     own_scores,
     peer_scores,
     peer_stats,
-    prev_peer_median,
     season_key,
 )
+from .lagged import prev_peer_median
 from .partition import (
     farm_partitions,
     farm_pass,

@@ -38,8 +38,8 @@ from .context import (
     dated,
 )
 from .core import LABEL_INPUTS, label_looks
-from .features import _peer_lagged
 from .history import own_history
+from .lagged import peer_lagged
 from .seasonal import seasonal_gap
 from .settings import DetectSettings
 
@@ -212,7 +212,7 @@ def label_pass(
         fb = f.iloc[lo:hi]
         lagged = pd.concat([fb[lagkeys + mine], own, seen, shared], ignore_index=True)
         for col, days in lagged_cols.items():
-            lags[col][lo:hi] = _peer_lagged(lagged, days, rows=hi - lo).to_numpy()
+            lags[col][lo:hi] = peer_lagged(lagged, days, rows=hi - lo).to_numpy()
         del lagged
         fb = fb[cols].assign(**{col: vals[lo:hi] for col, vals in lags.items()})
         carry = _last_season(pd.concat(carries[k0:k1], ignore_index=True), context.last, fb)

@@ -50,7 +50,7 @@ CACHED_SUFFIXES: tuple[str, ...] = (
 
 
 def load_book_cached(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | gpd.GeoDataFrame | Farms,
     cache_dir: str | os.PathLike[str],
     *,
     crs: str | None = None,
@@ -62,7 +62,8 @@ def load_book_cached(
     Parameters
     ----------
     source
-        The book file.
+        The book file (a GeoDataFrame or :class:`~agrisat.book.Farms` is checked as
+        :func:`~agrisat.book.load_book` does, without the cache).
     cache_dir
         The folder that keeps the checked book (a run's :attr:`Store.book_cache_dir
         <agrisat.store.Store.book_cache_dir>`); made when missing.
@@ -76,6 +77,8 @@ def load_book_cached(
         same rejects and source name.
     """
     s = settings or BookSettings()
+    if not isinstance(source, str | os.PathLike):  # a GeoDataFrame or Farms: nothing to key on
+        return load_book(source, crs=crs, layer=layer, settings=s)
     path = Path(source)
     if path.suffix.lower() not in CACHED_SUFFIXES or not path.is_file():
         return load_book(source, crs=crs, layer=layer, settings=s)
