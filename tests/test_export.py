@@ -10,6 +10,7 @@ import pytest
 from agrisat.alerts import update_alerts
 from agrisat.errors import ConfigError
 from agrisat.export import export_alerts
+from agrisat.testing import shown_fill
 from agrisat.testing_series import make_farms
 
 CONTRACT = [
@@ -86,14 +87,37 @@ def test_xlsx_layout(tmp_path) -> None:
     assert ws.auto_filter.ref and ws.auto_filter.ref.startswith("A1:")
     header = [c.value for c in ws[1]]
     sev_col = header.index("severity")
-    fills = {
-        ws.cell(row=r, column=sev_col + 1).value: ws.cell(row=r, column=1).fill.start_color.rgb
-        for r in (2, 3)
-    }
-    assert fills["critical"].endswith("FF7C80") and fills["warning"].endswith("F8CBAD")
+    fills = {ws.cell(row=r, column=sev_col + 1).value: shown_fill(ws, r) for r in (2, 3)}
+    assert fills == {"critical": "FF7C80", "warning": "F8CBAD"}
+    assert shown_fill(ws, 1) is None  # the header keeps its own look
     assert wb["rollup"].freeze_panes == "A2"
+    assert shown_fill(wb["rollup"], 2) is None
     roll = pd.read_excel(path, sheet_name="rollup")
     assert {"level", "key", "exposure_at_risk"} <= set(roll.columns)
+
+
+def test_xlsx_colours_follow_the_severity_of_every_row(tmp_path) -> None:
+    # more rows than the two of _alerts, of every severity, in no particular order
+    base = _alerts()
+    rows = pd.concat([base] * 6, ignore_index=True)
+    rows["alert_id"] = [f"A{i:03d}" for i in range(len(rows))]
+    rows["severity"] = ["watch", "critical", "warning", "critical", "watch", "warning"] * 2
+    path = export_alerts(rows, FARMS, tmp_path / "a.xlsx")
+    ws = openpyxl.load_workbook(path)["alerts"]
+    colours = {"watch": "FFF2CC", "warning": "F8CBAD", "critical": "FF7C80"}
+    assert [shown_fill(ws, r) for r in range(2, len(rows) + 2)] == [
+        colours[s] for s in rows["severity"]
+    ]
+    assert shown_fill(ws, len(rows) + 2) is None  # below the table
+
+
+def test_xlsx_beyond_excel_rows_is_a_config_error(tmp_path, monkeypatch) -> None:
+    import agrisat.export as export
+
+    monkeypatch.setattr(export, "XLSX_MAX_ROWS", 2)  # a header and one row
+    with pytest.raises(ConfigError, match=r"alerts sheet would have 2 rows.*csv or parquet"):
+        export_alerts(_alerts(), FARMS, tmp_path / "a.xlsx")
+    assert not (tmp_path / "a.xlsx").exists()
 
 
 def test_unknown_format_is_a_config_error(tmp_path) -> None:

@@ -24,6 +24,7 @@ from agrisat.i18n import (
     t,
 )
 from agrisat.i18n import SEVERITIES as SEVERITY_LABELS
+from agrisat.testing import shown_fill
 from agrisat.testing_series import make_farms
 
 FARMS = make_farms(4)
@@ -178,8 +179,8 @@ def test_zh_xlsx_headers_sheets_and_fills(tmp_path: Path) -> None:
     for r, sev in enumerate(alerts["severity"], start=2):
         cell = ws.cell(row=r, column=sev_col + 1)
         assert cell.value == t(f"severity.{sev}", "zh") and cell.value in labels
-        assert cell.fill.fgColor.rgb.endswith(
-            {"watch": "FFF2CC", "warning": "F8CBAD", "critical": "FF7C80"}[sev]
+        assert (
+            shown_fill(ws, r) == {"watch": "FFF2CC", "warning": "F8CBAD", "critical": "FF7C80"}[sev]
         )
     roll_heads = [c.value for c in wb["敞口汇总"][1]]
     assert "汇总层级" in roll_heads and "预警敞口" in roll_heads

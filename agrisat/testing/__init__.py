@@ -26,6 +26,7 @@ from .stac import (
     reflectance_to_dn,
     write_static_catalog,
 )
+from .xlsx import shown_fill
 
 __all__ = [
     "BANDS",
@@ -43,6 +44,7 @@ __all__ = [
     "make_archive",
     "make_s2_item",
     "reflectance_to_dn",
+    "shown_fill",
     "write_cog",
     "write_static_catalog",
 ]
