@@ -253,6 +253,38 @@ def test_report_of_10000_farms_stays_small(big_report: tuple[Path, float]) -> No
     print(f"10,000-farm report: {size_mb:.2f} MB, built in {seconds:.1f} s")
 
 
+def test_alert_table_is_cut_at_max_rows_and_says_how_many_more(
+    big_report: tuple[Path, float],
+) -> None:
+    full, _ = big_report
+    out = build_report(full.parent / "big", full.parent / "cut.html", top_n=0, chips=False,
+                       max_rows=100)  # fmt: skip
+    text, doc = parse(out)
+    assert doc.alert_rows == 100
+    assert "The first 100 alerts" in text and "1400 more are in the alert exports" in text
+    # the rows kept are the table's first 100 in the full report (open first, by exposure)
+    rows = re.compile(r'<tr data-farm="([^"]+)"')
+    assert rows.findall(text) == rows.findall(full.read_text(encoding="utf-8"))[:100]
+    with pytest.raises(ConfigError, match="max_rows"):
+        build_report(full.parent / "big", full.parent / "x.html", max_rows=-1)
+
+
+def test_map_centre_is_the_union_centroid_without_the_union() -> None:
+    from agrisat.report.svg import _centre
+
+    rng = np.random.default_rng(3)
+    # disjoint boxes of different sizes on a grid, and one empty geometry
+    boxes = [
+        shapely.box(i, j, i + rng.uniform(0.1, 0.9), j + rng.uniform(0.1, 0.9))
+        for i in range(7) for j in range(5)
+    ]  # fmt: skip
+    geoms = np.array([*boxes, shapely.Polygon()], dtype=object)
+    want = shapely.union_all(geoms).centroid
+    got = _centre(geoms)
+    assert got == pytest.approx((want.x, want.y), abs=1e-9)
+    assert got != pytest.approx((3.5, 2.5), abs=1e-3)  # not merely the middle of the grid
+
+
 # -- real browser -----------------------------------------------------------------------
 def chromium() -> str:
     """The headless browser; skip without one, except under CI where it must be present."""

@@ -39,6 +39,7 @@ def build_report(
     catalog: str | os.PathLike[str] | None = None,
     top_n: int = 20,
     max_cards: int = 2000,
+    max_rows: int = 5000,
     chips: bool = True,
 ) -> Path:
     """Write the workdir's report: ONE self-contained HTML file (CSS, JS, images inline).
@@ -60,6 +61,9 @@ def build_report(
         a sparkline. Bounds the file size on large books.
     max_cards
         At most this many alert cards; further alerts are in the table only.
+    max_rows
+        At most this many rows in the alerts table (in its order: open first, largest
+        exposure first); the report says how many more the exports hold.
     chips
         Read before/after chips from the scenes (needs scene access).
 
@@ -70,8 +74,8 @@ def build_report(
     """
     if lang not in LANGS:
         raise ConfigError(f"--lang {lang!r}: use one of {', '.join(LANGS)}")
-    if top_n < 0 or max_cards < 0:
-        raise ConfigError("top_n and max_cards must be >= 0")
+    if top_n < 0 or max_cards < 0 or max_rows < 0:
+        raise ConfigError("top_n, max_cards and max_rows must be >= 0")
     t0 = time.perf_counter()
     ws = Workspace(workdir, catalog=catalog)
     target = Path(out) if out is not None else ws.workdir / "report.html"
@@ -89,7 +93,7 @@ def build_report(
         f'<section id="map"><h2>{label("map", lang)}</h2><div class="mapbox">{svg}'
         '<div id="tip"></div></div></section>',
         freshness_section(last_clear, asof, lang),
-        alerts_section(alerts, lang),
+        alerts_section(alerts, lang, max_rows=max_rows),
         rollup_section(ws.rollup(), lang),
         cards_section(ws, alerts, lang, top_n=top_n, max_cards=max_cards, chips=chips),
     ]

@@ -88,6 +88,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "n_farms": ("Farms", "地块数"),
     "farms_alerted": ("Alerted farms", "预警地块数"),
     "share_at_risk": ("Share at risk", "预警敞口占比"),
+    "alerts_cut": (
+        "The first {n} alerts (open first, largest exposure first); {m} more are in the alert "
+        "exports (agrisat alerts).",
+        "列出前 {n} 条预警（未结束的在前，按敞口从大到小）；其余 {m} 条见预警导出文件（agrisat alerts）。",
+    ),
     "rollup_cut": (
         "Top {n} by exposure at risk; {m} more not shown.",
         "按预警敞口前 {n} 项;其余 {m} 项未列出。",

@@ -57,6 +57,20 @@ def _geom_path(geom: shapely.Geometry) -> str:
     return "".join(p for p in parts if p)
 
 
+def _centre(geoms: np.ndarray) -> tuple[float, float]:
+    """The centroid of the farms taken together: the area-weighted mean of their centroids
+    (the union's centroid where farms do not overlap; the union itself took 12 s of a
+    100,000-farm report)."""
+    cent = shapely.centroid(geoms)
+    area = shapely.area(geoms)
+    ok = ~shapely.is_empty(cent)
+    w = area[ok] if area[ok].sum() > 0 else None
+    return (
+        float(np.average(shapely.get_x(cent[ok]), weights=w)),
+        float(np.average(shapely.get_y(cent[ok]), weights=w)),
+    )
+
+
 def farm_map_svg(
     farms: gpd.GeoDataFrame,
     classes: Mapping[str, str],
@@ -79,7 +93,7 @@ def farm_map_svg(
         (class, label) pairs drawn as a legend in the top-left corner.
     """
     gdf = farms[["farm_id", "geometry"]].to_crs(4326)
-    lon0, lat0 = (float(v) for v in gdf.union_all().centroid.coords[0])
+    lon0, lat0 = _centre(gdf.geometry.values)
     laea = f"+proj=laea +lat_0={lat0:.5f} +lon_0={lon0:.5f} +datum=WGS84 +units=m +no_defs"
     local = gdf.to_crs(laea)
     x0, y0, x1, y1 = local.total_bounds
