@@ -257,7 +257,9 @@ def update_alerts(
     frames = [f for f in (carried.reset_index(drop=True), new) if len(f)]
     result = pd.concat(frames, ignore_index=True) if frames else _empty()
     result = _attach_book(result, farms)
-    log.info(
+    # debug: a night's lifecycle runs in farm groups, each a call; the night's totals are
+    # logged once by its caller (agrisat.monitor)
+    log.debug(
         "alerts on %s: %d open, %d new, %d resolved",
         day.date(),
         int(result["status"].isin(OPEN).sum()),
