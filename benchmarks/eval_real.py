@@ -1,7 +1,8 @@
 """agrisat's detector and alert lifecycle on real series (``../shared/data/evaluation``).
 
 Turns each real set into an observations table and a loan book (see
-:mod:`benchmarks.real_series`), replays the nightly job over the whole series and prints:
+:mod:`benchmarks.real_series`, :mod:`benchmarks.real_worldcereal`), replays the nightly job
+over the whole series and prints:
 
 1. alerts per 100 farm-seasons by hazard, with and without ``stale_data``;
 2. every alert raised, with the features of the looks that opened it (so each can be judged);
@@ -39,6 +40,7 @@ from benchmarks.real_series import (
     eolearn_patch,
     landsat_lsts,
 )
+from benchmarks.real_worldcereal import worldcereal_extractions
 
 OUT = Path(__file__).resolve().parent / "out" / "eval_real"
 LOADERS = {
@@ -46,6 +48,7 @@ LOADERS = {
     "landsat-lsts": landsat_lsts,
     "bfast-harvest": bfast_harvest,
     "bfast-somalia": bfast_somalia,
+    "worldcereal": worldcereal_extractions,
 }
 HAZARDS = ("drought", "abrupt_loss", "flood", "no_planting", "stale_data")
 FEATURES = [
