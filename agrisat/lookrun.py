@@ -10,6 +10,9 @@ The incremental steps' observations are split from the store in one pass
 (:class:`agrisat.stepobs.StepObservations`).
 Within a step both paths work in farm partitions (``detect.partition_farms``): the
 from-scratch one (:func:`stage_full`) stages each partition's looks before making the next.
+Every commit of looks also replaces ``look_last``, each farm's latest look
+(:mod:`agrisat.looklast`), which the next step continues from without reading the months
+that hold them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -33,32 +36,41 @@ from .anomaly.incremental import (
     group_summary,
     incremental_ok,
 )
+from .arrowops import isin
 from .config import Settings
 from .errors import StoreError
+from .looklast import (
+    LAST_TABLE,
+    LAST_VERSION,
+    carried_before,
+    last_looks_before,
+    next_last,
+    read_last,
+)
 from .looks import (
     farm_state,
-    last_looks_before,
     merge_state,
     read_filtered,
     read_looks,
     write_looks,
 )
-from .lookstage import OBS_KEYS, obs_columns, stage_full, staged_manifest
+from .lookstage import OBS_KEYS, obs_columns, stage_full
 from .stepobs import StepObservations
 from .store import Store, Transaction
 
 __all__ = [
     "LOOKS_VERSION",
     "OBS_KEYS",
+    "Increment",
     "commit_prefix",
     "date_steps",
     "incremental_looks",
     "ledger_signature",
     "looks_fingerprint",
+    "looks_meta",
     "obs_columns",
     "plan",
     "stage_full",
-    "staged_manifest",
 ]
 
 log = logging.getLogger(__name__)
@@ -234,23 +246,50 @@ def _commit_step(
     if k == 0:  # from scratch, a farm partition at a time (looks staged as made)
         stage_full(txn, store, manifest, farms, settings, calendars, until=hi)
     else:
-        new, groups, state, _ = incremental_looks(
+        new, groups, state, _, last = incremental_looks(
             store, manifest, farms, lo, through, settings, calendars, until=hi,
             observations=split.read(k - 1),
         )  # fmt: skip
         write_looks(
             txn, store, manifest, new, groups, state, d0=lo, full=False, through=through
         )  # fmt: skip
-        del new, groups, state
+        del new, groups, state  # staged: the looks' memory back before the next write
+        txn.replace(LAST_TABLE, last)
+        del last
     txn.replace("look_ledger", sig[pd.to_datetime(sig["day"]) <= hi].reset_index(drop=True))
-    txn.meta["looks"] = {
-        "fingerprint": fp,
-        "through": f"{hi:%Y-%m-%d}",
-        "obs_parts": [str(p) for p in manifest["tables"].get("observations", [])],
-    }
+    looks_meta(txn, manifest, fp, hi)
     store.commit(txn)
     trim_heap()  # the step's freed pages, before the next step peaks on top of them
     return hi
+
+
+class Increment(NamedTuple):
+    """What :func:`incremental_looks` computed, for :func:`agrisat.looks.write_looks`."""
+
+    #: the looks of dates >= d0
+    looks: pd.DataFrame
+    #: their peer-group summary
+    groups: pd.DataFrame
+    #: the farm state (``look_farms``) after them
+    state: pd.DataFrame
+    #: the latest computed date
+    through: pd.Timestamp
+    #: each farm's latest look after them (``look_last``, :mod:`agrisat.looklast`)
+    last: pd.DataFrame
+
+
+def looks_meta(txn: Transaction, manifest: dict[str, Any], fp: str, through: pd.Timestamp) -> None:
+    """Record in ``txn`` what its looks were computed from (``meta["looks"]``, replaced
+    whole): the fingerprint, the latest computed date, the observation parts, and whether
+    ``txn`` keeps the ``look_last`` table beside them (:mod:`agrisat.looklast`)."""
+    meta: dict[str, Any] = {
+        "fingerprint": fp,
+        "through": f"{through:%Y-%m-%d}",
+        "obs_parts": [str(p) for p in manifest["tables"].get("observations", [])],
+    }
+    if LAST_TABLE in txn.replaces:
+        meta["last"] = LAST_VERSION
+    txn.meta["looks"] = meta
 
 
 def _window_reader(
@@ -275,11 +314,10 @@ def incremental_looks(
     *,
     until: pd.Timestamp | None = None,
     observations: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+) -> Increment:
     """Looks of dates >= ``d0`` (and <= ``until``) from the observations of those dates and
-    the stored context; returns (looks, their group summary, the new farm state, the latest
-    computed date). ``observations``: those observations already read (as the store's
-    filtered read gives them), else they are read here."""
+    the stored context (:class:`Increment`). ``observations``: those observations already
+    read (as the store's filtered read gives them), else they are read here."""
     s = settings.detect
     obs = observations
     if obs is None:
@@ -294,9 +332,19 @@ def incremental_looks(
     old_state = store.read("look_farms", manifest=manifest)
     d1 = obs["date"].max() if len(obs) else d0
     win = context_windows(d0, d1, s)
-    ids = set(obs["farm_id"].astype(str))
+    ids = set(obs["farm_id"].astype(str).unique().tolist())  # not one Arrow string at a time
     lost = set(old_state.loc[pd.to_datetime(old_state["last_clear"]) >= d0, "farm_id"])
-    last = last_looks_before(store, manifest, old_state, ids | lost, d0, LAST_COLUMNS)
+    table = read_last(store, manifest)
+    if table is None:  # looks committed without the table (an older agrisat): rebuilt
+        every = old_state["farm_id"].astype(str)
+        before = last_looks_before(store, manifest, old_state, every, d0, LAST_COLUMNS)
+        last = before[isin(before["farm_id"].astype(str), ids | lost)].reset_index(drop=True)
+    else:
+        last = last_looks_before(
+            store, manifest, old_state, ids | lost, d0, LAST_COLUMNS, table=table
+        )
+        before = carried_before(table, last, d0=d0)
+    del table
     lag_lo = win["lag"][0][0]
     groups = read_filtered(
         store, manifest, "look_groups",
@@ -314,6 +362,8 @@ def incremental_looks(
         groups=groups,
     )
     new = extend_looks(obs, farms, ctx, d0=d0, settings=s, calendars=calendars)
+    last_table = next_last(before, new)
+    del before
     state = merge_state(old_state, farm_state(obs, new), d0)
     # farms whose looks from d0 on are gone: their latest look is the one before d0
     st = state.set_index("farm_id")
@@ -335,4 +385,4 @@ def incremental_looks(
             )
     state = st.reset_index()
     latest = max([d for d in (through, d1) if d is not None])
-    return new, group_summary(new), state, latest
+    return Increment(new, group_summary(new), state, latest, last_table)

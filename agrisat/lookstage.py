@@ -3,8 +3,9 @@
 Split from :mod:`agrisat.lookrun`: :func:`stage_full` computes every look from scratch a farm
 partition at a time (:func:`agrisat.anomaly.firstnight.partitioned_looks`) and stages each
 partition's rows in the detection transaction before making the next, so a first night holds
-one partition's looks, not the table of every farm; :func:`staged_manifest` lets the alert
-lifecycle read them back before the commit.
+one partition's looks, not the table of every farm;
+:meth:`agrisat.store.Transaction.staged_manifest` lets the alert lifecycle read them back
+before the commit.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import pandas as pd
 from .anomaly.firstnight import look_base, partitioned_looks
 from .anomaly.incremental import group_summary
 from .config import Settings
+from .looklast import LAST_TABLE, empty_last, latest_per_farm, next_last
 from .looks import farm_state, look_tables, month_table, read_filtered, write_looks
 from .store import Store, Transaction
 
-__all__ = ["OBS_KEYS", "obs_columns", "stage_full", "staged_manifest"]
+__all__ = ["OBS_KEYS", "obs_columns", "stage_full"]
 
 OBS_KEYS: tuple[str, ...] = ("farm_id", "date")
 
@@ -63,7 +65,8 @@ def stage_full(
     (:func:`agrisat.anomaly.firstnight.partitioned_looks`) and each partition's rows are
     staged in the month tables (the first replacing, the next appending) before the next is
     made: the night holds one partition's looks, not the table of every farm (at 100,000
-    farms x 8 dates, ~300 MB). Read the staged tables back with :func:`staged_manifest`.
+    farms x 8 dates, ~300 MB). Read the staged tables back with
+    :meth:`agrisat.store.Transaction.staged_manifest`.
     """
     s = settings.detect
     filters = [[("date", "<=", f"{until:%Y-%m-%d}")]] if until is not None else None
@@ -82,12 +85,13 @@ def stage_full(
             txn, store, manifest, base, group_summary(base), state,
             d0=pd.Timestamp("1900-01-01"), full=True, through=None,
         )  # fmt: skip
+        txn.replace(LAST_TABLE, empty_last())
         return state, 0, through
     months = np.unique((base["date"].dt.year * 100 + base["date"].dt.month).to_numpy())
     names = {int(c): month_table(pd.Timestamp(f"{c // 100}-{c % 100:02d}-01")) for c in months}
     del months
     staged: set[str] = set()
-    groups, states, n = [], [], 0
+    groups, states, lasts, n = [], [], [], 0
     for part in partitioned_looks(base, farms, settings=s, calendars=calendars):
         if not staged:  # stored months the recomputation has no look in: emptied
             for name in look_tables(manifest):
@@ -102,12 +106,15 @@ def stage_full(
             staged.add(name)
         groups.append(group_summary(part))
         states.append(part[["farm_id", "date", "state"]])
+        lasts.append(latest_per_farm(part))
         n += len(part)
         del part, codes
     del base
     txn.replace("look_groups", _merge_groups(groups))
     state = farm_state(seen, pd.concat(states, ignore_index=True))
     txn.replace("look_farms", state)
+    # partitions hold disjoint farms: each farm's latest look is its partition's
+    txn.replace(LAST_TABLE, next_last(empty_last(), pd.concat(lasts, ignore_index=True)))
     return state, n, through
 
 
@@ -122,16 +129,3 @@ def _merge_groups(parts: list[pd.DataFrame]) -> pd.DataFrame:
     out = g[["peer_median"]].first().reset_index()
     out["n_looks"] = g["n_looks"].sum().to_numpy()
     return out[list(both.columns)]
-
-
-def staged_manifest(manifest: dict[str, Any], txn: Transaction) -> dict[str, Any]:
-    """``manifest`` with the tables ``txn`` staged as parts (not yet committed): what
-    :meth:`agrisat.store.Store.commit` will make of them, for reading them back."""
-    tables = {k: list(v) for k, v in manifest.get("tables", {}).items()}
-    for table, part in txn.replaces.items():
-        if isinstance(part, str):
-            tables[table] = [part]
-    for table, parts in txn.appends.items():
-        cur = tables.setdefault(table, [])
-        cur.extend(p for p in parts if isinstance(p, str) and p not in cur)
-    return {**manifest, "tables": tables}

@@ -28,6 +28,7 @@ from .anomaly.incremental import stale_from_state
 from .arrowops import isin
 from .calendar import load_calendars
 from .config import Settings
+from .looklast import LAST_TABLE
 from .lookrun import (
     LOOKS_VERSION,
     OBS_KEYS,
@@ -35,9 +36,9 @@ from .lookrun import (
     date_steps,
     incremental_looks,
     looks_fingerprint,
+    looks_meta,
     plan,
     stage_full,
-    staged_manifest,
 )
 from .looks import farm_state, read_filtered, read_looks, stored_look_rows, write_looks
 from .store import Store, Transaction
@@ -144,7 +145,7 @@ def detect_and_update(
         log.info("looks: full recomputation, %d looks", n_looks)
     elif mode == "incremental":
         assert d0 is not None  # set with "incremental"
-        new, groups_new, state, through = incremental_looks(
+        new, groups_new, state, through, last = incremental_looks(
             store, manifest, farms, d0, through, settings, calendars
         )
         log.info("looks: %d looks of dates from %s computed", len(new), d0.date())
@@ -157,15 +158,13 @@ def detect_and_update(
         )  # fmt: skip
         if staged:  # a step of a long recomputation: its looks are not held for the alerts
             new = groups_new = None
+        txn.replace(LAST_TABLE, last)
+        del last
     if staged:
         trim_heap()  # the looks' freed pages: the alerts' reads would stack on top of them
     if new is not None or staged:
         txn.replace("look_ledger", sig)
-        txn.meta["looks"] = {
-            "fingerprint": fp,
-            "through": f"{through:%Y-%m-%d}",
-            "obs_parts": [str(p) for p in manifest["tables"].get("observations", [])],
-        }
+        looks_meta(txn, manifest, fp, through)
     hist = alert_history(store)
     before = hist[hist["run_date"] < run_date]
     previous = (
@@ -174,7 +173,7 @@ def detect_and_update(
         else None
     )
     # the staged looks are read back like committed ones (a full recomputation hands none)
-    read_from = staged_manifest(manifest, txn) if staged else manifest
+    read_from = txn.staged_manifest(manifest) if staged else manifest
     alerts = _alerts(
         store, read_from, farms, previous, new, groups_new, state, d0, day, through, settings,
         calendars, run_date=run_date,

@@ -209,6 +209,19 @@ class Transaction:
         self.replaces[table] = self._stage(table, df, rows)
         self.appends.pop(table, None)
 
+    def staged_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """``manifest`` with the tables this transaction staged as parts (not yet committed):
+        what :meth:`Store.commit` will make of them, for reading them back before the commit
+        (tables held in memory, not staged, are left out)."""
+        tables = {k: list(v) for k, v in manifest.get("tables", {}).items()}
+        for table, part in self.replaces.items():
+            if isinstance(part, str):
+                tables[table] = [part]
+        for table, parts in self.appends.items():
+            cur = tables.setdefault(table, [])
+            cur.extend(p for p in parts if isinstance(p, str) and p not in cur)
+        return {**manifest, "tables": tables}
+
     def _stage(self, table: str, df: pd.DataFrame, rows: np.ndarray | None) -> pd.DataFrame | str:
         if self.staging is not None:
             return self.staging._write_part(table, df, rows=rows)

@@ -204,6 +204,33 @@ def main_store(
                     f"alerts {r['alerts']}",
                     flush=True,
                 )
+                if trace and phase == "full":
+                    print(_step_summary(Path(f"{trace}.{n}.{phase}")), flush=True)
+
+
+def _step_summary(path: Path) -> str:
+    """Seconds of the later steps of a stepped full night (between the logged commits) and
+    the peak RSS while they ran, from a ``--trace`` file."""
+    import itertools
+    import statistics
+
+    commits, peak, stepping = [], 0.0, True
+    for line in path.read_text().splitlines():
+        t, kind, *rest = line.split()
+        if kind == "RSS" and stepping:
+            peak = max(peak, float(rest[0]))
+        elif kind == "LOG" and "committed" in line and " step " in line:
+            commits.append(float(t))
+        elif kind == "LOG" and commits and "looks of dates from" in line:
+            stepping = False  # the last step and the alerts follow
+    later = [b - a for a, b in itertools.pairwise(commits)]
+    if not later:
+        return "         (not stepped)"
+    return (
+        f"         {len(commits)} committed steps; later steps median "
+        f"{statistics.median(later):.2f} s, mean {statistics.mean(later):.2f} s; "
+        f"peak RSS while stepping {peak:.0f} MB"
+    )
 
 
 def main() -> None:

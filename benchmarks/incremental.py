@@ -70,6 +70,10 @@ def main() -> None:
         "(compare code versions on one history; delete it when the workload changes)",
     )  # fmt: skip
     p.add_argument("--no-first", action="store_true", help="skip the first run over all dates")
+    p.add_argument(
+        "--record", type=Path, default=OUT / "incremental.json",
+        help="JSON file the result is recorded in (replacing the same tile and plots)",
+    )  # fmt: skip
     a = p.parse_args()
     wl = workload(a.tile, a.plots, a.dates, seed=a.seed)
     days = sorted(Path(c["red"]).parent.name for c in wl.cogs)
@@ -110,7 +114,7 @@ def main() -> None:
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     print(json.dumps(record, indent=1))
-    out = OUT / "incremental.json"
+    out = a.record
     old = json.loads(out.read_text()) if out.exists() else []
     old = [r for r in old if (r["tile"], r["plots"]) != (a.tile, a.plots)]
     out.write_text(json.dumps([*old, record], indent=1))
