@@ -285,6 +285,47 @@ def test_map_centre_is_the_union_centroid_without_the_union() -> None:
     assert got != pytest.approx((3.5, 2.5), abs=1e-3)  # not merely the middle of the grid
 
 
+def test_large_book_map_draws_quiet_farms_as_one_image() -> None:
+    import base64
+    import io
+
+    import matplotlib.image as mpimg
+
+    from agrisat.report.svg import MAP_CLASSES, farm_map_svg
+    from agrisat.testing_series import make_farms
+
+    farms = make_farms(200)
+    alerted = {"F0007": "critical", "F0100": "watch"}
+    full = farm_map_svg(farms, alerted)  # below max_paths: a path per farm, no image
+    assert full.count('<path class="f ') == 200 and "<image" not in full
+    svg = farm_map_svg(farms, alerted, max_paths=50)
+    paths = re.findall(r'<path class="f (\w+)" data-farm="([^"]+)"', svg)
+    assert sorted(paths) == [("critical", "F0007"), ("watch", "F0100")]
+    images = re.findall(r'<image class="quiet" x="0" y="0" width="(\d+)" height="(\d+)" '
+                        r'href="data:image/png;base64,([^"]+)"', svg)  # fmt: skip
+    assert len(images) == 1
+    w, h, data = images[0]
+    png = mpimg.imread(io.BytesIO(base64.b64decode(data)))
+    assert png.shape[:2] == (2 * int(h), 2 * int(w))
+    # each quiet farm's centre is a pixel of its colour; the alerted farms' are not drawn there
+    grey = np.array([int(MAP_CLASSES["none"][k : k + 2], 16) for k in (1, 3, 5)]) / 255
+    covered = {}
+    for fid, d in re.findall(r'data-farm="([^"]+)" d="M([^z]+)z"', full):
+        # the ring's vertices (start, then relative moves): their mean is inside the box
+        nums = [float(v) for v in re.findall(r"-?\d+", d)]
+        assert "l" in d  # a box several units wide, not the one-unit square of a tiny farm
+        xy = np.cumsum(np.array(nums).reshape(-1, 2), axis=0)
+        cx, cy = xy.mean(axis=0)
+        covered[fid] = png[int(2 * cy), int(2 * cx), 3] > 0
+    ids = list(covered)
+    assert len(ids) == 200
+    assert all(covered[f] for f in ids if f not in alerted)
+    assert not any(covered[f] for f in alerted)
+    opaque = png[..., 3] > 0
+    assert np.allclose(png[opaque][:, :3], grey, atol=1 / 255)
+    assert 0.001 < opaque.mean() < 0.5  # farms, not the whole frame
+
+
 # -- real browser -----------------------------------------------------------------------
 def chromium() -> str:
     """The headless browser; skip without one, except under CI where it must be present."""
