@@ -108,6 +108,15 @@ def _xlsx(
     wb.save(path)
 
 
+def _fits_excel(path: Path, sheet: str, rows: int) -> None:
+    if rows + 1 > XLSX_MAX_ROWS:
+        raise ConfigError(
+            f"{path}: the {sheet} sheet would have {rows:,} rows, more than an Excel sheet "
+            f"holds ({XLSX_MAX_ROWS - 1:,} below its header); export this book as csv or "
+            "parquet (--format csv|parquet)"
+        )
+
+
 def _width(value: object) -> int:
     text = str(value)
     return len(text) + sum(1 for ch in text if ord(ch) >= 0x2E80)
@@ -172,14 +181,9 @@ def export_alerts(
         gdf = gdf.to_crs("EPSG:4326") if gdf.crs is not None else gdf
         _atomic(p, lambda tmp: gdf.to_file(tmp, driver="GeoJSON"))
     else:
+        _fits_excel(p, "alerts", len(alerts))
         roll = localise_rollup(rollup(alerts, farms), lang)
-        for what, n in (("alerts", len(alerts)), ("roll-up", len(roll))):
-            if n + 1 > XLSX_MAX_ROWS:
-                raise ConfigError(
-                    f"{p}: the {what} sheet would have {n:,} rows, more than an Excel sheet "
-                    f"holds ({XLSX_MAX_ROWS - 1:,} below its header); export this book as "
-                    "csv or parquet (--format csv|parquet)"
-                )
+        _fits_excel(p, "roll-up", len(roll))
         table = localise_alerts(_as_text_dates(alerts), lang)
         # the severity column's header and values as the sheet shows them in ``lang``
         en = lang == "en"

@@ -60,14 +60,31 @@ def read_last(store: Store, manifest: dict[str, Any]) -> pd.DataFrame | None:
     return store.read(LAST_TABLE, manifest=manifest)
 
 
+def _last_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Each farm's latest row of ``df``, sorted by farm (``groupby("farm_id").tail(1)`` after
+    the farm-date sort, without hashing the ids)."""
+    out = df.take(farm_date_order(df))
+    ids = out["farm_id"].to_numpy(dtype=object)
+    return out[np.r_[ids[1:] != ids[:-1], True]].reset_index(drop=True)
+
+
+def _overlay(base: pd.DataFrame, newer: pd.DataFrame) -> pd.DataFrame:
+    """``base``'s rows of the farms ``newer`` has none of, and ``newer``'s rows
+    (:data:`LAST_COLUMNS`), sorted by farm and date."""
+    if len(base) and len(newer):
+        base = base[~isin(base["farm_id"].astype(str), newer["farm_id"].astype(str))]
+    parts = [f[list(LAST_COLUMNS)] for f in (base, newer) if len(f)]
+    if not parts:
+        return empty_last()
+    both = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return both.take(farm_date_order(both)).reset_index(drop=True)
+
+
 def latest_per_farm(looks: pd.DataFrame) -> pd.DataFrame:
     """Each farm's latest row of ``looks`` (:data:`LAST_COLUMNS` only), sorted by farm."""
     if not len(looks):
         return empty_last()
-    cols = looks[list(LAST_COLUMNS)]
-    out = cols.take(farm_date_order(cols))
-    ids = out["farm_id"].to_numpy(dtype=object)
-    return out[np.r_[ids[1:] != ids[:-1], True]].reset_index(drop=True)
+    return _last_rows(looks[list(LAST_COLUMNS)])
 
 
 def served_last(
@@ -99,27 +116,15 @@ def carried_before(table: pd.DataFrame, last: pd.DataFrame, *, d0: pd.Timestamp)
     ``last`` (the latest looks before ``d0`` of the farms the step read them for, among them
     every farm whose table row is dated ``d0`` or later) in place of theirs."""
     kept = table[(pd.to_datetime(table["date"]) < d0).to_numpy()] if len(table) else table
-    if len(last):
-        kept = kept[~isin(kept["farm_id"].astype(str), last["farm_id"].astype(str))]
-    parts = [f[list(LAST_COLUMNS)] for f in (kept, last) if len(f)]
-    if not parts:
-        return empty_last()
-    both = pd.concat(parts, ignore_index=True)
-    return both.take(farm_date_order(both)).reset_index(drop=True)
+    return _overlay(kept, last)
 
 
 def next_last(before: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """The ``look_last`` table after a step: ``before`` (each farm's latest look dated
     before the step's first date, :func:`carried_before`) continued by each farm's latest
     new look."""
-    latest = latest_per_farm(new)
-    if len(before) and len(latest):  # each farm once: its new look when it has one
-        before = before[~isin(before["farm_id"].astype(str), latest["farm_id"].astype(str))]
-    parts = [f[list(LAST_COLUMNS)] for f in (before, latest) if len(f)]
-    if not parts:
-        return empty_last()
-    both = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    return both.take(farm_date_order(both)).reset_index(drop=True)
+    # each farm once: its new look when it has one
+    return _overlay(before, latest_per_farm(new))
 
 
 def last_looks_before(
@@ -187,8 +192,4 @@ def last_looks_before(
         return pd.DataFrame(columns=list(columns))
     if len(frames) == 1 and frames[0] is served:  # one row per farm, in farm order
         return served
-    out = pd.concat(frames, ignore_index=True)
-    out = out.take(farm_date_order(out)).reset_index(drop=True)
-    # each farm's last row (rows sorted by farm): ``groupby("farm_id").tail(1)``
-    ids = out["farm_id"].to_numpy(dtype=object)
-    return out[np.r_[ids[1:] != ids[:-1], True]].reset_index(drop=True)
+    return _last_rows(pd.concat(frames, ignore_index=True))

@@ -8,7 +8,7 @@ be applied where it belongs: as a constant shift of reflectance, not of NDVI.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,16 @@ import pandas as pd
 from shapely import affinity
 from shapely.geometry import box
 
-__all__ = ["Event", "feed_store", "make_farms", "make_observations", "mixed_peer_book"]
+__all__ = [
+    "PEER_EVENTS",
+    "Event",
+    "feed_store",
+    "make_farms",
+    "make_observations",
+    "mixed_peer_book",
+    "peer_case",
+    "scattered_clouds",
+]
 
 # (day offset from 1 Oct, NDVI) anchors of one crop year starting 1 October.
 _WHEAT = [
@@ -73,6 +82,15 @@ class Event:
     ramp_days: int = 10
     level: float = 0.25
     shift: int = -10
+
+
+#: the events every peer-level comparison test plants: an abrupt loss and a drought among
+#: region peers (wheat-maize, county-a) and a drought on a farm judged by radius peers
+PEER_EVENTS: tuple[Event, ...] = (
+    Event("A0003", "abrupt_loss", "2026-04-22", "2026-06-10"),
+    Event("A0005", "drought", "2026-03-20", "2026-05-30"),
+    Event("D0001", "drought", "2026-04-01", "2026-06-01"),
+)
 
 
 def make_farms(
@@ -145,6 +163,26 @@ def mixed_peer_book(counts: tuple[int, int, int, int] = (13, 7, 3, 6)) -> gpd.Ge
         part["geometry"] = [affinity.translate(g, xoff=0.003 * k) for g in part.geometry]
     book = pd.concat(parts, ignore_index=True)
     return gpd.GeoDataFrame(book, geometry="geometry", crs="EPSG:4326")
+
+
+def peer_case(
+    counts: tuple[int, int, int, int],
+    events: Iterable[Event],
+    *,
+    start: str,
+    seed: int,
+    clouds: float,
+    cloud_seed: int,
+    end: str = "2026-06-30",
+    drop: Callable[[pd.DataFrame], pd.Series] | None = None,
+) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """A :func:`mixed_peer_book` of ``counts`` farms and its observations with ``events``,
+    ``clouds`` of the rows (and the ``drop(obs)`` rows) removed by :func:`scattered_clouds`:
+    the data of the tests that compare detection paths over every peer level."""
+    farms = mixed_peer_book(counts)
+    obs = make_observations(farms, events=events, start=start, end=end, seed=seed)
+    gone = drop(obs) if drop is not None else None
+    return farms, scattered_clouds(obs, clouds, seed=cloud_seed, drop=gone)
 
 
 def scattered_clouds(

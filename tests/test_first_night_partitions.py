@@ -18,32 +18,22 @@ from agrisat.config import Settings
 from agrisat.looks import farm_state, read_looks
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
-from agrisat.testing_series import (
-    Event,
-    feed_store,
-    make_observations,
-    mixed_peer_book,
-    scattered_clouds,
-)
+from agrisat.testing_series import PEER_EVENTS, Event, feed_store, peer_case
 
 ALL = [(pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01"))]
 NIGHT = "2026-06-30"
 
 
 EVENTS = [
-    Event("A0003", "abrupt_loss", "2026-04-22", "2026-06-10"),
-    Event("A0005", "drought", "2026-03-20", "2026-05-30"),
+    *PEER_EVENTS,
     Event("A0009", "flood", "2026-05-01", "2026-05-20"),
     Event("B0002", "no_planting", "2026-03-01", "2026-06-30"),
-    Event("D0001", "drought", "2026-04-01", "2026-06-01"),
 ]
 
 
 @pytest.fixture(scope="module")
 def data() -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    farms = mixed_peer_book((11, 6, 3, 5))
-    obs = make_observations(farms, events=EVENTS, start="2024-09-01", end=NIGHT, seed=11)
-    return farms, scattered_clouds(obs, 0.2, seed=4)
+    return peer_case((11, 6, 3, 5), EVENTS, start="2024-09-01", seed=11, clouds=0.2, cloud_seed=4)
 
 
 def _dated(obs: pd.DataFrame) -> pd.DataFrame:

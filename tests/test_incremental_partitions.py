@@ -18,11 +18,12 @@ from agrisat.looks import read_looks
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
 from agrisat.testing_series import (
+    PEER_EVENTS,
     Event,
     feed_store,
     make_observations,
     mixed_peer_book,
-    scattered_clouds,
+    peer_case,
 )
 
 ALL = [(pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01"))]
@@ -30,22 +31,18 @@ ALL = [(pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01"))]
 GAP_FARM, GAP_START, GAP_END = "A0007", "2026-02-01", "2026-04-22"
 
 
-EVENTS = [
-    Event("A0003", "abrupt_loss", "2026-04-22", "2026-06-10"),
-    Event("A0005", "drought", "2026-03-20", "2026-05-30"),
-    Event("A0011", "flood", "2026-05-01", "2026-05-20"),
-    Event("D0001", "drought", "2026-04-01", "2026-06-01"),
-]
+EVENTS = [*PEER_EVENTS, Event("A0011", "flood", "2026-05-01", "2026-05-20")]
 
 
 @pytest.fixture(scope="module")
 def data() -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    farms = mixed_peer_book()
-    obs = make_observations(farms, events=EVENTS, start="2024-10-01", end="2026-06-30", seed=5)
-    d = pd.to_datetime(obs["date"])
-    gap = (obs["farm_id"] == GAP_FARM) & (d >= GAP_START) & (d < GAP_END)
-    obs = scattered_clouds(obs, 0.2, seed=3, drop=gap)
-    return farms, obs
+    def gap(obs: pd.DataFrame) -> pd.Series:
+        d = pd.to_datetime(obs["date"])
+        return (obs["farm_id"] == GAP_FARM) & (d >= GAP_START) & (d < GAP_END)
+
+    return peer_case(
+        (13, 7, 3, 6), EVENTS, start="2024-10-01", seed=5, clouds=0.2, cloud_seed=3, drop=gap
+    )
 
 
 def test_partitions_are_whole_farms() -> None:

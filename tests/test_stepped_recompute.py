@@ -19,30 +19,17 @@ from agrisat.lookrun import date_steps
 from agrisat.looks import read_looks, stored_look_rows
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
-from agrisat.testing_series import (
-    Event,
-    feed_store,
-    make_observations,
-    mixed_peer_book,
-    scattered_clouds,
-)
+from agrisat.testing_series import PEER_EVENTS, Event, feed_store, peer_case
 
 ALL = [(pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01"))]
 NIGHT = "2026-06-30"
-EVENTS = [
-    Event("A0003", "abrupt_loss", "2026-04-22", "2026-06-10"),
-    Event("A0005", "drought", "2026-03-20", "2026-05-30"),
-    Event("A0009", "flood", "2026-05-01", "2026-05-20"),
-    Event("D0001", "drought", "2026-04-01", "2026-06-01"),
-]
+EVENTS = [*PEER_EVENTS, Event("A0009", "flood", "2026-05-01", "2026-05-20")]
 
 
 @pytest.fixture(scope="module")
 def data() -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    farms = mixed_peer_book((6, 4, 3, 3))
-    obs = make_observations(farms, events=EVENTS, start="2025-04-01", end=NIGHT, seed=5)
     # a step's partition may hold no look of a date its peers were seen on
-    return farms, scattered_clouds(obs, 0.25, seed=9)
+    return peer_case((6, 4, 3, 3), EVENTS, start="2025-04-01", seed=5, clouds=0.25, cloud_seed=9)
 
 
 def _settings(partition: int, step_rows: int, alert_rows: int = 0) -> Settings:
