@@ -286,7 +286,7 @@ def landsat_lsts(root: Path | None = None, *, block: int = 6) -> RealSet:
         ndmi = (nir - swir) / (nir + swir)
     _, h, w = ndvi.shape
     zones = np.full((h, w), -1, dtype=int)
-    ids = []
+    ids: list[str] = []
     for by in range(h // block):
         for bx in range(w // block):
             zones[by * block : (by + 1) * block, bx * block : (bx + 1) * block] = len(ids)
