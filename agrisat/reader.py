@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 Window = tuple[int, int, int, int]
 #: an asset's declared grid (``proj:transform``): pixel size, upper-left x, upper-left y
 Grid = tuple[float, float, float]
+#: pixel types read as digital numbers (anything else would be cast to uint16 and lost)
+_DN_DTYPES = frozenset({"uint8", "uint16"})
 
 
 class Reader(Protocol):
@@ -160,6 +162,14 @@ class RasterioReader:
         if src.crs is None or src.transform.is_identity:
             src.close()  # a cut header reads as an ungeoreferenced image: not pixels to trust
             raise ValueError("the file has no georeferencing (truncated or not a GeoTIFF?)")
+        if src.dtypes[0] not in _DN_DTYPES:
+            kind = src.dtypes[0]
+            src.close()  # read as uint16, 0-1 reflectances would all become 0 (nodata): silent loss
+            raise ValueError(
+                f"the file's pixels are {kind}; agrisat reads digital numbers (uint8 or uint16, "
+                "as Sentinel-2 L2A assets are) and scales them with the item's scale/offset -- "
+                "fix the asset (or its item) at the source"
+            )
         if grid is not None and not _same_grid(src.transform, grid):
             t = src.transform
             src.close()  # the window was computed from the declared grid: it would be wrong

@@ -181,6 +181,28 @@ def test_a_file_off_its_declared_grid_is_a_scene_error(tmp_path: Path) -> None:
     close_handles()
 
 
+def test_a_float_band_is_a_scene_error_not_nodata(tmp_path: Path) -> None:
+    # a band rewritten as 0-1 float reflectance on the same grid: read as uint16 DN every
+    # value would become 0 (nodata) and a clear scene would silently count as no data
+    import rasterio
+
+    items = _items(tmp_path, _farms(2), DAYS[:2])
+    grid = grid_for((X0, Y0 - 400, X0 + 400, Y0), 32650)
+    nir = Path(items[1].assets["nir"].href)
+    with rasterio.open(nir) as src:
+        profile, dn = src.profile, src.read(1)
+    profile.update(dtype="float32", nodata=None)
+    nir.unlink()
+    with rasterio.open(nir, "w", **profile) as dst:
+        dst.write((dn * 1e-4).astype("float32"), 1)
+    src = direct_source(items, grid, indices=["ndvi"], settings=CubeSettings(chunk_size=16))
+    assert src is not None
+    with pytest.raises(SceneError, match=items[1].id) as info:
+        dask.compute(src.stack())
+    assert "'nir'" in str(info.value) and "float32" in str(info.value)
+    close_handles()
+
+
 class CountingReader(RasterioReader):
     """Records each (href, window) it is asked for."""
 
