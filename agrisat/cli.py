@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .config import Settings, load_settings
@@ -32,6 +34,10 @@ WorkdirOpt = Annotated[
 LogFormatOpt = Annotated[
     str, typer.Option("--log-format", help="text (default) or json (one object per line).")
 ]
+
+
+#: whether the logs go out as JSON (set by _setup_logging; no progress bar among them)
+_JSON_LOGS = [False]
 
 
 class _JsonFormatter(logging.Formatter):
@@ -62,6 +68,7 @@ def _setup_logging(verbose: bool, log_format: str = "text") -> None:
     if log_format not in ("text", "json"):
         raise ConfigError(f"--log-format {log_format!r}: use text or json")
     handler: logging.Handler
+    _JSON_LOGS[0] = log_format == "json"
     if log_format == "json":
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_JsonFormatter())
@@ -84,6 +91,8 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        # a bar is for a person at a terminal: in a cron log or a JSON log stream it is noise
+        disable=not console.is_terminal or _JSON_LOGS[0],
     )
 
 
@@ -196,6 +205,9 @@ def run(
         indices=resolve_indices(indices) if indices else None,
         scheduler=scheduler,
     )
+    from .pipeline import check_run_settings
+
+    check_run_settings(settings)  # before the workdir is created or its book cache written
     raise typer.Exit(
         _run_pipeline(book, catalog, workdir, settings, crs=crs, layer=layer, redetect=redetect)
     )
@@ -221,11 +233,18 @@ def demo(
     """Build the embedded demo archive, run the monitor over it and score its alerts."""
     _setup_logging(verbose)
     from .demo import DemoSpec
-    from .demo.showcase import prepare_archive, score_demo, timed
+    from .demo.showcase import (
+        check_demo_workdir,
+        prepare_archive,
+        score_demo,
+        scores_table,
+        timed,
+    )
     from .export import export_alerts
     from .monitor import latest_alerts
     from .store import Store
 
+    check_demo_workdir(workdir)  # never over a user's own workdir
     spec = DemoSpec()
     with console.status("writing the demo archive (COGs + static STAC catalog)…"):
         (archive, generated), secs = timed(prepare_archive, workdir, spec)
@@ -253,46 +272,12 @@ def demo(
     with console.status("writing the HTML report…"):
         report_path = build_report(workdir, exports / "report.html", catalog=str(archive.catalog))
     out.print(f"report: {report_path}")
-    _print_scores(scores, secs)
+    out.print(scores_table(scores, secs))
     missed = events[~events["detected"].astype(bool)]
     for row in missed.itertuples():
         out.print(f"[yellow]missed: {row.event_id} {row.hazard} on {row.farm_id} from {row.start}")
     out.print(f"scores: {workdir / 'demo-scores.json'}")
     raise typer.Exit(code)
-
-
-def _print_scores(scores: dict[str, object], seconds: float) -> None:
-    from rich.table import Table
-
-    targets = {
-        "recall": ("event recall", ">= 0.95"),
-        "hazard_recall": ("hazard-correct recall", ">= 0.85"),
-        "false_per_100_farm_seasons": ("false alerts / 100 farm-seasons", "<= 0.5"),
-        "stale_per_100_farm_seasons": ("stale-data alerts / 100 farm-seasons", "(apart)"),
-        "median_delay_days": ("median delay, days", "<= 7"),
-        "p90_delay_days": ("p90 delay, days", "<= 15"),
-        # the same delays split at the farm's first clear look where the event can show
-        # (agrisat.scoring): the floor a perfect detector would score, and what detection
-        # took from there (no target of their own)
-        "median_wait_visible_days": ("  floor: start -> first look it shows (median)", ""),
-        "p90_wait_visible_days": ("  floor: start -> first look it shows (p90)", ""),
-        "median_delay_after_visible_days": ("  detection after that look (median)", ""),
-        "p90_delay_after_visible_days": ("  detection after that look (p90)", ""),
-        "max_ids_per_event": ("alert ids per event (max)", "1"),
-    }
-    table = Table(
-        title=f"demo detection quality ({scores.get('n_events')} events, {seconds:.0f} s replay)"
-    )
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
-    for key, (label, target) in targets.items():
-        if key not in scores:
-            continue
-        value = scores.get(key)
-        text = f"{value:.3g}" if isinstance(value, float) else str(value)
-        table.add_row(label, text, target)
-    out.print(table)
 
 
 @app.command()
@@ -369,15 +354,26 @@ def report(
 def main() -> None:
     """Console-script entry point: user errors become one line on stderr and a status code."""
     try:
-        app(standalone_mode=False)
+        # without standalone mode click *returns* the code of a ``typer.Exit`` (exit 3 of a
+        # run with failed scenes) instead of raising it: pass it on to the process
+        code = app(standalone_mode=False)
     except AgrisatError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        # escaped: messages name settings as "[run] batch_rows", which is not markup
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         console.print("[red]aborted[/red]")
         sys.exit(130)
+    except OSError as exc:
+        # a full or read-only disk outside the store's own writes (exports, caches): one line
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        message = escape(f"{exc.strerror}{where}")
+        console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except Exception as exc:  # click usage errors and the like
         import click
 
@@ -385,6 +381,7 @@ def main() -> None:
             exc.show()
             sys.exit(2)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .alerts import AlertSettings, SeverityRule
+from .alerts import AlertSettings
 from .anomaly.settings import DetectSettings
 from .errors import ConfigError
 from .net.policy import RetryPolicy
@@ -171,17 +171,64 @@ class Settings:
         return dataclasses.replace(self, **{section: updated})
 
 
-def _section(cls: type, values: dict[str, Any], name: str) -> Any:
+def _section(cls: type, values: Any, name: str) -> Any:
+    """``cls`` built from one TOML table, each value checked against the field's annotation
+    (a wrong type would otherwise surface as a traceback deep inside a run)."""
+    import typing
+
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{name}] must be a table of settings, got {values!r}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(known)
     if unknown:
         raise ConfigError(
             f"unknown setting(s) {sorted(unknown)} in [{name}]; known: {sorted(known)}"
         )
-    coerced = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    if "severity_rules" in coerced:  # [[alerts.severity_rules]] tables
-        coerced["severity_rules"] = tuple(SeverityRule(**r) for r in coerced["severity_rules"])
-    return cls(**coerced)
+    hints = typing.get_type_hints(cls)
+    coerced = {k: _value(v, hints[k], name, k) for k, v in values.items()}
+    try:
+        return cls(**coerced)
+    except ConfigError as exc:
+        raise ConfigError(f"[{name}]: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{name}] is invalid: {exc}") from None
+
+
+def _value(value: Any, hint: Any, section: str, key: str) -> Any:
+    """``value`` of ``[section] key`` checked against the type ``hint`` (a list made a
+    tuple, an int a float)."""
+    import types
+    import typing
+
+    where = f"[{section}] {key}"
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _value(value, arg, section, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0] if errors else ConfigError(f"{where} cannot be set from a file")
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} = {value!r}: expected a list, e.g. [...]")
+        return tuple(_value(v, args[0], section, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):  # [[alerts.severity_rules]]
+        return _section(hint, value, f"{section}.{key}")
+    expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if hint not in expected and hint is not Any:
+        raise ConfigError(f"{where} cannot be set from a settings file")
+    ok = (
+        hint is Any
+        or (hint is bool and isinstance(value, bool))
+        or (hint is int and isinstance(value, int) and not isinstance(value, bool))
+        or (hint is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (hint is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ConfigError(f"{where} = {value!r}: expected {expected[hint]} ({hint.__name__})")
+    return float(value) if hint is float else value
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -192,6 +239,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
     path
         A TOML file, or None for the defaults.
     """
+    import typing
+
     if path is None:
         return Settings()
     p = Path(path)
@@ -201,14 +250,13 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"settings file {p} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"settings file {p} is not valid TOML: {exc}") from None
-    sections = {
-        "book": BookSettings,
-        "cube": CubeSettings,
-        "zonal": ZonalSettings,
-        "run": RunSettings,
-    }
+    # every section of Settings ([net], [detect] and [alerts] too, as the README documents)
+    sections = typing.get_type_hints(Settings)
     unknown = set(data) - set(sections)
     if unknown:
         raise ConfigError(f"unknown section(s) {sorted(unknown)} in {p}; known: {sorted(sections)}")
-    kwargs = {name: _section(cls, data.get(name, {}), name) for name, cls in sections.items()}
+    try:
+        kwargs = {name: _section(sections[name], data[name], name) for name in data}
+    except ConfigError as exc:
+        raise ConfigError(f"settings file {p}: {exc}") from None
     return Settings(**kwargs)

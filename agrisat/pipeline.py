@@ -22,7 +22,7 @@ from .book import Farms, write_rejects
 from .book.cache import load_book_cached
 from .catalog import find_scenes, redact_url
 from .config import Settings
-from .errors import AgrisatError
+from .errors import AgrisatError, ConfigError
 from .indices import resolve_indices
 from .ingest import ProgressFn, gdal_options, ingest
 from .ledger import new_items
@@ -30,7 +30,7 @@ from .monitor import detect_and_update
 from .net import install_log_redaction
 from .store import Store, frame_fingerprint
 
-__all__ = ["RunResult", "gdal_options", "run"]
+__all__ = ["RunResult", "check_run_settings", "gdal_options", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ def run(
     -------
     RunResult
     """
+    check_run_settings(settings, detect=detect)
     settings_run = settings.run
     indices = resolve_indices(settings_run.indices)
     end = settings_run.end or dt.datetime.now(dt.UTC).date().isoformat()
@@ -111,6 +112,10 @@ def run(
     install_log_redaction()
     with store.lock():
         t0 = time.perf_counter()
+        # refused before anything is written: a store of another format, an --end before
+        # the nights this workdir already ran
+        runs = store.read("runs")
+        _check_end_after_last_run(runs, end)
         # a nightly job's book rarely changes: its checks are reused while the file is the same
         farms = load_book_cached(book, store.book_cache_dir, settings=settings.book)
         write_rejects(farms, workdir)
@@ -132,16 +137,26 @@ def run(
 
         t0 = time.perf_counter()
         ledger = store.read("ledger")  # read once: search window, new items, ingestion
+        start = _search_start(runs, ledger, settings_run)
         items = find_scenes(
             catalog,
             bbox=farms.bounds,
-            start=_search_start(store, ledger, settings_run),
+            start=start,
             end=end,
             collection=settings_run.collection,
             policy=settings.net,
         )
         result.items_found = len(items)
         log.info("catalog %s: %d scenes over the book", redact_url(catalog), len(items))
+        if not items:  # a wrong --collection or catalog would otherwise pass for a quiet night
+            log.warning(
+                "no scene in %s (collection %s) over the book's farms from %s to %s: check "
+                "--catalog, --collection and the dates",
+                redact_url(catalog),
+                settings_run.collection or "default",
+                start or "the beginning",
+                end,
+            )
         new, replaced = new_items(items, ledger)
         result.items_new = len(new)
         result.seconds["catalog"] = time.perf_counter() - t0
@@ -189,17 +204,85 @@ def _where(catalog: str) -> str:
     return str(Path(catalog).resolve())
 
 
-def _search_start(store: Store, ledger: pd.DataFrame, run_settings: Any) -> str | None:
+def check_run_settings(
+    settings: Settings, *, detect: bool = True, today: dt.date | None = None
+) -> None:
+    """Refuse run settings that cannot work, before a run writes anything.
+
+    Parameters
+    ----------
+    settings
+        The run's settings.
+    detect
+        Detection will run (it reads ``settings.detect.index``, which must be computed).
+    today
+        The current UTC date (default: now).
+
+    Raises
+    ------
+    ConfigError
+        ``run.end`` is after tomorrow (UTC), ``run.indices`` lack the index detection reads,
+        or ``run.scheduler`` is not a scheduler spec.
+    """
+    from .scheduler import choose_scheduler
+
+    run_settings = settings.run
+    today = today or dt.datetime.now(dt.UTC).date()
+    if run_settings.end:
+        try:
+            end = dt.date.fromisoformat(run_settings.end)
+        except ValueError:
+            raise ConfigError(f"--end {run_settings.end!r} is not a date like 2026-06-30") from None
+        # one day of slack: "today" in Beijing is still yesterday in UTC for eight hours
+        if end > today + dt.timedelta(days=1):
+            raise ConfigError(
+                f"--end {end} is in the future (today is {today} UTC): no scene can exist yet, "
+                "and a later night would search from it; give today's date or leave --end out"
+            )
+    if detect and run_settings.indices is not None:
+        index = settings.detect.index
+        if index not in resolve_indices(run_settings.indices):
+            raise ConfigError(
+                f"--indices {','.join(run_settings.indices)}: detection reads {index}; include "
+                f"it, e.g. --indices {index},ndmi"
+            )
+    # an address is only tried once the book is read: a malformed one is refused now
+    choose_scheduler(run_settings.scheduler, cpus=1, farms=0)
+
+
+def _last_end(runs: pd.DataFrame) -> str | None:
+    """The latest ``--end`` among the workdir's runs (None before the first)."""
+    ends = [e for e in runs.get("end", pd.Series(dtype=str)).astype(str) if e]
+    return max(ends) if ends else None
+
+
+def _check_end_after_last_run(runs: pd.DataFrame, end: str) -> None:
+    """A workdir moves forward night by night: an earlier ``--end`` is refused, saying why."""
+    last = _last_end(runs)
+    if last is None or end >= last:
+        return
+    why = (
+        " (a date in the future: that run's --end was a mistake; its alerts are wrong too, so "
+        "start a new workdir)"
+        if dt.date.fromisoformat(last) > dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+        else ""
+    )
+    raise ConfigError(
+        f"this workdir already ran up to {last}{why}; --end {end} is earlier. Give --end {last} "
+        "or later, or replay earlier nights in a new workdir"
+    )
+
+
+def _search_start(runs: pd.DataFrame, ledger: pd.DataFrame, run_settings: Any) -> str | None:
     """First day to search.
 
     ``--start`` on a first run; later the last run's end minus the look-back, or earlier when a
     scene that failed before is older (failed scenes are retried until they succeed).
     """
-    runs = store.read("runs")
-    ends = [e for e in runs.get("end", pd.Series(dtype=str)).astype(str) if e]
-    if not ends:
+    last = _last_end(runs)
+    if last is None:
         return run_settings.start
-    back = dt.date.fromisoformat(max(ends)) - dt.timedelta(days=int(run_settings.lookback_days))
+    back = dt.date.fromisoformat(last) - dt.timedelta(days=int(run_settings.lookback_days))
     start = back.isoformat()
     if len(ledger):
         last = ledger.drop_duplicates("item_id", keep="last")

@@ -80,7 +80,28 @@ def choose_scheduler(
                 f"scheduler {text!r}: write local:N with N a number of worker processes >= 1"
             )
         return SchedulerChoice("local", workers=int(n))
-    return SchedulerChoice("address", address=text)
+    return SchedulerChoice("address", address=_check_address(text))
+
+
+def _check_address(text: str) -> str:
+    """``text`` when it reads as a dask scheduler address (``[scheme://]host:port``), else a
+    ConfigError: distributed would otherwise fail deep inside with its own ValueError."""
+    from urllib.parse import urlsplit
+
+    scheme = text.partition("://")[0] if "://" in text else "tcp"
+    parts = urlsplit(text if "://" in text else f"tcp://{text}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if scheme == "inproc" or (
+        scheme in ("tcp", "tls", "ws", "wss", "ucx") and parts.hostname and port is not None
+    ):
+        return text
+    raise ConfigError(
+        f"--scheduler {text!r}: use threads, local, local:N or a dask scheduler address like "
+        "tcp://10.0.0.5:8786"
+    )
 
 
 @contextlib.contextmanager

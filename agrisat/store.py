@@ -18,6 +18,7 @@ Part names are content hashes, so the same data written twice gives the same byt
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -328,7 +329,8 @@ class Store:
             "tables": tables,
             "meta": {**manifest.get("meta", {}), **txn.meta},
         }
-        atomic_write_text(self.manifest_path, json.dumps(new, indent=1, sort_keys=True))
+        with self._writing():
+            atomic_write_text(self.manifest_path, json.dumps(new, indent=1, sort_keys=True))
         self._collect_garbage(new)
 
     def _write_part(self, table: str, df: pd.DataFrame, *, rows: np.ndarray | None = None) -> str:
@@ -338,7 +340,7 @@ class Store:
         The Parquet file is written straight to a temporary file and hashed from there: a
         large part is never held as bytes in memory beside the frame it comes from.
         """
-        with _temporary(self.root / table, f".{table}.", ".tmp.parquet") as tmp:
+        with self._writing(), _temporary(self.root / table, f".{table}.", ".tmp.parquet") as tmp:
             _write_parquet(df, tmp, rows=rows)
             digest = hashlib.sha256()
             with open(tmp, "rb") as fh:
@@ -366,16 +368,34 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A full or read-only disk ends the run with a StoreError saying so (commits are all
+        or nothing: what was committed stays, and a rerun finishes the job)."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                what = "no space left on the disk; free space and rerun (nothing is lost)"
+            elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                what = f"it is not writable ({exc.strerror}); a run must write there"
+            else:
+                raise
+            raise StoreError(f"cannot write the store of {self.workdir}: {what}") from None
+
     # -- locking -------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the workdir's OS file lock; a second holder gets :class:`WorkdirLockedError`."""
         from filelock import FileLock, Timeout
 
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.workdir.exists() and not self.workdir.is_dir():
+            raise StoreError(f"--workdir {self.workdir} is a file; give a folder")
         fl = FileLock(str(self.workdir / ".agrisat.lock"), timeout=0)
         try:
-            fl.acquire()
+            with self._writing():  # read-only: exports and the notebook API still work
+                self.workdir.mkdir(parents=True, exist_ok=True)
+                fl.acquire()
         except Timeout:
             raise WorkdirLockedError(
                 f"another agrisat run is using {self.workdir}; wait for it to finish "

@@ -200,6 +200,11 @@ def _open_static(
             f"cannot read the static STAC catalog {redact_url(catalog)}: "
             f"{redact_text(str(exc))[:300]}; check the path and that it is STAC JSON"
         ) from None
+    except pystac.STACTypeError:  # JSON, but not STAC (a GeoJSON book given as --catalog...)
+        raise CatalogError(
+            f"{redact_url(catalog)} is JSON but not a STAC catalog, collection, item or item "
+            "collection; --catalog takes a STAC API URL or a static catalog.json"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CatalogError(
             f"cannot read the static STAC catalog {redact_url(catalog)}: "

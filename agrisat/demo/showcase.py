@@ -17,11 +17,18 @@ from typing import Any
 import pandas as pd
 
 from ..config import Settings
+from ..errors import ConfigError
 from ..store import Store, atomic_write_text
 from .archive import generate_demo
 from .spec import DemoArchive, DemoSpec
 
-__all__ = ["DemoOutcome", "prepare_archive", "score_demo"]
+__all__ = [
+    "DemoOutcome",
+    "check_demo_workdir",
+    "prepare_archive",
+    "score_demo",
+    "scores_table",
+]
 
 
 @dataclass
@@ -33,6 +40,33 @@ class DemoOutcome:
     seconds: dict[str, float] = field(default_factory=dict)
     scores: dict[str, Any] = field(default_factory=dict)
     events: pd.DataFrame | None = None
+
+
+def check_demo_workdir(workdir: Path) -> None:
+    """Refuse a workdir the demo did not make: the demo replaces its farms and alert history.
+
+    Missing or empty folders are fine, and so is a workdir holding ``archive/demo.json`` (the
+    demo's marker, written with its archive).
+
+    Raises
+    ------
+    ConfigError
+        ``workdir`` is a file, or a non-empty folder without the demo's marker.
+    """
+    if not workdir.exists():
+        return
+    if not workdir.is_dir():
+        raise ConfigError(f"--workdir {workdir} is a file; give a folder for the demo")
+    if (workdir / "archive" / "demo.json").exists():
+        return
+    # only an archive folder: a first demo interrupted while writing it (the marker comes last)
+    if {p.name for p in workdir.iterdir()} <= {"archive"}:
+        return
+    what = "an agrisat store" if (workdir / "store").exists() else "files"
+    raise ConfigError(
+        f"--workdir {workdir} holds {what} not made by the demo, which would replace its farms "
+        "and alert history; give the demo an empty or new folder (default demo-out)"
+    )
 
 
 def prepare_archive(workdir: Path, spec: DemoSpec) -> tuple[DemoArchive, bool]:
@@ -99,6 +133,41 @@ def score_demo(
     plain = {k: v for k, v in scores.items() if not isinstance(v, pd.DataFrame)}
     atomic_write_text(workdir / "demo-scores.json", json.dumps(plain, indent=1, default=str))
     return plain, events
+
+
+def scores_table(scores: dict[str, Any], seconds: float) -> Any:
+    """The demo's detection scores against their targets, as a rich table to print."""
+    from rich.table import Table
+
+    targets = {
+        "recall": ("event recall", ">= 0.95"),
+        "hazard_recall": ("hazard-correct recall", ">= 0.85"),
+        "false_per_100_farm_seasons": ("false alerts / 100 farm-seasons", "<= 0.5"),
+        "stale_per_100_farm_seasons": ("stale-data alerts / 100 farm-seasons", "(apart)"),
+        "median_delay_days": ("median delay, days", "<= 7"),
+        "p90_delay_days": ("p90 delay, days", "<= 15"),
+        # the same delays split at the farm's first clear look where the event can show
+        # (agrisat.scoring): the floor a perfect detector would score, and what detection
+        # took from there (no target of their own)
+        "median_wait_visible_days": ("  floor: start -> first look it shows (median)", ""),
+        "p90_wait_visible_days": ("  floor: start -> first look it shows (p90)", ""),
+        "median_delay_after_visible_days": ("  detection after that look (median)", ""),
+        "p90_delay_after_visible_days": ("  detection after that look (p90)", ""),
+        "max_ids_per_event": ("alert ids per event (max)", "1"),
+    }
+    table = Table(
+        title=f"demo detection quality ({scores.get('n_events')} events, {seconds:.0f} s replay)"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    for key, (label, target) in targets.items():
+        if key not in scores:
+            continue
+        value = scores.get(key)
+        text = f"{value:.3g}" if isinstance(value, float) else str(value)
+        table.add_row(label, text, target)
+    return table
 
 
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
