@@ -6,6 +6,12 @@ loss, no planting) form one family: while an alert of that family is open on a f
 anomalous looks extend it instead of opening a second alert. ``stale_data`` is its own family.
 An alert resolves only on clear evidence: ``recover_looks`` consecutive clear looks back in the
 normal range (a clear look at all, for stale data); cloudy or missing dates never resolve it.
+
+A farm that leaves the loan book takes its open alerts with it: the first run without it
+closes them (status ``resolved`` on that run's date, the evidence ending "closed <date>: the
+farm left the loan book", :func:`agrisat.i18n.left_book`), keeping their ids, history and
+the book keys they had; its looks raise nothing while it is out. If the farm comes back and is
+still anomalous, it gets a new alert (a new id, derived from the closed one's).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .alerts_book import attach_book, back_in_book_id, close_departed, departed_farms
 from .alerts_fast import evidence as _evidence
 from .alerts_fast import peer_fields, split_stale, stale_records
 from .arrowops import isin
@@ -151,7 +158,9 @@ def update_alerts(
     anomalies
         :func:`agrisat.anomaly.detect`'s output for this run.
     farms
-        The loan book (keys, region, crop, exposure are copied onto alerts).
+        The loan book (keys, region, crop, exposure are copied onto alerts). Open alerts of
+        farms not in it are closed (see the module documentation) and anomaly rows of such
+        farms are ignored.
     run_date
         The run's date (``asof``).
     _fast
@@ -173,11 +182,20 @@ def update_alerts(
     for col in ("onset_date", "last_observed", "first_raised", "last_updated", "resolved_date"):
         hist[col] = pd.to_datetime(hist[col])
     hist = hist.set_index("alert_id", drop=False)
-    anomalies = anomalies[pd.to_datetime(anomalies["date"]) <= day]
+    book = farms["farm_id"].astype(str).unique().tolist()
+    anomalies = anomalies[
+        (pd.to_datetime(anomalies["date"]) <= day).to_numpy()
+        & isin(anomalies["farm_id"].astype(str), book)
+    ]
     looks = anomalies[anomalies["state"] != "stale"]
     last_seen = looks.groupby("farm_id")["date"].max().to_dict()
     out: dict[str, dict[str, Any]] = {}
     open_all = hist[hist["status"].isin(OPEN)]
+    # Open alerts of farms that left the book close below (carried, not walked).
+    leaving = open_all.index[~isin(open_all["farm_id"].astype(str), book)]
+    open_all = open_all.drop(index=leaving)
+    # Farms back in the book after an alert closed on their leaving: walked, for new ids.
+    closed_out = departed_farms(hist)
     # Only farms with something to say: an anomalous/stale row or an open alert to follow.
     talk = anomalies.loc[anomalies["state"].isin(["anomalous", "stale"]), "farm_id"]
     subset = anomalies[isin(anomalies["farm_id"], [*talk.unique(), *open_all["farm_id"]])]
@@ -210,7 +228,7 @@ def update_alerts(
             "farm_id",
         ]
         fast, stale = split_stale(
-            stale, dates=anomalies["date"], blocked=[*blocked, *looks_by_farm]
+            stale, dates=anomalies["date"], blocked=[*blocked, *looks_by_farm, *closed_out]
         )
     walk = sorted(set(subset.loc[~isin(subset["farm_id"], fast["farm_id"]), "farm_id"]))
     # Only the walked farms' history is needed as records (ids embed the farm id).
@@ -223,6 +241,7 @@ def update_alerts(
         open_ids = open_by_farm.get(farm_id, [])
         for ep in eps:
             ep["id"] = _alert_id(str(farm_id), ep["family"], pd.Timestamp(ep["onset"]))
+            ep["id"] = back_in_book_id(ep["id"], ep["resolved"], hist_rec)
         _carry_open_ids([e for e in eps if e["family"] != "stale_data"], open_ids, hist_rec)
         for aid in open_ids:
             h = hist_rec[aid]
@@ -254,9 +273,10 @@ def update_alerts(
         done += cols["alert_id"]
     carried = hist[~isin(hist.index, list(done))].copy()
     carried.loc[carried["status"].eq("new") & (carried["first_raised"] < day), "status"] = "ongoing"
+    close_departed(carried, leaving, day)
     frames = [f for f in (carried.reset_index(drop=True), new) if len(f)]
     result = pd.concat(frames, ignore_index=True) if frames else _empty()
-    result = _attach_book(result, farms)
+    result = attach_book(result, farms)[list(ALERT_COLUMNS)]
     # debug: a night's lifecycle runs in farm groups, each a call; the night's totals are
     # logged once by its caller (agrisat.monitor)
     log.debug(
@@ -357,32 +377,3 @@ def _capped(severity: str, cap: str | None) -> str:
 
 def _empty() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in ALERT_COLUMNS})
-
-
-def _attach_book(alerts: pd.DataFrame, farms: pd.DataFrame) -> pd.DataFrame:
-    book = pd.DataFrame(
-        {
-            "farm_id": farms["farm_id"].astype(str).to_numpy(),
-            "loan_id": farms["loan_id"].astype(str).to_numpy(),
-            "borrower_id": farms["borrower_id"].astype(str).to_numpy(),
-            "region": farms["region"].fillna("").astype(str).to_numpy()
-            if "region" in farms.columns
-            else "",
-            "crop": farms["crop"].astype(str).to_numpy(),
-            "exposure": farms["exposure"].astype(float).to_numpy(),
-        }
-    )
-    a = alerts.drop(
-        columns=[
-            c
-            for c in ("loan_id", "borrower_id", "region", "crop", "exposure")
-            if c in alerts.columns
-        ]
-    )
-    a = a.merge(book, on="farm_id", how="left")
-    for col in ("onset_date", "last_observed", "first_raised", "last_updated", "resolved_date"):
-        a[col] = pd.to_datetime(a[col])
-    for col in ("score", "value", "expected", "exposure", "peer_median", "peer_n", "usual_gap"):
-        a[col] = pd.to_numeric(a[col], errors="coerce").astype(float)
-    a["n_looks"] = pd.to_numeric(a["n_looks"], errors="coerce").fillna(0).astype(int)
-    return a[list(ALERT_COLUMNS)]

@@ -8,17 +8,25 @@ and the detector's evidence. Chinese is for people: CSV, XLSX and GeoJSON get Ch
 labels for hazard/severity/status/peer state/crop and a Chinese evidence sentence; the CSV is
 UTF-8 with a BOM so Excel on Chinese Windows does not read it as GBK. Parquet is for machines:
 it keeps the English schema and gains one column, ``evidence_zh``.
+
+Formula injection (book values are not trusted text): in CSV, a text cell that starts with
+``=``, ``+``, ``-``, ``@``, tab or CR and is not a plain number gets a leading ``'``
+(:mod:`agrisat.csvsafe`, the OWASP rule); numeric columns are untouched. In XLSX, such text is
+written as a typed text cell (never a formula), its value unchanged. Parquet and GeoJSON keep
+every value exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 
 from .alerts import ALERT_COLUMNS
+from .csvsafe import FORMULA_STARTS, defuse_frame
 from .errors import ConfigError
 from .i18n import check_lang, header, localise_alerts, localise_rollup, render_evidence, t
 from .rollup import rollup
@@ -104,8 +112,23 @@ def _xlsx(
             head.append(cell)
         ws.append(head)
         for row in df.itertuples(index=False):
-            ws.append([None if (isinstance(v, float) and v != v) else v for v in row])
+            ws.append([_cell(ws, v) for v in row])
     wb.save(path)
+
+
+def _cell(ws: Any, v: Any) -> Any:
+    """One XLSX cell's value: NaN empty; text that a spreadsheet could take for a formula a
+    typed text cell (openpyxl makes any text starting with ``=`` a formula, so a book's
+    ``=HYPERLINK(...)`` farm id would be live), its value unchanged."""
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, str) and v[:1] in FORMULA_STARTS:
+        from openpyxl.cell import WriteOnlyCell
+
+        cell = WriteOnlyCell(ws, value=v)
+        cell.data_type = "s"
+        return cell
+    return v
 
 
 def _fits_excel(path: Path, sheet: str, rows: int) -> None:
@@ -145,6 +168,9 @@ def export_alerts(
     lang
         ``en`` (default) or ``zh``; see the module documentation for what changes.
 
+    Text a spreadsheet would run as a formula is defused in CSV (a leading ``'``) and typed as
+    text in XLSX; see the module documentation.
+
     Returns
     -------
     pathlib.Path
@@ -163,7 +189,8 @@ def export_alerts(
             f"alerts table lacks columns {missing}; build it with agrisat.alerts.update_alerts"
         )
     if kind == "csv":
-        table = localise_alerts(_as_text_dates(alerts), lang)
+        # book values a spreadsheet would run as formulas get a leading ' (agrisat.csvsafe)
+        table = defuse_frame(localise_alerts(_as_text_dates(alerts), lang))
         # The BOM tells Excel the file is UTF-8; without it Chinese Windows assumes GBK.
         encoding = "utf-8" if lang == "en" else "utf-8-sig"
         _atomic(p, lambda tmp: table.to_csv(tmp, index=False, encoding=encoding))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .csvsafe import defuse_frame
 from .errors import ConfigError, StoreError
 from .indices import INDICES
 from .store import Store, atomic_write_bytes
@@ -56,7 +57,12 @@ def read_observations(workdir: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def export_observations(workdir: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
-    """Write the observations to ``out`` (.csv or .parquet by suffix), atomically. Returns rows."""
+    """Write the observations to ``out`` (.csv or .parquet by suffix), atomically. Returns rows.
+
+    In CSV, a text cell (a farm or item id) that a spreadsheet would run as a formula --
+    starting with ``=``, ``+``, ``-``, ``@``, tab or CR and not a plain number -- gets a leading
+    ``'`` (:mod:`agrisat.csvsafe`); numeric columns and Parquet keep their values exact.
+    """
     path = Path(out)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
@@ -64,7 +70,7 @@ def export_observations(workdir: str | os.PathLike[str], out: str | os.PathLike[
     df = read_observations(workdir)
     buf = io.BytesIO()
     if suffix == ".csv":
-        df.to_csv(buf, index=False, float_format="%.6g")
+        defuse_frame(df).to_csv(buf, index=False, float_format="%.6g")
     else:
         df.to_parquet(buf, index=False)
     atomic_write_bytes(path, buf.getvalue())

@@ -206,6 +206,11 @@ def plot_farm(
 
     check_lang(lang)
     col = f"{index}_mean"
+    if observations.empty:  # before "index not computed": no index column is the symptom
+        raise ConfigError(
+            "no observations yet in this workdir: no run has found a scene of its farms "
+            "(check the catalog, collection and dates the runs read)"
+        )
     if col not in observations.columns:
         raise ConfigError(f"index {index!r} was not computed in this workdir (no {col} column)")
     book = farms[farms["farm_id"].astype(str) == str(farm_id)]

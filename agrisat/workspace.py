@@ -35,12 +35,32 @@ if TYPE_CHECKING:
 
     from .chips import ChipSet
 
-__all__ = ["Workspace", "observations_dataset", "open_workspace", "resolve_catalog"]
+__all__ = [
+    "LOOK_TOLERANCE_DAYS",
+    "Workspace",
+    "observations_dataset",
+    "open_workspace",
+    "resolve_catalog",
+]
 
 log = logging.getLogger(__name__)
 
 #: farm attributes carried as coordinates along ``farm`` in the observations Dataset
 FARM_COORDS = ("loan_id", "borrower_id", "crop", "region", "exposure")
+#: how far (days) the look picked for a wanted date may be (:meth:`Workspace.pick_looks`):
+#: a few Sentinel-2 revisits; farther, the look shows another stage of the season
+LOOK_TOLERANCE_DAYS = 30
+
+
+def _as_day(value: Any) -> pd.Timestamp:
+    """``value`` as a day, or a :class:`~agrisat.errors.ConfigError` naming it."""
+    try:
+        day = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{value!r} is not a date: use YYYY-MM-DD") from exc
+    if pd.isna(day):
+        raise ConfigError(f"{value!r} is not a date: use YYYY-MM-DD")
+    return day.normalize()
 
 
 def resolve_catalog(
@@ -252,19 +272,27 @@ class Workspace:
         return self._catalog
 
     def chips(
-        self, farm_id: str, dates: Sequence[str] | str, *, pad_m: float = 60.0, show: bool = True
+        self,
+        farm_id: str,
+        dates: Sequence[str] | str,
+        *,
+        pad_m: float = 60.0,
+        show: bool = True,
+        max_days: int | None = LOOK_TOLERANCE_DAYS,
     ) -> ChipSet:
         """True-colour and NDVI chips of a farm on ``dates``, read from the scenes' COGs.
 
-        Each date picks the farm's observation of that day (else the nearest observed day) and
-        the STAC item that observation came from. Returns a :class:`agrisat.chips.ChipSet`
-        (arrays + ``figure``; ``show=False`` skips drawing).
+        Each date picks the farm's observation of that day (else the nearest observed day, at
+        most ``max_days`` away; see :meth:`pick_looks`) and the STAC item that observation came
+        from. Returns a :class:`agrisat.chips.ChipSet` (arrays + ``figure``; ``show=False``
+        skips drawing).
 
         Raises
         ------
         ConfigError
-            No catalog is known (pass ``agrisat.open(workdir, catalog=...)``) or the farm id
-            is not in the book.
+            No catalog is known (pass ``agrisat.open(workdir, catalog=...)``), the farm id is
+            not in the book, a date is not a date, or the farm has no observation within
+            ``max_days`` of one.
         """
         from .chips import SceneIndex, load_chips
 
@@ -273,17 +301,46 @@ class Workspace:
                 f"no STAC catalog known for {self.workdir}: open it with "
                 "agrisat.open(workdir, catalog=<the catalog the run read>) to read chips"
             )
+        farm = self._farm_row(farm_id)
+        wanted = [dates] if isinstance(dates, str) else list(dates)
+        picks = self.pick_looks(farm_id, wanted, max_days=max_days)
         if self._scenes is None:
             self._scenes = SceneIndex(self.catalog)
-        farm = self._farm_row(farm_id)
-        picks = self.pick_looks(farm_id, [dates] if isinstance(dates, str) else list(dates))
         return load_chips(farm, picks, self._scenes, pad_m=pad_m, draw=show)
 
-    def pick_looks(self, farm_id: str, dates: Sequence[str]) -> pd.DataFrame:
+    def pick_looks(
+        self,
+        farm_id: str,
+        dates: Sequence[str],
+        *,
+        max_days: int | None = LOOK_TOLERANCE_DAYS,
+    ) -> pd.DataFrame:
         """For each wanted date, the farm's observation of that day or the nearest one.
 
-        Returns ``wanted``, ``date``, ``item_id``, ``status``, ``clear_fraction``.
+        Parameters
+        ----------
+        farm_id
+            The farm.
+        dates
+            Wanted dates (``YYYY-MM-DD`` or anything :class:`pandas.Timestamp` reads).
+        max_days
+            The nearest observation may be at most this many days from a wanted date (None: any
+            distance). A date beyond it is refused rather than answered with a look of another
+            season or year.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``wanted``, ``date``, ``item_id``, ``status``, ``clear_fraction``, ``days_off``
+            (days from the wanted date to the look's).
+
+        Raises
+        ------
+        ConfigError
+            A date that is not a date, a farm without observations, or no observation within
+            ``max_days`` of a wanted date (the message names the nearest observed date).
         """
+        days = [_as_day(d) for d in dates]
         obs = self.observations_table
         rows = obs[obs["farm_id"].astype(str) == str(farm_id)]
         rows = rows[rows["item_id"].astype(str) != ""]
@@ -291,17 +348,26 @@ class Workspace:
             raise ConfigError(f"farm {farm_id} has no observation in {self.workdir}")
         when = pd.to_datetime(rows["date"]).to_numpy()
         out = []
-        for wanted in dates:
-            w = pd.Timestamp(wanted).to_datetime64()
-            i = int(np.argmin(np.abs(when - w)))
+        for wanted, w in zip(dates, days, strict=True):
+            gap = np.abs(when - w.to_datetime64())
+            i = int(np.argmin(gap))
             r = rows.iloc[i]
+            off = int(gap[i] // np.timedelta64(1, "D"))
+            if max_days is not None and off > max_days:
+                raise ConfigError(
+                    f"farm {farm_id} has no observation within {max_days} days of {wanted!r}: "
+                    f"the nearest is {pd.Timestamp(r['date']):%Y-%m-%d} ({off} days away); "
+                    f"its observations run {pd.Timestamp(when.min()):%Y-%m-%d} to "
+                    f"{pd.Timestamp(when.max()):%Y-%m-%d} (or pass max_days=None)"
+                )
             out.append(
                 {
-                    "wanted": str(pd.Timestamp(wanted).date()),
+                    "wanted": str(w.date()),
                     "date": str(r["date"]),
                     "item_id": str(r["item_id"]),
                     "status": str(r["status"]),
                     "clear_fraction": float(r["clear_fraction"]),
+                    "days_off": off,
                 }
             )
         return pd.DataFrame(out)

@@ -75,7 +75,7 @@ Hostile input
     not read (GDAL would write ``.gfs`` files beside it and may fetch schemas: convert it to
     GeoPackage first); a zip member is opened by name, never the archive as a whole; nothing
     is written beside the book; ``write_rejects`` prefixes text cells that a spreadsheet would
-    run as a formula (``=``, ``+``, ``-``, ``@``) with ``'``.
+    run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR; :mod:`agrisat.csvsafe`) with ``'``.
 """
 
 from __future__ import annotations
@@ -83,12 +83,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -345,18 +343,11 @@ def _rejects(
     return out
 
 
-_NUMERIC_TEXT = re.compile(r"[+-]?[\d.,\s]*\d[\d.,\s]*(?:[eE][+-]?\d+)?")
-
-
-def _defuse(value: Any) -> Any:
-    # A spreadsheet runs cells starting with = + - @ as formulas (CSV injection); numbers
-    # such as "-12.5" are left alone.
-    formula = isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r")
-    return "'" + value if formula and not _NUMERIC_TEXT.fullmatch(value) else value
-
-
 def write_rejects(farms: Farms, workdir: str | os.PathLike[str]) -> Path:
     """Write ``workdir/rejects.csv`` (UTF-8; header only when nothing was rejected).
+
+    Text cells a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``,
+    tab or CR and not a plain number) get a leading ``'`` (:mod:`agrisat.csvsafe`).
 
     The file is written to a temporary file in ``workdir`` and moved into place, so a reader
     never sees half a file.
@@ -376,10 +367,10 @@ def write_rejects(farms: Farms, workdir: str | os.PathLike[str]) -> Path:
     folder = Path(workdir)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "rejects.csv"
-    table = farms.rejects.copy()
-    for col in table.columns:
-        if not pd.api.types.is_numeric_dtype(table[col]):
-            table[col] = table[col].map(_defuse)
+    from ..csvsafe import defuse_frame
     from ..store import atomic_write_text
+
+    # book values a spreadsheet would run as formulas get a leading ' (agrisat.csvsafe)
+    table = defuse_frame(farms.rejects)
 
     return atomic_write_text(target, table.to_csv(index=False, lineterminator="\n"))

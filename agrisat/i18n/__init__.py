@@ -46,11 +46,14 @@ __all__ = [
     "CROPS",
     "HAZARDS",
     "LANGS",
+    "LEFT_BOOK",
     "PEER_STATES",
     "SEVERITIES",
     "STATUSES",
     "check_lang",
     "header",
+    "left_book",
+    "left_book_evidence",
     "localise_alerts",
     "localise_rollup",
     "render_evidence",
@@ -218,13 +221,34 @@ STALE_REASON: dict[str, str] = {
 }
 
 
+#: the words that close the evidence of an alert whose farm is no longer in the loan book
+#: (:func:`left_book_evidence`); :func:`left_book` recognises an alert closed that way from them,
+#: so the stored English sentence is the one record of why the alert closed
+LEFT_BOOK = "the farm left the loan book"
+
+
+def left_book_evidence(evidence: Any, day: Any) -> str:
+    """``evidence`` (an alert's English sentence) with the note that the alert was closed on
+    ``day`` because its farm left the loan book."""
+    text = "" if _missing(evidence) else str(evidence).rstrip().rstrip(".")
+    note = f"closed {_day(day)}: {LEFT_BOOK}"
+    return f"{text}; {note}." if text else f"{note[:1].upper()}{note[1:]}."
+
+
+def left_book(row: Mapping[str, Any]) -> bool:
+    """Whether ``row`` (one alert) was closed because its farm left the loan book."""
+    ev = row.get("evidence")
+    return row.get("status") == "resolved" and isinstance(ev, str) and f": {LEFT_BOOK}." in ev
+
+
 def render_evidence(row: Mapping[str, Any], lang: str = "en") -> str:
     """The evidence sentence of one alert, from its structured columns.
 
     Uses ``hazard``, ``index``, ``value``, ``expected``, ``score`` (the episode's peak
     magnitude: relative deficit or drop, water share, NDVI gap, days unseen), ``onset_date``,
     ``n_looks``, ``peer_state``, ``peer_median``, ``peer_n``, ``usual_gap``, ``status`` and
-    ``resolved_date``; ``severity`` has its own
+    ``resolved_date`` (and ``evidence``, only to tell an alert closed because its farm left the
+    book, :func:`left_book`, from one that recovered); ``severity`` has its own
     column and is not repeated. Missing numbers print as ``–``.
 
     Parameters
@@ -247,7 +271,14 @@ def render_evidence(row: Mapping[str, Any], lang: str = "en") -> str:
     n = 0 if raw_n is None or _missing(raw_n) else int(raw_n)
     peer = _PEER_SENTENCE[lang].get(str(row.get("peer_state")), "") if hz == "drought" else ""
     text = (_en if lang == "en" else _zh)(hz, row, idx, onset, n, peer)
-    if row.get("status") == "resolved":
+    if left_book(row):
+        day = _day(row.get("resolved_date"))
+        text += (
+            f"; closed {day}: {LEFT_BOOK}"
+            if lang == "en"
+            else f"；已于 {day} 关闭（该地块已移出贷款清单）"
+        )
+    elif row.get("status") == "resolved":
         day = _day(row.get("resolved_date"))
         text += (
             f"; resolved {day} after clear looks back in the normal range"

@@ -83,7 +83,8 @@ def build_report(
     alerts = sort_alerts(ws.alerts("all"))
     runs = ws.runs()
     asof = ws.asof
-    last_clear = last_clear_looks(ws.observations_table, farms["farm_id"])
+    observations = ws.observations_table
+    last_clear = last_clear_looks(observations, farms["farm_id"])
 
     legend = [(k, label(k if k in ("critical", "warning", "watch") else f"legend_{k}", lang))
               for k in MAP_CLASSES]  # fmt: skip
@@ -92,7 +93,7 @@ def build_report(
         summary_section(runs, alerts, farms, lang),
         f'<section id="map"><h2>{label("map", lang)}</h2><div class="mapbox">{svg}'
         '<div id="tip"></div></div></section>',
-        freshness_section(last_clear, asof, lang),
+        freshness_section(last_clear, asof, lang, observed=len(observations) > 0),
         alerts_section(alerts, lang, max_rows=max_rows),
         rollup_section(ws.rollup(), lang),
         cards_section(ws, alerts, lang, top_n=top_n, max_cards=max_cards, chips=chips),

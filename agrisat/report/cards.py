@@ -40,13 +40,15 @@ _CJK_FONTS = ["DejaVu Sans", "Noto Sans CJK SC", "Source Han Sans SC", "Microsof
 
 
 def figure_data_uri(fig: Figure, lang: str) -> str:
-    """A figure as a data URI: PNG in English, SVG with its text kept as text otherwise.
+    """A figure as a data URI: PNG in English, SVG with its text kept as text otherwise -- and
+    in English too when some of its text has no glyph in matplotlib's font (a Chinese farm id
+    or region in an English report).
 
     Why SVG for Chinese: matplotlib's bundled fonts have no CJK glyphs, and the machine that
     builds the report often has none either. With ``svg.fonttype: none`` the labels stay
     ``<text>`` elements and the reader's browser draws them with its own CJK font.
     """
-    if lang == "en":
+    if lang == "en" and _drawable(fig):
         return png_data_uri(fig)
     import matplotlib
 
@@ -59,6 +61,19 @@ def figure_data_uri(fig: Figure, lang: str) -> str:
             text.set_fontfamily(["sans-serif"])
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _drawable(fig: Figure) -> bool:
+    """Whether matplotlib's default font has a glyph for every character of ``fig``'s text
+    (else a PNG shows boxes where the text was)."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    chars = {c for t in fig.findobj(matplotlib.text.Text) for c in t.get_text() if ord(c) > 0xFF}
+    if not chars:
+        return True
+    font = font_manager.get_font(font_manager.findfont(font_manager.FontProperties()))
+    return all(font.get_char_index(ord(c)) != 0 for c in chars)
 
 
 def before_after_dates(looks: pd.DataFrame, onset: pd.Timestamp) -> tuple[str | None, str | None]:
@@ -128,8 +143,8 @@ def cards_section(
     for i, a in enumerate(shown.itertuples(index=False)):
         looks = by_farm.get(str(a.farm_id), obs.iloc[0:0])
         evidence = f'<div class="ev">{escape(evidence_text(a, lang))}</div>'
-        if i < top_n:
-            fig = ws.plot_farm(str(a.farm_id), figsize=(10.5, 3.6), lang=lang)
+        fig = _series_figure(ws, a, lang) if i < top_n else None
+        if fig is not None:
             uri = figure_data_uri(fig, lang)
             imgs = [f'<img alt="{escape(str(a.farm_id))} series" src="{uri}">']
             if skip_reason is None and a.hazard != "stale_data" and not pd.isna(a.onset_date):
@@ -151,6 +166,16 @@ def cards_section(
         out.append(f'<p class="note">{label("cards_cut", lang, n=len(alerts) - len(shown))}</p>')
     out.append("</section>")
     return "".join(out)
+
+
+def _series_figure(ws: Workspace, a: Any, lang: str) -> Figure | None:
+    """The farm's series chart for alert ``a``'s card, or None when it cannot be drawn (a farm
+    no longer in the book): one alert must not cost the whole report, it gets a small card."""
+    try:
+        return ws.plot_farm(str(a.farm_id), figsize=(10.5, 3.6), lang=lang)
+    except AgrisatError as exc:
+        log.warning("series chart of alert %s skipped: %s", a.alert_id, exc)
+        return None
 
 
 def _chips_img(ws: Workspace, a: Any, looks: pd.DataFrame, lang: str) -> str:

@@ -46,9 +46,13 @@ def _kpi(value: str, key: str) -> str:
 
 def last_clear_looks(observations: pd.DataFrame, farm_ids: pd.Series) -> pd.Series:
     """Date of each farm's latest clear look (status ``ok``), NaT when never seen clearly."""
+    ids = farm_ids.astype(str)
     ok = observations[observations["status"].astype(str) == "ok"]
+    if ok.empty:  # no clear look yet (or no observation at all): every farm NaT
+        return pd.Series(pd.NaT, index=ids, dtype="datetime64[ns]")
     last = pd.to_datetime(ok.groupby("farm_id")["date"].max())
-    return pd.Series(farm_ids.astype(str).map(last).to_numpy(), index=farm_ids.astype(str))
+    last.index = last.index.astype(str)
+    return pd.Series(pd.to_datetime(ids.map(last)).to_numpy(), index=ids)
 
 
 def summary_section(
@@ -94,10 +98,21 @@ def summary_section(
 
 
 def freshness_section(
-    last_clear: pd.Series, asof: pd.Timestamp | None, lang: str, *, stalest: int = 15
+    last_clear: pd.Series,
+    asof: pd.Timestamp | None,
+    lang: str,
+    *,
+    stalest: int = 15,
+    observed: bool = True,
 ) -> str:
-    """Share of farms seen in the last 10/30 days, a distribution bar, the stalest farms."""
+    """Share of farms seen in the last 10/30 days, a distribution bar, the stalest farms.
+
+    ``observed`` False (the workdir holds no observation at all: a first run that found no
+    scene, e.g. a wrong catalog or collection) adds a note saying so, with the farm count.
+    """
     n = len(last_clear)
+    note = label("no_observations", lang, n=n)
+    none_yet = "" if observed else f'<p class="note">{escape(note)}</p>'
     ref = asof if asof is not None else (last_clear.max() if n else pd.Timestamp.now())
     age = (pd.Timestamp(ref) - pd.to_datetime(last_clear)).dt.days
     seen10 = float((age <= 10).sum()) / n if n else 0.0
@@ -128,7 +143,7 @@ def freshness_section(
         for f, d in worst.items()
     )
     return (
-        f'<section id="freshness"><h2>{label("freshness", lang)}</h2>'
+        f'<section id="freshness"><h2>{label("freshness", lang)}</h2>{none_yet}'
         f'<div class="kpis">{"".join(kpis)}</div>'
         f'<h3>{label("days_since", lang)}</h3><div class="bar">{"".join(spans)}</div>'
         f'<div class="barlegend">{"".join(legend)}</div>'

@@ -58,6 +58,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "shown": ("shown", "显示"),
     "of": ("of", "/"),
     "no_alerts": ("No alerts in the latest run.", "最近一次运行没有预警。"),
+    "no_observations": (
+        "No observations yet: none of the {n:,} farms of the book has been observed. A run "
+        "that found no scene for the book (a wrong catalog or collection, or dates before the "
+        "first scene) leaves this state.",
+        "尚无观测：台账中的 {n:,} 个地块均未获得任何观测。运行未找到覆盖台账的影像"
+        "（影像目录或数据集有误，或日期早于第一景影像）时即为此状态。",
+    ),
     "legend_none": ("no alert", "无预警"),
     "legend_resolved": ("resolved only", "仅已解除"),
     "before": ("before", "之前"),
