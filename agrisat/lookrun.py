@@ -8,8 +8,10 @@ step from scratch, the others through the incremental path, each committed on it
 memory is bounded by a step and a run killed between steps is continued by the next one.
 The incremental steps' observations are split from the store in one pass
 (:class:`agrisat.stepobs.StepObservations`).
-Within a step both paths work in farm partitions (``detect.partition_farms``): the
-from-scratch one (:func:`stage_full`) stages each partition's looks before making the next.
+Within a step both paths work in farm partitions (``detect.partition_farms``) and stage
+each partition's looks before making the next: the from-scratch one (:func:`stage_full`) and
+the later steps (:func:`stage_step`, :func:`agrisat.anomaly.extend.extend_partitions`: each
+reads its farms' context once for all its dates, so a step may hold many dates).
 Every commit of looks also replaces ``look_last``, each farm's latest look
 (:mod:`agrisat.looklast`), which the next step continues from without reading the months
 that hold them.
@@ -20,13 +22,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from .allocator import trim_heap
+from .anomaly.extend import extend_partitions
 from .anomaly.features import farm_attributes, farm_coordinates
 from .anomaly.incremental import (
     LAST_COLUMNS,
@@ -44,6 +47,7 @@ from .looklast import (
     LAST_VERSION,
     carried_before,
     last_looks_before,
+    latest_per_farm,
     next_last,
     read_last,
 )
@@ -54,8 +58,8 @@ from .looks import (
     read_looks,
     write_looks,
 )
-from .lookstage import OBS_KEYS, obs_columns, stage_full
-from .stepobs import StepObservations
+from .lookstage import OBS_KEYS, LookAppender, merge_groups, obs_columns, stage_full
+from .stepobs import StepObservations, date_steps
 from .store import Store, Transaction
 
 __all__ = [
@@ -71,6 +75,7 @@ __all__ = [
     "obs_columns",
     "plan",
     "stage_full",
+    "stage_step",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,69 +135,6 @@ def plan(
     return "incremental", d0, sig
 
 
-def date_steps(
-    store: Store,
-    manifest: dict[str, Any],
-    step_rows: int,
-    *,
-    first_rows: int | None = None,
-) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """Consecutive ranges of whole observation dates holding at most ``step_rows`` rows each
-    (the first at most ``first_rows``, when given).
-
-    A step holds at least one date, so it holds more rows when one date has more. Bounded by
-    rows, a step bounds the night's memory whatever the number of farms (each step re-reads
-    its context a farm partition at a time, so shorter steps cost time, not correctness). The first step is computed from
-    scratch a farm partition at a time (:func:`stage_full`), a few times lighter per row
-    than a later step: it gets its own, larger budget.
-    """
-    counts = _date_counts(store, manifest)
-    steps: list[tuple[pd.Timestamp, pd.Timestamp]] = []
-    lo: pd.Timestamp | None = None
-    hi: pd.Timestamp | None = None
-    n = 0
-    for day, k in counts.items():
-        day = pd.Timestamp(day)
-        limit = first_rows if first_rows is not None and not steps else step_rows
-        if lo is not None and hi is not None and n + int(k) > limit:
-            steps.append((lo, hi))
-            lo, n = None, 0
-        lo = day if lo is None else lo
-        hi, n = day, n + int(k)
-    if lo is not None and hi is not None:
-        steps.append((lo, hi))
-    return steps
-
-
-def _date_counts(store: Store, manifest: dict[str, Any]) -> pd.Series:
-    """Observation rows per day (every part's rows, as a whole-table read counts them),
-    counted in Arrow part by part: the date column of 30,000 farms x 3 years as pandas
-    strings was ~300 MB, the stepped first night's peak."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    pieces = []
-    for path in store.parts("observations", manifest):
-        try:
-            col = pq.read_table(path, columns=["date"])["date"]
-        except (OSError, ValueError) as exc:
-            raise StoreError(
-                f"store part {path} of table 'observations' is unreadable: {exc}"
-            ) from None
-        vc = pc.value_counts(col)
-        pieces.append(
-            pd.Series(
-                vc.field("counts").to_numpy(zero_copy_only=False),
-                index=pd.to_datetime(vc.field("values").to_pandas()).dt.normalize(),
-            )
-        )
-        del col, vc
-    if not pieces:
-        return pd.Series(dtype="int64")
-    both = pd.concat(pieces)
-    return both.groupby(level=0).sum().sort_index()
-
-
 def commit_prefix(
     store: Store,
     manifest: dict[str, Any],
@@ -246,16 +188,10 @@ def _commit_step(
     if k == 0:  # from scratch, a farm partition at a time (looks staged as made)
         stage_full(txn, store, manifest, farms, settings, calendars, until=hi)
     else:
-        new, groups, state, _, last = incremental_looks(
-            store, manifest, farms, lo, through, settings, calendars, until=hi,
+        stage_step(
+            txn, store, manifest, farms, lo, through, settings, calendars, until=hi,
             observations=split.read(k - 1),
         )  # fmt: skip
-        write_looks(
-            txn, store, manifest, new, groups, state, d0=lo, full=False, through=through
-        )  # fmt: skip
-        del new, groups, state  # staged: the looks' memory back before the next write
-        txn.replace(LAST_TABLE, last)
-        del last
     txn.replace("look_ledger", sig[pd.to_datetime(sig["day"]) <= hi].reset_index(drop=True))
     looks_meta(txn, manifest, fp, hi)
     store.commit(txn)
@@ -314,10 +250,14 @@ def incremental_looks(
     *,
     until: pd.Timestamp | None = None,
     observations: pd.DataFrame | None = None,
+    sink: Callable[[pd.DataFrame], None] | None = None,
 ) -> Increment:
     """Looks of dates >= ``d0`` (and <= ``until``) from the observations of those dates and
     the stored context (:class:`Increment`). ``observations``: those observations already
-    read (as the store's filtered read gives them), else they are read here."""
+    read (as the store's filtered read gives them), else they are read here. ``sink``: the
+    looks are made a farm partition at a time (:func:`extend_partitions`) and each finished
+    partition is handed to it (to be staged) before the next is built; the increment's
+    ``looks`` then hold only their keys and state."""
     s = settings.detect
     obs = observations
     if obs is None:
@@ -361,8 +301,16 @@ def incremental_looks(
         last=last,
         groups=groups,
     )
-    new = extend_looks(obs, farms, ctx, d0=d0, settings=s, calendars=calendars)
-    last_table = next_last(before, new)
+    if sink is None:
+        new = extend_looks(obs, farms, ctx, d0=d0, settings=s, calendars=calendars)
+        summary = group_summary(new)
+    else:  # each partition's looks staged as made: the step holds one partition's
+        parts = extend_partitions(obs, farms, ctx, d0=d0, settings=s, calendars=calendars)
+        seen = obs[["farm_id", "date", "status"]]  # what the farm state reads of them
+        del obs  # (the generator drops them once its looks are made)
+        new, summary, latest = _sunk(parts, sink)
+        obs = seen
+    last_table = next_last(before, new if sink is None else latest)
     del before
     state = merge_state(old_state, farm_state(obs, new), d0)
     # farms whose looks from d0 on are gone: their latest look is the one before d0
@@ -384,5 +332,64 @@ def incremental_looks(
                 an.groupby("farm_id")["date"].max().reindex(gap).to_numpy()
             )
     state = st.reset_index()
-    latest = max([d for d in (through, d1) if d is not None])
-    return Increment(new, group_summary(new), state, latest, last_table)
+    return Increment(
+        new, summary, state, max([d for d in (through, d1) if d is not None]), last_table
+    )
+
+
+def _sunk(
+    parts: Iterator[pd.DataFrame], sink: Callable[[pd.DataFrame], None]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Hand each partition of looks to ``sink``; returns what the step keeps of them: every
+    look's keys and state (for the farm state), their group summary and each farm's latest
+    look (partitions hold disjoint farms: a farm's latest look is its partition's)."""
+    groups, lasts, keys = [], [], []
+    for part in parts:
+        sink(part)
+        groups.append(group_summary(part))
+        lasts.append(latest_per_farm(part))
+        keys.append(part[["farm_id", "date", "state"]])
+        del part
+    if not keys:
+        empty = pd.DataFrame(columns=["farm_id", "date", "state"])
+        return empty, group_summary(empty), latest_per_farm(empty)
+    return (
+        pd.concat(keys, ignore_index=True),
+        merge_groups(groups),
+        pd.concat(lasts, ignore_index=True),
+    )
+
+
+def stage_step(
+    txn: Transaction,
+    store: Store,
+    manifest: dict[str, Any],
+    farms: pd.DataFrame,
+    d0: pd.Timestamp,
+    through: pd.Timestamp,
+    settings: Settings,
+    calendars: Any,
+    *,
+    until: pd.Timestamp | None = None,
+    observations: pd.DataFrame | None = None,
+) -> Increment:
+    """:func:`incremental_looks` of dates after everything stored (``d0 > through``: a step
+    of a long recomputation) staged in ``txn`` a farm partition at a time, with their group
+    summary, the farm state and ``look_last``; the increment's ``looks`` hold only keys and
+    state (the looks themselves are read back from ``txn``'s staged manifest)."""
+    if d0 <= through:
+        raise StoreError(
+            f"a step from {d0.date()} does not follow the looks through {through.date()}"
+        )
+    sink = LookAppender(txn)
+    inc = incremental_looks(
+        store, manifest, farms, d0, through, settings, calendars, until=until,
+        observations=observations, sink=sink,
+    )  # fmt: skip
+    # the months were appended by the sink: only the groups and the farm state remain
+    write_looks(
+        txn, store, manifest, inc.looks.iloc[:0], inc.groups, inc.state, d0=d0, full=False,
+        through=through,
+    )  # fmt: skip
+    txn.replace(LAST_TABLE, inc.last)
+    return inc

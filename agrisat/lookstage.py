@@ -22,7 +22,7 @@ from .looklast import LAST_TABLE, empty_last, latest_per_farm, next_last
 from .looks import farm_state, look_tables, month_table, read_filtered, write_looks
 from .store import Store, Transaction
 
-__all__ = ["OBS_KEYS", "obs_columns", "stage_full"]
+__all__ = ["OBS_KEYS", "LookAppender", "merge_groups", "obs_columns", "stage_full"]
 
 OBS_KEYS: tuple[str, ...] = ("farm_id", "date")
 
@@ -110,7 +110,7 @@ def stage_full(
         n += len(part)
         del part, codes
     del base
-    txn.replace("look_groups", _merge_groups(groups))
+    txn.replace("look_groups", merge_groups(groups))
     state = farm_state(seen, pd.concat(states, ignore_index=True))
     txn.replace("look_farms", state)
     # partitions hold disjoint farms: each farm's latest look is its partition's
@@ -118,7 +118,7 @@ def stage_full(
     return state, n, through
 
 
-def _merge_groups(parts: list[pd.DataFrame]) -> pd.DataFrame:
+def merge_groups(parts: list[pd.DataFrame]) -> pd.DataFrame:
     """:func:`group_summary` of the partitions' looks together from theirs: a group's first
     known median (partitions in farm order, as the one-pass summary takes it) and the sum of
     its looks."""
@@ -129,3 +129,19 @@ def _merge_groups(parts: list[pd.DataFrame]) -> pd.DataFrame:
     out = g[["peer_median"]].first().reset_index()
     out["n_looks"] = g["n_looks"].sum().to_numpy()
     return out[list(both.columns)]
+
+
+class LookAppender:
+    """Appends partitions of new looks (dates after every stored look) to their month
+    tables in ``txn`` as they are made, as :func:`agrisat.looks.write_looks` appends a
+    whole table of them: partitions in farm order give the same rows in the same order."""
+
+    def __init__(self, txn: Transaction) -> None:
+        self.txn = txn
+
+    def __call__(self, part: pd.DataFrame) -> None:
+        """Stage ``part``'s rows, month by month."""
+        codes = (part["date"].dt.year * 100 + part["date"].dt.month).to_numpy()
+        for code in np.unique(codes):
+            name = month_table(pd.Timestamp(f"{code // 100}-{code % 100:02d}-01"))
+            self.txn.append(name, part, rows=np.flatnonzero(codes == code))

@@ -39,6 +39,7 @@ from .lookrun import (
     looks_meta,
     plan,
     stage_full,
+    stage_step,
 )
 from .looks import farm_state, read_filtered, read_looks, stored_look_rows, write_looks
 from .store import Store, Transaction
@@ -143,6 +144,15 @@ def detect_and_update(
         new = groups_new = None
         d0, staged = pd.Timestamp("1900-01-01"), True
         log.info("looks: full recomputation, %d looks", n_looks)
+    elif mode == "incremental" and staged:
+        assert d0 is not None and through is not None  # the stepped recomputation's
+        # the last step of a long recomputation: its looks staged a farm partition at a
+        # time (many dates of every farm), read back by the alerts like committed ones
+        inc = stage_step(txn, store, manifest, farms, d0, through, settings, calendars)
+        new = groups_new = None
+        state, through = inc.state, inc.through
+        log.info("looks: %d looks of dates from %s computed", len(inc.looks), d0.date())
+        del inc
     elif mode == "incremental":
         assert d0 is not None  # set with "incremental"
         new, groups_new, state, through, last = incremental_looks(
