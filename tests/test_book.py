@@ -277,6 +277,7 @@ def test_each_reject_reason(case: str) -> None:
 def test_every_reject_reason_has_a_test() -> None:
     covered = {reason for _, reason in ROW_CASES.values()}
     covered |= {"duplicate farm_id", "malformed CSV row", "unparseable WKT"}  # tests below
+    covered |= {"ambiguous exposure"}  # a whole column's evidence: tests/test_book_aliases.py
     assert covered == set(REJECT_REASONS)
 
 

@@ -27,13 +27,18 @@ name wins over an alias, two candidates for one column are an error)
     ``borrower_id`` (borrowerid, borrower_i — a Shapefile truncates names to 10 characters —,
     borrower_no, customer_id), ``crop`` (crop_type, croptype, crop_name),
     ``exposure`` (exposure_amount, outstanding, outstanding_amount), optional ``region``
-    (county, branch); CSV geometry: ``geometry`` (wkt, geom, the_geom, geometry_wkt).
+    (county, branch); CSV geometry: ``geometry`` (wkt, geom, the_geom, geometry_wkt); also
+    the Chinese headers of the ``--lang zh`` export (地块编号 贷款编号 借款人编号 作物 风险敞口
+    区域) and a few more (:data:`agrisat.book._columns.ALIASES`).
 
 Values
     Ids become strings: integers (also integral floats) lose the ``.0``, text is stripped and
     otherwise kept (``0012`` stays ``0012`` in a CSV). Ids are data, never paths: an id such as
     ``../../x`` is accepted and no file is ever named after it. Crops are lower-cased with runs
-    of spaces, ``-`` and ``/`` turned into ``_``. Exposure parsing: see :func:`parse_exposure`.
+    of spaces, ``-`` and ``/`` turned into ``_``, then common Chinese/English names become
+    calendar codes (冬小麦/wheat → winter_wheat, 玉米/corn → maize, 小麦-玉米轮作 → wheat_maize);
+    farms whose crop has no built-in calendar are counted in one WARNING. Exposure: see
+    :func:`parse_exposure`; the decimal mark is decided per column.
     Other source columns are not carried into :attr:`Farms.gdf` (they may hold personal data)
     but are kept in the rejects so the bank can fix the rows.
 
@@ -46,7 +51,9 @@ Checks, in this order; a rejected row carries the first reason that applies
     2. ``duplicate farm_id``: EVERY row sharing an id is rejected — keeping the first would be
        a guess, and the bank must decide which row is right;
     3. ``missing crop`` / ``unparseable crop`` (no letter or digit);
-    4. ``missing exposure`` / ``exposure not a number`` (also NaN, inf) / ``negative exposure``;
+    4. ``missing exposure`` / ``exposure not a number`` (also NaN, inf) / ``negative exposure``
+       / ``ambiguous exposure`` (``12.000`` or ``1,234`` in a column whose other cells do not
+       show one decimal mark);
     5. CSV only: ``malformed CSV row``, ``unparseable WKT``;
     6. ``empty geometry`` (null or empty); Z/M are dropped; ``not a polygon: <type>`` (a
        GeometryCollection of polygons only is accepted as a MultiPolygon);
@@ -93,6 +100,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ..calendar import default_calendars
 from ..config import BookSettings
 from ..errors import BookError
 from ..gcj02 import offset_system
@@ -103,6 +111,7 @@ from ._columns import (
     parse_exposure,
     parse_exposures,
 )
+from ._crops import warn_crops_without_calendar
 from ._geometry import check_geometries, is_none
 from ._offset import apply_offsets, row_offsets
 from ._read import MAX_FILE_MB, SUPPORTED_SUFFIXES, RawBook, read_geodataframe, read_path
@@ -131,6 +140,7 @@ REJECT_REASONS: tuple[str, ...] = (
     "missing exposure",
     "exposure not a number",
     "negative exposure",
+    "ambiguous exposure",
     "malformed CSV row",
     "unparseable WKT",
     "empty geometry",
@@ -307,6 +317,8 @@ def _check(raw: RawBook, settings: BookSettings, offsets: np.ndarray) -> Farms:
         geometry=gpd.GeoSeries(geo.geoms[ok], crs="EPSG:4326"),
     )
     rejects = _rejects(raw, cols["farm_id"], ids["farm_id"], reasons, ~ok)
+    # built-in calendars only: a run's calendars file may add crops (the message says so)
+    warn_crops_without_calendar(crops[ok], default_calendars(), name)
     tally = Counter(reason_category(r) for r in reasons[~ok])
     summary = ", ".join(f"{k}={v}" for k, v in tally.most_common()) or "none"
     logger.info(

@@ -42,6 +42,9 @@ _RASTER_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\x89PNG", b"\
 # metadata beside the real layer.
 _ZIP_MAIN = (".shp", ".gpkg", ".fgb", ".gdb", *_PARQUET_SUFFIXES)
 _ZIP_FALLBACK = (".geojson", ".json")
+_EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls (and other MS Office) files
+_EXCEL_HINT = "Excel books are not read: save as CSV with a WKT geometry column (or as GeoPackage)"
 _READ_ERRORS = (RuntimeError, OSError, ValueError, UnicodeDecodeError)
 
 
@@ -166,6 +169,8 @@ def read_path(
         raise BookError(f"book {name} is a GDAL VRT file; refused (it can point at any file)")
     if head.startswith(_RASTER_MAGIC):
         raise BookError(f"book {name} is a raster image, not a vector loan book")
+    if suffix in _EXCEL_SUFFIXES or head.startswith(_OLE_MAGIC):
+        raise BookError(f"book {name}: unsupported file type {suffix or '(Excel)'}; {_EXCEL_HINT}")
     if suffix == ".zip" or head.startswith(b"PK\x03\x04"):
         return _read_zip(path, crs=crs, layer=layer, max_mb=max_mb)
     if suffix in _PARQUET_SUFFIXES:
@@ -253,6 +258,8 @@ def _read_zip(path: Path, *, crs: str | None, layer: str | None, max_mb: float) 
             plain = [m for m in members if ".gdb/" not in m.lower()]
             main = gdbs + [m for m in plain if m.lower().endswith(_ZIP_MAIN)]
             picks = main or [m for m in plain if m.lower().endswith(_ZIP_FALLBACK)]
+            if not picks and any(m.startswith(("xl/", "[Content_Types].xml")) for m in members):
+                raise BookError(f"book {name} is an Excel workbook; {_EXCEL_HINT}")
             if len(picks) != 1:
                 what = (
                     "no vector file" if not picks else f"several vector files ({', '.join(picks)})"
@@ -272,9 +279,19 @@ def _read_zip(path: Path, *, crs: str | None, layer: str | None, max_mb: float) 
     return _from_gdf(_read_ogr(f"{root}/{member}", name, layer), name, crs)
 
 
-def _decode(data: bytes) -> str:
-    # UTF-8 (with or without the BOM Excel writes) first; GB18030 covers files saved by
-    # Chinese-locale Excel; Latin-1 never fails, so a file is never refused for its encoding.
+def _decode(data: bytes, name: str = "") -> str:
+    # A BOM names UTF-16/32 (Excel's "Unicode text" is UTF-16 LE); UTF-8 (with or without the
+    # BOM Excel writes) next; GB18030 covers files saved by Chinese-locale Excel; Latin-1 never
+    # fails, so a file is never refused for its encoding.
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(encoding)
+            except UnicodeDecodeError:
+                raise BookError(
+                    f"book {name} starts with a {encoding.upper()} byte-order mark but is not "
+                    f"valid {encoding.upper()}; save it as UTF-8 CSV"
+                ) from None
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             return data.decode(encoding)
@@ -283,6 +300,13 @@ def _decode(data: bytes) -> str:
     return data.decode("latin-1")
 
 
+# UTF-32 LE before UTF-16 LE: its BOM begins with UTF-16 LE's
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 
 
@@ -309,7 +333,7 @@ def _parse_geometry_cells(cells: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_csv(data: bytes, name: str, *, crs: str | None) -> RawBook:
-    text = _decode(data)
+    text = _decode(data, name)
     lines = text.splitlines()
     header_line = next((line for line in lines if line.strip()), "")
     if not header_line:
