@@ -49,7 +49,8 @@ def _book(path: Path, rows: list[dict[str, str]], header_row: list[str] | None =
 CROP_CASES = {
     "冬小麦": "winter_wheat",
     "小麦": "winter_wheat",
-    "WHEAT": "winter_wheat",
+    "WHEAT": "wheat",  # a crop of the built-in calendars: itself
+    "Summer Maize": "summer_maize",
     "Winter Wheat": "winter_wheat",
     "玉米": "maize",
     "夏玉米": "maize",

@@ -29,8 +29,8 @@ _CROP_SEP = re.compile(r"[\s\-/+&、—–~·]+")
 #: Extra spellings (beyond the calendar codes and the i18n labels) -> calendar crop code.
 #: Keys are written as people type them; they are compared after :func:`crop_key`.
 _EXTRA: Mapping[str, tuple[str, ...]] = {
-    "winter_wheat": ("wheat", "小麦", "冬麦", "麦子", "冬小麦", "winter wheat"),
-    "maize": ("corn", "夏玉米", "玉米", "玉蜀黍", "包谷", "苞米", "summer maize", "summer corn"),
+    "winter_wheat": ("小麦", "冬麦", "麦子", "冬小麦", "winter wheat"),
+    "maize": ("corn", "夏玉米", "玉米", "玉蜀黍", "包谷", "苞米", "summer corn"),
     "wheat_maize": (
         "小麦玉米",
         "小麦-玉米",
@@ -69,13 +69,16 @@ def _build() -> dict[str, str]:
     for code, labels in CROPS.items():  # the export's own labels read back as their codes
         for label in labels.values():
             table[crop_key(label)] = code
-    for code in CROPS:
+    for code in (*CROPS, *_CALENDAR_CROPS):
         table.pop(code, None)  # a code is itself, whatever a label says
     return table
 
 
-#: Normalised spelling -> calendar crop code (``wheat`` and ``summer_maize`` included: the
-#: peers compare farms of the same crop, so one crop gets one name).
+#: Crop names the built-in calendars define besides the i18n codes: they stay themselves (a
+#: calendars file may give them seasons of their own).
+_CALENDAR_CROPS = ("wheat", "summer_maize")
+
+#: Normalised spelling -> calendar crop code.
 CROP_ALIASES: Mapping[str, str] = _build()
 
 
