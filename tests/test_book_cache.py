@@ -83,6 +83,23 @@ def test_an_unchanged_book_is_checked_once_and_reads_back_equal(
     assert "Dezhou" not in caplog.text and "F0" not in caplog.text  # counts, no book data
 
 
+def test_crops_without_calendar_are_said_on_a_cached_run_too(
+    tmp_path: Path, calls: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # the warning is the run's news about the book: a run that reuses the checks says it too
+    path = tmp_path / "book.parquet"
+    book = _book()
+    book["crop"] = ["barley", "barley", "winter_wheat", "barley", "winter_wheat", "barley"]
+    book.to_parquet(path)
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="agrisat.book"):
+            load_book_cached(path, tmp_path / "cache")
+        said = [r.getMessage() for r in caplog.records if "no crop calendar" in r.getMessage()]
+        assert len(said) == 1 and "barley" in said[0]
+    assert len(calls) == 1  # the second run was a cache hit
+
+
 def test_a_changed_file_or_setting_is_checked_again(tmp_path: Path, calls: list[str]) -> None:
     path = tmp_path / "book.parquet"
     _book().to_parquet(path)

@@ -28,8 +28,10 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
+from ..calendar import default_calendars
 from ..config import BookSettings
 from . import Farms, load_book
+from ._crops import warn_crops_without_calendar
 
 __all__ = ["CACHED_SUFFIXES", "load_book_cached"]
 
@@ -95,6 +97,8 @@ def load_book_cached(
             len(hit.gdf),
             len(hit.rejects),
         )
+        # said on every run, as the check that made the cache said it
+        warn_crops_without_calendar(hit.gdf["crop"], default_calendars(), hit.source)
         return hit
     farms = load_book(source, crs=crs, layer=layer, settings=s)
     _write(folder, key, farms)
