@@ -249,6 +249,28 @@ def test_csv_bd09_and_per_row_coord_sys_flags(tmp_path: Path) -> None:
     assert _max_vertex_error(load_book(path, crs="BD-09").gdf, TRUTH) < 1.0
 
 
+def test_blank_flags_beside_offset_rows_are_warned_not_silent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a blank flag is WGS84 by the documented rule; beside GCJ-02 rows it may be a forgotten
+    # flag (hundreds of metres off): said, with counts only
+    frame = _frame([_forward(TRUTH[0]), _forward(TRUTH[1]), TRUTH[2]])
+    frame["coord_sys"] = ["gcj02", "gcj02", ""]
+    path = tmp_path / "mixed.csv"
+    frame.to_csv(path, index=False)
+    with caplog.at_level(logging.WARNING, logger="agrisat.book"):
+        farms = load_book(path)
+    said = [r.getMessage() for r in caplog.records if "empty while" in r.getMessage()]
+    assert len(said) == 1 and "1 row(s)" in said[0] and "2 row(s)" in said[0]
+    assert _max_vertex_error(farms.gdf, TRUTH) < 1.0  # the blank row read as WGS84
+    caplog.clear()
+    frame["coord_sys"] = ["gcj02", "gcj02", "wgs84"]  # every row says: nothing to warn
+    frame.to_csv(path, index=False)
+    with caplog.at_level(logging.WARNING, logger="agrisat.book"):
+        load_book(path)
+    assert not [r for r in caplog.records if "empty while" in r.getMessage()]
+
+
 def test_conflicting_or_impossible_declarations_are_book_errors(tmp_path: Path) -> None:
     frame = _frame([_forward(g) for g in TRUTH])
     frame["crs"] = "gcj02"

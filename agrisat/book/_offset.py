@@ -86,8 +86,10 @@ def row_offsets(
     labels = {str(c): c for c in frame.columns}
     col = find_optional(list(labels), (OFFSET_COLUMN,), name)
     if col is not None:
+        blank = 0
         for i, cell in enumerate(frame[labels[col]]):
             if _is_blank(cell):
+                blank += 1
                 continue
             system = _system(cell)
             if system is None:
@@ -102,6 +104,18 @@ def row_offsets(
                     f"(--crs / crs column) or fix the row"
                 )
             out[i] = None if system == "wgs84" else system
+        flagged = sum(v is not None for v in out)
+        if blank and level is None and flagged:
+            # a blank cell is WGS84 by the rule above; beside GCJ-02/BD-09 rows it may as well
+            # be a forgotten flag: hundreds of metres on plots of a few hectares
+            logger.warning(
+                "book %s: %d row(s) leave column %r empty while %d row(s) are GCJ-02/BD-09; "
+                "the empty ones are taken as WGS84 -- fill the column to be sure",
+                name,
+                blank,
+                col,
+                flagged,
+            )
     if any(v is not None for v in out) and not (
         crs.equals(_WGS84, ignore_axis_order=True) or crs.to_epsg(min_confidence=70) == 4326
     ):
