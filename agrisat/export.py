@@ -183,6 +183,9 @@ def export_alerts(
         raise ConfigError(
             f"cannot tell the alerts format of {p}: use a .csv, .parquet, .geojson or .xlsx file or --format"
         )
+    named = FORMATS.get(p.suffix.lower())
+    if named is not None and named != kind:  # a CSV named .xlsx would not open in Excel
+        raise ConfigError(f"{p} names a {named} file but the format asked is {kind}: match them")
     missing = [c for c in ALERT_COLUMNS if c not in alerts.columns]
     if missing:
         raise ConfigError(

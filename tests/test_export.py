@@ -125,6 +125,15 @@ def test_unknown_format_is_a_config_error(tmp_path) -> None:
         export_alerts(_alerts(), FARMS, tmp_path / "alerts.txt")
 
 
+def test_a_format_that_contradicts_the_file_name_is_a_config_error(tmp_path) -> None:
+    # a CSV written under an .xlsx name would not open in Excel: say so, write nothing
+    with pytest.raises(ConfigError, match="xlsx file but the format asked is csv"):
+        export_alerts(_alerts(), FARMS, tmp_path / "alerts.xlsx", fmt="csv")
+    assert not (tmp_path / "alerts.xlsx").exists()
+    out = export_alerts(_alerts(), FARMS, tmp_path / "alerts.data", fmt="csv")  # no claim
+    assert out.read_text().startswith("alert_id")
+
+
 @pytest.mark.parametrize("ext", ["csv", "parquet", "geojson", "xlsx"])
 def test_a_night_without_open_alerts_exports_an_empty_table(tmp_path: Path, ext: str) -> None:
     """Most nights nothing is open: every format must still write a readable, empty table."""
