@@ -337,6 +337,40 @@ def test_csv_only_reasons(tmp_path: Path) -> None:
     assert farms.rejects["geometry_wkt"].iloc[0] == "POLYGON ((117 36, 117.001"
 
 
+def test_an_unbalanced_quote_names_the_lines_it_swallowed(tmp_path: Path) -> None:
+    # row 2's geometry quote is never closed: the csv reader runs the cell over row 3's line
+    # (until the next quote). Row 3 must not vanish without a word: the reject says which
+    # lines of the file the broken row covers.
+    ok = '"POLYGON ((117 36, 117.001 36, 117.001 36.001, 117 36.001, 117 36))"'
+    lines = [
+        "farm_id,loan_id,borrower_id,crop,exposure,geometry",
+        f"1,L,B,maize,10,{ok}",
+        '2,L,B,maize,10,"POLYGON ((117 36, 117.001 36, 117.001 36.001, 117 36))',
+        f"3,L,B,maize,10,{ok}",
+        f"4,L,B,maize,10,{ok}",
+    ]
+    path = tmp_path / "quote.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    farms = load_book(path)
+    assert "3" not in set(farms.gdf["farm_id"])  # inside the broken row
+    assert "1" in set(farms.gdf["farm_id"])
+    why = farms.rejects.set_index("farm_id")["reason"]
+    assert reason_category(why["2"]) == "malformed CSV row"
+    assert "lines 3-4" in why["2"] and "unbalanced quote" in why["2"]
+
+
+def test_a_quoted_line_break_inside_a_cell_is_not_a_broken_row(tmp_path: Path) -> None:
+    ok = '"POLYGON ((117 36, 117.001 36, 117.001 36.001, 117 36.001, 117 36))"'
+    text = (
+        "farm_id,loan_id,borrower_id,crop,exposure,region,geometry\n"
+        f'1,L,B,maize,10,"Dezhou\nnorth",{ok}\n'
+    )
+    path = tmp_path / "nl.csv"
+    path.write_text(text, encoding="utf-8")
+    farms = load_book(path)
+    assert list(farms.gdf["farm_id"]) == ["1"] and len(farms.rejects) == 0
+
+
 # --------------------------------------------------------------------------- repair, Z, ids
 
 

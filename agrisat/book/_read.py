@@ -332,6 +332,18 @@ def _parse_geometry_cells(cells: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return geoms, reasons
 
 
+def _holds_rows(record: list[str], delimiter: str, width: int) -> bool:
+    """Whether a cell of ``record`` holds what looks like whole rows of the file: a line of
+    at least ``width - 1`` delimiters after a line break (a quoted address with a line break
+    does not)."""
+    return any(
+        line.count(delimiter) >= width - 1
+        for cell in record
+        if "\n" in cell
+        for line in cell.splitlines()[1:]
+    )
+
+
 def _read_csv(data: bytes, name: str, *, crs: str | None) -> RawBook:
     text = _decode(data, name)
     lines = text.splitlines()
@@ -341,8 +353,16 @@ def _read_csv(data: bytes, name: str, *, crs: str | None) -> RawBook:
     delimiter = max(",;\t|", key=header_line.count)
     # Geometry cells can be far longer than the csv module's default 128 kB limit.
     csv.field_size_limit(max(csv.field_size_limit(), len(data) + 1))
+    records: list[list[str]] = []
+    spans: list[tuple[int, int]] = []  # each record's first and last line in the file
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    start = 1
     try:
-        records = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
+        for r in reader:
+            if r:
+                records.append(r)
+                spans.append((start, reader.line_num))
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise BookError(f"book {name} is not a readable CSV file: {exc}") from None
     header = [h.strip() or f"column_{i + 1}" for i, h in enumerate(records[0])]
@@ -352,10 +372,19 @@ def _read_csv(data: bytes, name: str, *, crs: str | None) -> RawBook:
     width = len(header)
     rows: list[list[str]] = []
     malformed = np.zeros(len(records) - 1, dtype=bool)
+    swallowed: dict[int, str] = {}
     for i, record in enumerate(records[1:]):
         if len(record) > width:
             malformed[i] = True
             record = record[:width]
+        first, last = spans[i + 1]
+        if last > first and _holds_rows(record, delimiter, width):
+            # an unbalanced quote ran the cell over the next lines: those rows are inside it
+            malformed[i] = True
+            swallowed[i] = (
+                f"malformed CSV row: an unbalanced quote runs it over lines {first}-{last} "
+                f"of the file, whose rows are inside it; close the quote"
+            )
         rows.append(record + [""] * (width - len(record)))  # short rows: trailing cells empty
     frame = pd.DataFrame(rows, columns=header, dtype=object)
     geom_col = find_optional(header, GEOMETRY_ALIASES, name)
@@ -382,6 +411,8 @@ def _read_csv(data: bytes, name: str, *, crs: str | None) -> RawBook:
         return RawBook(name, frame, empty, book_crs, empty.copy(), empty.copy(), None, offset)
     geoms, reasons = _parse_geometry_cells(list(frame[geom_col]))
     reasons[malformed] = "malformed CSV row"
+    for i, why in swallowed.items():
+        reasons[i] = why
     geoms[malformed] = None
     texts = frame.pop(geom_col).to_numpy(dtype=object)
     return RawBook(name, frame, geoms, book_crs, texts, reasons, geom_col, offset)
