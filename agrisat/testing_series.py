@@ -20,6 +20,7 @@ from shapely.geometry import box
 
 __all__ = [
     "PEER_EVENTS",
+    "STEP_EVENTS",
     "Event",
     "feed_store",
     "make_farms",
@@ -27,6 +28,7 @@ __all__ = [
     "mixed_peer_book",
     "peer_case",
     "scattered_clouds",
+    "step_case",
 ]
 
 # (day offset from 1 Oct, NDVI) anchors of one crop year starting 1 October.
@@ -183,6 +185,19 @@ def peer_case(
     obs = make_observations(farms, events=events, start=start, end=end, seed=seed)
     gone = drop(obs) if drop is not None else None
     return farms, scattered_clouds(obs, clouds, seed=cloud_seed, drop=gone)
+
+
+#: the long-recomputation tests' events: :data:`PEER_EVENTS` and a flood
+STEP_EVENTS: tuple[Event, ...] = (*PEER_EVENTS, Event("A0009", "flood", "2026-05-01", "2026-05-20"))
+
+
+def step_case() -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """The data of the tests that recompute a long history in steps: :func:`peer_case` of 16
+    farms over 15 months with :data:`STEP_EVENTS`, a quarter of the looks clouded (so a
+    step's partition may hold no look of a date its peers were seen on)."""
+    return peer_case(
+        (6, 4, 3, 3), STEP_EVENTS, start="2025-04-01", seed=5, clouds=0.25, cloud_seed=9
+    )
 
 
 def scattered_clouds(

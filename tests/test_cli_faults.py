@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from shapely.geometry import box
 
 from agrisat.config import Settings, load_settings
 from agrisat.demo.showcase import check_demo_workdir
@@ -27,20 +26,15 @@ from agrisat.errors import CatalogError, ConfigError, StoreError
 from agrisat.observations import read_observations
 from agrisat.pipeline import check_run_settings, run
 from agrisat.store import Store
-from agrisat.testing import SyntheticArchive, SyntheticFarm, make_archive
+from agrisat.testing import SyntheticArchive, two_farm_archive
 
-X0, Y0 = 600000.0, 4040000.0
 DATES = ["2026-04-01", "2026-04-06", "2026-04-11"]
 SETTINGS = Settings().replace("run", indices=("ndvi",), end=DATES[-1])
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> SyntheticArchive:
-    farms = [
-        SyntheticFarm("F1", box(X0 + 40, Y0 - 140, X0 + 140, Y0 - 40), {"red": 0.05, "nir": 0.45}),
-        SyntheticFarm("F2", box(X0 + 200, Y0 - 300, X0 + 280, Y0 - 240), {"red": 0.1, "nir": 0.3}),
-    ]
-    return make_archive(tmp_path_factory.mktemp("archive"), farms, dates=DATES)
+    return two_farm_archive(tmp_path_factory.mktemp("archive"), dates=DATES)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from shapely.geometry import box
 
 from agrisat.catalog import search_items
 from agrisat.config import Settings
@@ -32,7 +31,7 @@ from agrisat.net import (
 from agrisat.observations import read_observations
 from agrisat.pipeline import gdal_options, run
 from agrisat.store import Store
-from agrisat.testing import SyntheticArchive, SyntheticFarm, make_archive
+from agrisat.testing import SyntheticArchive, two_farm_archive
 
 from .fault_server import Fault, FaultServer
 
@@ -73,11 +72,7 @@ SETTINGS = dataclasses.replace(Settings(), net=fast_policy()).replace("run", ind
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> SyntheticArchive:
-    farms = [
-        SyntheticFarm("F1", box(X0 + 40, Y0 - 140, X0 + 140, Y0 - 40), {"red": 0.05, "nir": 0.45}),
-        SyntheticFarm("F2", box(X0 + 200, Y0 - 300, X0 + 280, Y0 - 240), {"red": 0.1, "nir": 0.3}),
-    ]
-    return make_archive(tmp_path_factory.mktemp("archive"), farms, dates=DATES)
+    return two_farm_archive(tmp_path_factory.mktemp("archive"), dates=DATES)
 
 
 @pytest.fixture(scope="module")

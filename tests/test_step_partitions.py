@@ -19,16 +19,15 @@ from agrisat.lookrun import date_steps
 from agrisat.looks import look_tables, read_looks
 from agrisat.monitor import alert_history, detect_and_update
 from agrisat.store import Store
-from agrisat.testing_series import PEER_EVENTS, Event, feed_store, peer_case
+from agrisat.testing_series import feed_store, step_case
 
 ALL = [(pd.Timestamp("1900-01-01"), pd.Timestamp("2200-01-01"))]
 NIGHT = "2026-06-30"
-EVENTS = [*PEER_EVENTS, Event("A0009", "flood", "2026-05-01", "2026-05-20")]
 
 
 @pytest.fixture(scope="module")
 def data() -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    return peer_case((6, 4, 3, 3), EVENTS, start="2025-04-01", seed=5, clouds=0.25, cloud_seed=9)
+    return step_case()
 
 
 def _settings(partition: int, step_rows: int, first_rows: int | None = None) -> Settings:

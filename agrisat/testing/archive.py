@@ -38,6 +38,7 @@ __all__ = [
     "SyntheticArchive",
     "SyntheticFarm",
     "make_archive",
+    "two_farm_archive",
 ]
 
 REFLECTANCE_BANDS: tuple[str, ...] = ("blue", "green", "red", "nir", "swir16")
@@ -267,3 +268,16 @@ def make_archive(
         dates=tuple(parsed),
         item_ids=tuple(item.id for item in items),
     )
+
+
+def two_farm_archive(root: str | Path, *, dates: Sequence[dt.date | str]) -> SyntheticArchive:
+    """:func:`make_archive` of two farms on the default grid (1 ha of dense crop and 0.48 ha
+    of a sparser one, 200 m apart): the small run the fault and CLI tests break."""
+    from shapely.geometry import box
+
+    x0, y0 = 600000.0, 4040000.0
+    farms = [
+        SyntheticFarm("F1", box(x0 + 40, y0 - 140, x0 + 140, y0 - 40), {"red": 0.05, "nir": 0.45}),
+        SyntheticFarm("F2", box(x0 + 200, y0 - 300, x0 + 280, y0 - 240), {"red": 0.1, "nir": 0.3}),
+    ]
+    return make_archive(root, farms, dates=dates)
