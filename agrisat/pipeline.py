@@ -130,6 +130,8 @@ def run(
         if stored.get("meta", {}).get("farms_fingerprint") != fingerprint or not store.parts(
             "farms", stored
         ):
+            if store.parts("farms", stored):
+                _say_redrawn(store.read("farms", manifest=stored), farms)
             with store.transaction() as txn:
                 txn.replace("farms", farms.gdf)
                 txn.meta["farms_fingerprint"] = fingerprint
@@ -248,6 +250,23 @@ def check_run_settings(
             )
     # an address is only tried once the book is read: a malformed one is refused now
     choose_scheduler(run_settings.scheduler, cpus=1, farms=0)
+
+
+def _say_redrawn(old: Any, farms: Farms) -> None:
+    """Warn about farms whose polygon was redrawn since the last run (ids only: no shapes)."""
+    from .book.changes import REDRAWN_SHARE, redrawn_farms
+
+    moved = redrawn_farms(old, farms.gdf)
+    if moved:
+        log.warning(
+            "book %s: %d farm(s) redrawn since the last run (more than %d %% of the polygon "
+            "changed), e.g. %s: their earlier observations were measured over the old polygons "
+            "and are not read again; to rebuild their history, run this book in a new workdir",
+            farms.source,
+            len(moved),
+            round(100 * REDRAWN_SHARE),
+            ", ".join(moved[:10]),
+        )
 
 
 def _last_end(runs: pd.DataFrame) -> str | None:
