@@ -130,9 +130,9 @@ class RunSettings:
     #: observation rows one step of a full detection recompute reads (whole days, at least
     #: one), which bounds its memory whatever the length of the history and the size of the
     #: book; each step reads its farms' context once (time rises as steps shorten) and
-    #: stages its looks a farm partition at a time. 100,000 farms x 3 years: 970-976 MB and
-    #: 442-461 s in 300,000-row steps (3 dates), 899 MB and 1,069 s in 150,000 (on a busy
-    #: machine; 533 s quiet). More rows a step: faster, but past 1 GB at 100,000 farms
+    #: stages its looks a farm partition at a time. 100,000 farms x 3 years, quiet machine:
+    #: 341 s and 982 MB in 300,000-row steps (3 dates), 434 s and 976 MB in 200,000 (the old
+    #: one-frame steps: 533 s and 928 MB in 150,000)
     step_rows: int = 300_000
     #: the first step's rows: it is computed from scratch a farm partition at a time, a few
     #: times lighter per row than a later step (100,000 farms x 8 dates, 800,000 rows in one
