@@ -14,6 +14,7 @@ __all__ = [
     "SceneError",
     "StoreError",
     "WorkdirLockedError",
+    "unreadable_part",
 ]
 
 
@@ -49,3 +50,12 @@ class WorkdirLockedError(AgrisatError):
     """Another agrisat run holds the workdir's lock."""
 
     exit_code = 4
+
+
+def unreadable_part(path: object, table: str, exc: BaseException) -> StoreError:
+    """The error for a store part that cannot be read: what happened and what to do."""
+    return StoreError(
+        f"store part {path} of table {table!r} is unreadable ({exc}): the workdir was damaged "
+        "(a file deleted, cut or changed outside agrisat); restore the workdir from a backup, "
+        "or run the book in a new workdir"
+    )

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .arrowops import farm_date_order, pylist
-from .errors import StoreError
+from .errors import unreadable_part
 from .store import Store
 
 __all__ = [
@@ -82,9 +82,7 @@ def stored_look_rows(
             try:
                 n += pq.read_metadata(path).num_rows
             except (OSError, ValueError) as exc:
-                raise StoreError(
-                    f"store part {path} of table {name!r} is unreadable: {exc}"
-                ) from None
+                raise unreadable_part(path, name, exc) from None
     return n
 
 
@@ -116,7 +114,7 @@ def read_filtered(
         try:
             frames.append(_read(pq, path, cols, filters, expression))
         except (OSError, ValueError) as exc:
-            raise StoreError(f"store part {path} of table {table!r} is unreadable: {exc}") from None
+            raise unreadable_part(path, table, exc) from None
     # Arrow's allocator keeps the pages of the decoded tables for reuse (at 100,000 farms a
     # month's look table is ~400 MB of them); the pandas work that follows allocates from
     # the C heap instead, so they are handed back here rather than stacking up under it.

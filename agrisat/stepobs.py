@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import StoreError
+from .errors import unreadable_part
 from .scratch import scratch_dir
 from .store import Store
 
@@ -107,9 +107,7 @@ class StepObservations:
                 for w in writers.values():
                     w.close()
             except (OSError, ValueError) as exc:
-                raise StoreError(
-                    f"store part {path} of table 'observations' is unreadable: {exc}"
-                ) from None
+                raise unreadable_part(path, "observations", exc) from None
         log.info("observations split into %d steps", len(self.files))
 
     def _steps_of(self, pc: Any, pa: Any, dates: Any) -> np.ndarray:
@@ -195,9 +193,7 @@ def _date_counts(store: Store, manifest: dict[str, Any]) -> pd.Series:
         try:
             col = pq.read_table(path, columns=["date"])["date"]
         except (OSError, ValueError) as exc:
-            raise StoreError(
-                f"store part {path} of table 'observations' is unreadable: {exc}"
-            ) from None
+            raise unreadable_part(path, "observations", exc) from None
         vc = pc.value_counts(col)
         pieces.append(
             pd.Series(

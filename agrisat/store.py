@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import StoreError, WorkdirLockedError
+from .errors import StoreError, WorkdirLockedError, unreadable_part
 
 __all__ = [
     "TABLE_KEYS",
@@ -291,9 +291,7 @@ class Store:
             try:
                 frames.append(_read_part(p))
             except (OSError, ValueError) as exc:
-                raise StoreError(
-                    f"store part {p} of table {table!r} is unreadable: {exc}"
-                ) from None
+                raise unreadable_part(p, table, exc) from None
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         keys = TABLE_KEYS.get(table)
         if keys and len(frames) > 1 and all(k in df.columns for k in keys):

@@ -29,6 +29,19 @@ def test_append_latest_row_per_key_wins(tmp_path: Path) -> None:
     assert len(df) == 2
 
 
+def test_a_missing_part_names_the_file_and_what_to_do(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    with s.transaction() as t:
+        t.append("observations", _obs("a", "2024-01-01", 1.0))
+    (part,) = s.parts("observations", s.manifest())
+    Path(part).unlink()  # deleted outside agrisat
+    with pytest.raises(StoreError) as info:
+        s.read("observations")
+    msg = str(info.value)
+    assert str(part) in msg and "'observations'" in msg
+    assert "restore the workdir from a backup" in msg and "new workdir" in msg
+
+
 def test_failed_transaction_commits_nothing(tmp_path: Path) -> None:
     s = Store(tmp_path)
     with s.transaction() as t:
