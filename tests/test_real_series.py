@@ -21,15 +21,13 @@ needed), so their replays start there.
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-EVAL = SHARED_DATA / "evaluation"
+from .conftest import SHARED_DATA, shared_path
 
 #: spacing of the nights replayed in quiet periods, and the lifecycle's report window for them
 SPARSE = 56
@@ -37,13 +35,7 @@ REPORT = SPARSE + 4
 
 
 def _need(*parts: str) -> Path:
-    path = EVAL.joinpath(*parts)
-    if not path.exists():
-        reason = f"{path} is absent (a clone without ../shared); these tests read real series"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " -- and under CI it must be present")
-        pytest.skip(reason)
-    return path
+    return shared_path("evaluation", *parts)
 
 
 def _nights(

@@ -11,7 +11,6 @@ target and marked ``xfail(strict=True)`` with the measured figure, so it flips w
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,11 +21,11 @@ import pytest
 
 from agrisat.errors import AgrisatError
 
+from .conftest import SHARED_DATA, shared_path
+
 if TYPE_CHECKING:
     from benchmarks.real_series import RealSet
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SITS = SHARED_DATA / "evaluation" / "sits"
 RONDONIA = "samples_l8_rondonia_2bands_long.csv"
 MODIS = "samples_modis_ndvi_long.csv"
 POINT = "point_mt_6bands_long.csv"
@@ -34,13 +33,7 @@ CERRADO = "cerrado_2classes_long.csv"
 
 
 def _need(name: str) -> Path:
-    path = SITS / name
-    if not path.exists():
-        reason = f"{path} is absent (a clone without ../shared); these tests read sits' series"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " -- and under CI it must be present")
-        pytest.skip(reason)
-    return path
+    return shared_path("evaluation", "sits", name)
 
 
 def _wide(obs: pd.DataFrame) -> pd.DataFrame:
