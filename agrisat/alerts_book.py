@@ -19,7 +19,14 @@ import pandas as pd
 from .arrowops import isin
 from .i18n import LEFT_BOOK, left_book, left_book_evidence
 
-__all__ = ["BOOK_KEYS", "attach_book", "back_in_book_id", "close_departed", "departed_farms"]
+__all__ = [
+    "BOOK_KEYS",
+    "attach_book",
+    "back_in_book_id",
+    "book_keys",
+    "close_departed",
+    "departed_farms",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +79,10 @@ def back_in_book_id(aid: str, resolved: Any, hist: dict[str, dict[str, Any]]) ->
     return aid
 
 
-def attach_book(alerts: pd.DataFrame, farms: pd.DataFrame) -> pd.DataFrame:
-    """``alerts`` with the book's :data:`BOOK_KEYS` of each farm (an alert whose farm is not in
-    ``farms`` keeps the values it has: those of the book it left) and typed columns; the
-    caller picks and orders the columns."""
-    book = pd.DataFrame(
+def book_keys(farms: pd.DataFrame) -> pd.DataFrame:
+    """``farm_id`` and the :data:`BOOK_KEYS` of each farm of the book, as plain typed columns
+    (text keys, "" for a missing region, float exposure)."""
+    return pd.DataFrame(
         {
             "farm_id": farms["farm_id"].astype(str).to_numpy(),
             "loan_id": farms["loan_id"].astype(str).to_numpy(),
@@ -88,6 +94,13 @@ def attach_book(alerts: pd.DataFrame, farms: pd.DataFrame) -> pd.DataFrame:
             "exposure": farms["exposure"].astype(float).to_numpy(),
         }
     )
+
+
+def attach_book(alerts: pd.DataFrame, farms: pd.DataFrame) -> pd.DataFrame:
+    """``alerts`` with the book's :data:`BOOK_KEYS` of each farm (an alert whose farm is not in
+    ``farms`` keeps the values it has: those of the book it left) and typed columns; the
+    caller picks and orders the columns."""
+    book = book_keys(farms)
     a = alerts.drop(columns=[c for c in BOOK_KEYS if c in alerts.columns])
     a = a.merge(book, on="farm_id", how="left")  # a left merge keeps the rows' order
     out = ~isin(a["farm_id"].astype(str), book["farm_id"].tolist())

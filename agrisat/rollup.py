@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .alerts import OPEN, SEVERITIES
+from .alerts_book import book_keys
 
 __all__ = ["rollup"]
 
@@ -19,17 +20,8 @@ def rollup(alerts: pd.DataFrame, farms: pd.DataFrame, *, open_only: bool = True)
     highest severity). ``open_only`` keeps alerts with status new/ongoing.
     """
     a = alerts[alerts["status"].isin(OPEN)] if open_only else alerts
-    book = pd.DataFrame(
-        {
-            "farm_id": farms["farm_id"].astype(str).to_numpy(),
-            "loan": farms["loan_id"].astype(str).to_numpy(),
-            "borrower": farms["borrower_id"].astype(str).to_numpy(),
-            "region": farms["region"].fillna("").astype(str).to_numpy()
-            if "region" in farms.columns
-            else "",
-            "exposure": farms["exposure"].astype(float).to_numpy(),
-        }
-    )
+    book = book_keys(farms).drop(columns="crop")
+    book = book.rename(columns={"loan_id": "loan", "borrower_id": "borrower"})
     rank = a["severity"].map({s: i for i, s in enumerate(SEVERITIES)})
     worst = a.assign(rank=rank).sort_values("rank").groupby("farm_id")["severity"].last()
     hazards = sorted(a["hazard"].dropna().unique())
