@@ -36,7 +36,6 @@ from .features import (
     farm_coordinates,
     look_base,
     peer_stats,
-    season_key,
 )
 from .firstnight import _Stages
 from .lagged import peer_lagged, prev_peer_median
@@ -83,7 +82,13 @@ def extend_partitions(
         The finished looks of one farm partition (``settings.partition_farms`` farms, fewer
         when the farms have many new looks each).
     """
-    from .incremental import _picker, _step_farms, context_windows
+    from .incremental import (
+        _picker,
+        _step_farms,
+        carry_season,
+        context_windows,
+        finish_carried,
+    )
 
     s = settings
     attrs = farm_attributes(farms)
@@ -162,15 +167,7 @@ def extend_partitions(
             f[col] = vals
         f["prev_peer_median"] = prev_peer[sl]
         pk = _picker(f, last.index)
-        before = pk(last["season_key"])
-        season = f["season_key"] = season_key(f, before)
-        same = (season == before).to_numpy()
-        skeys = [f["farm_id"], season]
-        f["season_max"] = f.groupby(skeys, sort=False)["value"].cummax()
-        f["season_max"] = np.fmax(f["season_max"], pk(last["season_max"]).where(same))
-        peer_max = f.groupby(skeys, sort=False)["peer_median"].cummax()
-        carried = pk(last["peer_season_run"]).where(same)
-        f["peer_season_max"] = np.fmax(peer_max, carried).where(f["peer_median"].notna())
+        skeys, same = carry_season(f, pk, last)
         for col in change.columns:
             f[col] = change[col].to_numpy(dtype=float)[sl]
         for col, vals in lags.of(f).items():
@@ -179,14 +176,7 @@ def extend_partitions(
         lab = _labels(f, lags.carry(k, context.last, f), s)
         out = confirmation_runs(pd.concat([f, lab], axis=1), s, carry=carry)
         del f, lab
-        first = out.groupby("farm_id", sort=False)["date"].transform("min")
-        known = pd.to_datetime(pk(last["first_date"]))
-        out["first_date"] = first.where(known.isna() | (known > first), known)
-        no_hist = out["first_date"] > out["date"] - pd.Timedelta(days=s.history_min_gap_days)
-        out["own_n"] = out["own_n"].where(~no_hist).where(no_hist | out["own_n"].notna(), 0.0)
-        run = out.groupby(skeys, sort=False)["peer_median"].cummax()
-        run = run.groupby(skeys, sort=False).ffill()
-        out["peer_season_run"] = np.fmax(run, pk(last["peer_season_run"]).where(same))
+        finish_carried(out, pk, last, skeys, same, s)
         yield out.set_axis(pd.RangeIndex(sl.start, sl.stop))
 
 

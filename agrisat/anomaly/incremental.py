@@ -235,16 +235,7 @@ def extend_looks(
         lambda: g["radius_median"].shift(1).where(~head, pick(last["radius_median"])),
     )
     # --- running maxima of the season, continued from the latest earlier look --------------
-    before = pick(last["season_key"])
-    season = f["season_key"] = season_key(f, before)
-    same = (season == before).to_numpy()
-    skeys = [f["farm_id"], season]
-    f["season_max"] = f.groupby(skeys, sort=False)["value"].cummax()
-    carried = pick(last["season_max"]).where(same)
-    f["season_max"] = np.fmax(f["season_max"], carried)
-    peer_max = f.groupby(skeys, sort=False)["peer_median"].cummax()
-    carried = pick(last["peer_season_run"]).where(same)
-    f["peer_season_max"] = np.fmax(peer_max, carried).where(f["peer_median"].notna())
+    skeys, same = carry_season(f, pick, last)
     # --- standing change: the per-farm reference, standardised among the same-date peers ---
     change = change_columns(f, ref, s, radius=radius)
     for col in change.columns:
@@ -256,6 +247,42 @@ def extend_looks(
     carry = last.reset_index()[["farm_id", "state", "run_looks", "onset", "run_hazard"]]
     carry = carry.assign(run_looks=carry["run_looks"].where(carry["state"] == "anomalous", 0))
     out = confirmation_runs(pd.concat([f, lab], axis=1), s, carry=carry)
+    finish_carried(out, pick, last, skeys, same, s)
+    return out
+
+
+def carry_season(
+    f: pd.DataFrame, pick: Callable[[pd.Series], pd.Series], last: pd.DataFrame
+) -> tuple[list[pd.Series], np.ndarray]:
+    """``season_key``, ``season_max`` and ``peer_season_max`` of the new looks ``f`` (in
+    place), continued from each farm's latest earlier look (``last``, looked up by ``pick``).
+
+    Returns the keys of each farm's season and whether each look is in the season it
+    continues (:func:`finish_carried` reads both)."""
+    before = pick(last["season_key"])
+    season = f["season_key"] = season_key(f, before)
+    same = (season == before).to_numpy()
+    skeys = [f["farm_id"], season]
+    f["season_max"] = f.groupby(skeys, sort=False)["value"].cummax()
+    carried = pick(last["season_max"]).where(same)
+    f["season_max"] = np.fmax(f["season_max"], carried)
+    peer_max = f.groupby(skeys, sort=False)["peer_median"].cummax()
+    carried = pick(last["peer_season_run"]).where(same)
+    f["peer_season_max"] = np.fmax(peer_max, carried).where(f["peer_median"].notna())
+    return skeys, same
+
+
+def finish_carried(
+    out: pd.DataFrame,
+    pick: Callable[[pd.Series], pd.Series],
+    last: pd.DataFrame,
+    skeys: list[pd.Series],
+    same: np.ndarray,
+    s: DetectSettings,
+) -> None:
+    """The columns the next night continues from (in place): the farm's first look, its
+    history count (``own_n``) and the peers' highest median so far this season, continued
+    from ``last`` as :func:`_finish` computes them from scratch."""
     first = out.groupby("farm_id", sort=False)["date"].transform("min")
     known = pd.to_datetime(pick(last["first_date"]))
     out["first_date"] = first.where(known.isna() | (known > first), known)
@@ -266,7 +293,6 @@ def extend_looks(
     run = out.groupby(skeys, sort=False)["peer_median"].cummax().groupby(skeys, sort=False).ffill()
     carried = pick(last["peer_season_run"]).where(same)
     out["peer_season_run"] = np.fmax(run, carried)
-    return out
 
 
 #: new looks per farm up to which a partition keeps ``partition_farms`` farms
