@@ -957,13 +957,12 @@ def _columns_for_equivalence() -> list[pd.Series]:
 
 @pytest.mark.parametrize("col", range(7))
 def test_column_normalisation_matches_the_cell_rules(col: int) -> None:
+    from agrisat.book._amounts import parse_exposure, parse_exposures
     from agrisat.book._columns import (
         normalise_crop,
         normalise_crops,
         normalise_id,
         normalise_ids,
-        parse_exposure,
-        parse_exposures,
     )
 
     s = _columns_for_equivalence()[col]

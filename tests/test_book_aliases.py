@@ -237,3 +237,39 @@ def test_utf16_csv_with_bom_is_decoded(tmp_path: Path, encoding: str) -> None:
     assert list(farms.gdf["farm_id"]) == ["F0"]
     assert list(farms.gdf["region"]) == ["胶州"]
     assert list(farms.gdf["crop"]) == ["maize"]
+
+
+# -- a unit in the exposure header ----------------------------------------------------------
+
+UNIT_HEADERS = {
+    "风险敞口（万元）": 1e4,  # the usual way a Chinese bank writes it
+    "贷款余额(万元)": 1e4,
+    "贷款余额/百万元": 1e6,  # 百万元 is a million, not 万元
+    "exposure_k": 1e3,
+    "Exposure (CNY '000)": 1e3,
+    "exposure (万元)": 1e4,  # matched as exposure before: read 10,000 times too small
+    "Exposure (CNY)": 1.0,  # a currency, not a multiple
+    "风险敞口": 1.0,
+}
+
+
+@pytest.mark.parametrize(("head", "scale"), UNIT_HEADERS.items())
+def test_an_exposure_header_unit_scales_the_amounts(
+    tmp_path: Path, head: str, scale: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _book(tmp_path / "b.csv", [{"exposure": "12.5"}, {"exposure": "3"}])
+    text = path.read_text(encoding="utf-8").replace("exposure", head, 1)
+    path.write_text(text, encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="agrisat.book"):
+        farms = load_book(path)
+    assert farms.gdf["exposure"].tolist() == [12.5 * scale, 3 * scale]
+    said = [r.getMessage() for r in caplog.records if "exposure column is in" in r.getMessage()]
+    assert bool(said) == (scale != 1.0)
+
+
+def test_an_exposure_header_with_two_units_is_refused(tmp_path: Path) -> None:
+    path = _book(tmp_path / "b.csv", [{}])
+    text = path.read_text(encoding="utf-8").replace("exposure", "exposure (千元 or 万元)", 1)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(BookError, match=r"names several units \(万元, 千元\)"):
+        load_book(path)

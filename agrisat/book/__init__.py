@@ -38,7 +38,10 @@ Values
     of spaces, ``-`` and ``/`` turned into ``_``, then common Chinese/English names become
     calendar codes (冬小麦/wheat → winter_wheat, 玉米/corn → maize, 小麦-玉米轮作 → wheat_maize);
     farms whose crop has no built-in calendar are counted in one WARNING. Exposure: see
-    :func:`parse_exposure`; the decimal mark is decided per column.
+    :func:`parse_exposure`; the decimal mark is decided per column. A unit in the exposure
+    header scales the amounts to the currency unit: ``风险敞口（万元）`` or ``exposure (万元)``
+    ×10,000, ``exposure_k`` / ``(CNY '000)`` / 千元 ×1,000, 百万元 / ``million`` ×10⁶, 亿元 ×10⁸
+    (logged once); a header naming two units is refused.
     Other source columns are not carried into :attr:`Farms.gdf` (they may hold personal data)
     but are kept in the rejects so the bank can fix the rows.
 
@@ -104,17 +107,13 @@ from ..calendar import default_calendars
 from ..config import BookSettings
 from ..errors import BookError
 from ..gcj02 import offset_system
-from ._columns import (
-    match_columns,
-    normalise_crops,
-    normalise_ids,
-    parse_exposure,
-    parse_exposures,
-)
+from ._amounts import parse_exposure, parse_exposures
+from ._columns import match_columns, normalise_crops, normalise_ids
 from ._crops import warn_crops_without_calendar
 from ._geometry import check_geometries, is_none
 from ._offset import apply_offsets, row_offsets
 from ._read import MAX_FILE_MB, SUPPORTED_SUFFIXES, RawBook, read_geodataframe, read_path
+from ._units import amount_unit
 
 __all__ = [
     "MAX_FILE_MB",
@@ -289,6 +288,14 @@ def _check(raw: RawBook, settings: BookSettings, offsets: np.ndarray) -> Farms:
     reject(~is_none(crop_why), crop_why)
     amounts, amount_why = parse_exposures(frame[cols["exposure"]])
     reject(~is_none(amount_why), amount_why)
+    scale, unit = amount_unit(cols["exposure"], book=name)
+    if unit is not None:
+        # 风险敞口（万元）: the amounts are 万元; the loan book's contract is the currency unit.
+        has = ~is_none(amounts)
+        amounts[has] = amounts[has].astype(float) * scale
+        logger.info(
+            "book %s: exposure column is in %s; amounts multiplied by %g", name, unit, scale
+        )
     if raw.pre_reasons is not None:
         reject(~is_none(raw.pre_reasons), raw.pre_reasons)
     # GCJ-02/BD-09 rows become WGS84 before any geometry check; rejects keep the source text.
