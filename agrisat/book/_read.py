@@ -5,26 +5,20 @@ Nothing here judges rows; whole-file problems raise :class:`BookError` naming th
 
 from __future__ import annotations
 
-import csv
 import io
 import os
-import re
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyogrio
-import shapely
-from pyproj import CRS
-from pyproj.exceptions import CRSError
 
 from ..errors import BookError
-from ..gcj02 import offset_system
-from ._columns import CRS_ALIASES, GEOMETRY_ALIASES, find_optional
+from ._csv import read_csv
+from ._raw import RawBook, resolve_crs
 
 __all__ = ["MAX_FILE_MB", "SUPPORTED_SUFFIXES", "RawBook", "read_geodataframe", "read_path"]
 
@@ -46,69 +40,6 @@ _EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls (and other MS Office) files
 _EXCEL_HINT = "Excel books are not read: save as CSV with a WKT geometry column (or as GeoPackage)"
 _READ_ERRORS = (RuntimeError, OSError, ValueError, UnicodeDecodeError)
-
-
-@dataclass
-class RawBook:
-    """What a source holds, before any row is judged."""
-
-    name: str
-    frame: pd.DataFrame  # attribute columns as read (RangeIndex), geometry excluded
-    geoms: np.ndarray  # shapely geometries or None, in ``crs``
-    crs: CRS
-    geom_text: np.ndarray | None = None  # the raw geometry cells of a CSV, for the rejects
-    pre_reasons: np.ndarray | None = None  # per-row reason found while parsing (CSV)
-    geometry_column: str | None = None  # None: the CSV has no geometry column
-    offset: str | None = None  # "gcj02"/"bd09" when a CSV crs column names one
-
-
-def _parse_crs(value: object, what: str) -> CRS:
-    try:
-        return CRS.from_user_input(value)
-    except CRSError:
-        raise BookError(
-            f"{what}: {value!r} is not a CRS pyproj understands; use e.g. EPSG:4326"
-        ) from None
-
-
-def resolve_crs(
-    found: CRS | None, declared: str | None, name: str, *, default: str | None = None
-) -> CRS:
-    """The book's CRS: the file's own, else ``declared`` (``--crs``), else ``default``.
-
-    ``declared`` may name GCJ-02 or BD-09 (see :mod:`agrisat.book._offset`): their CRS is
-    EPSG:4326, and the file's own CRS must then be WGS84 longitude/latitude.
-    """
-    offset = offset_system(declared)
-    if offset is not None:
-        given: CRS | None = CRS.from_epsg(4326)
-    else:
-        given = _parse_crs(declared, f"book {name}, crs") if declared else None
-    if found is not None and given is not None and not _same_crs(found, given):
-        if offset is not None:
-            raise BookError(
-                f"book {name} declares CRS {found.to_string()} but {declared} was given; "
-                f"GCJ-02/BD-09 coordinates are longitude/latitude, so the file must be "
-                f"EPSG:4326 or have no CRS: drop --crs or fix the file"
-            )
-        raise BookError(
-            f"book {name} declares CRS {found.to_string()} but {given.to_string()} was given; "
-            f"drop --crs or fix the file"
-        )
-    crs = found or given or (CRS.from_user_input(default) if default else None)
-    if crs is None:
-        raise BookError(
-            f"book {name} has no coordinate reference system; declare it, "
-            f"e.g. --crs EPSG:xxxx (crs= in Python), or add a .prj / write it with a CRS"
-        )
-    return crs
-
-
-def _same_crs(a: CRS, b: CRS) -> bool:
-    if a.equals(b, ignore_axis_order=True):
-        return True
-    ea, eb = a.to_epsg(min_confidence=70), b.to_epsg(min_confidence=70)
-    return ea is not None and ea == eb
 
 
 def read_geodataframe(
@@ -176,7 +107,7 @@ def read_path(
     if suffix in _PARQUET_SUFFIXES:
         return _from_gdf(_read_parquet(path, name), name, crs)
     if suffix == ".csv":
-        return _read_csv(path.read_bytes(), name, crs=crs)
+        return read_csv(path.read_bytes(), name, crs=crs)
     if suffix in _OGR_SUFFIXES:
         return _from_gdf(_read_ogr(str(path), name, layer), name, crs)
     raise BookError(
@@ -277,142 +208,3 @@ def _read_zip(path: Path, *, crs: str | None, layer: str | None, max_mb: float) 
     # GDAL only recognises archives by their .zip suffix unless the path is braced.
     root = f"/vsizip/{archive}" if archive.lower().endswith(".zip") else f"/vsizip/{{{archive}}}"
     return _from_gdf(_read_ogr(f"{root}/{member}", name, layer), name, crs)
-
-
-def _decode(data: bytes, name: str = "") -> str:
-    # A BOM names UTF-16/32 (Excel's "Unicode text" is UTF-16 LE); UTF-8 (with or without the
-    # BOM Excel writes) next; GB18030 covers files saved by Chinese-locale Excel; Latin-1 never
-    # fails, so a file is never refused for its encoding.
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data[len(bom) :].decode(encoding)
-            except UnicodeDecodeError:
-                raise BookError(
-                    f"book {name} starts with a {encoding.upper()} byte-order mark but is not "
-                    f"valid {encoding.upper()}; save it as UTF-8 CSV"
-                ) from None
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return data.decode("latin-1")
-
-
-# UTF-32 LE before UTF-16 LE: its BOM begins with UTF-16 LE's
-_BOMS = (
-    (b"\xff\xfe\x00\x00", "utf-32-le"),
-    (b"\x00\x00\xfe\xff", "utf-32-be"),
-    (b"\xff\xfe", "utf-16-le"),
-    (b"\xfe\xff", "utf-16-be"),
-)
-_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
-
-
-def _parse_geometry_cells(cells: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    n = len(cells)
-    geoms = np.full(n, None, dtype=object)
-    reasons = np.full(n, None, dtype=object)
-    texts = np.array([c.strip() for c in cells], dtype=object)
-    for i, text in enumerate(texts):
-        if not text:
-            reasons[i] = "empty geometry"
-            continue
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore", RuntimeWarning)
-            if _HEX.fullmatch(text):
-                geom = shapely.from_wkb(text, on_invalid="ignore")
-            else:
-                geom = shapely.from_wkt(text, on_invalid="ignore")
-        if geom is None:
-            reasons[i] = "unparseable WKT"
-        else:
-            geoms[i] = geom
-    return geoms, reasons
-
-
-def _holds_rows(record: list[str], delimiter: str, width: int) -> bool:
-    """Whether a cell of ``record`` holds what looks like whole rows of the file: a line of
-    at least ``width - 1`` delimiters after a line break (a quoted address with a line break
-    does not)."""
-    return any(
-        line.count(delimiter) >= width - 1
-        for cell in record
-        if "\n" in cell
-        for line in cell.splitlines()[1:]
-    )
-
-
-def _read_csv(data: bytes, name: str, *, crs: str | None) -> RawBook:
-    text = _decode(data, name)
-    lines = text.splitlines()
-    header_line = next((line for line in lines if line.strip()), "")
-    if not header_line:
-        raise BookError(f"book {name} is empty; expected a header and at least one row")
-    delimiter = max(",;\t|", key=header_line.count)
-    # Geometry cells can be far longer than the csv module's default 128 kB limit.
-    csv.field_size_limit(max(csv.field_size_limit(), len(data) + 1))
-    records: list[list[str]] = []
-    spans: list[tuple[int, int]] = []  # each record's first and last line in the file
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    start = 1
-    try:
-        for r in reader:
-            if r:
-                records.append(r)
-                spans.append((start, reader.line_num))
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise BookError(f"book {name} is not a readable CSV file: {exc}") from None
-    header = [h.strip() or f"column_{i + 1}" for i, h in enumerate(records[0])]
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        raise BookError(f"book {name} repeats column name(s) {', '.join(repeated)}; rename them")
-    width = len(header)
-    rows: list[list[str]] = []
-    malformed = np.zeros(len(records) - 1, dtype=bool)
-    swallowed: dict[int, str] = {}
-    for i, record in enumerate(records[1:]):
-        if len(record) > width:
-            malformed[i] = True
-            record = record[:width]
-        first, last = spans[i + 1]
-        if last > first and _holds_rows(record, delimiter, width):
-            # an unbalanced quote ran the cell over the next lines: those rows are inside it
-            malformed[i] = True
-            swallowed[i] = (
-                f"malformed CSV row: an unbalanced quote runs it over lines {first}-{last} "
-                f"of the file, whose rows are inside it; close the quote"
-            )
-        rows.append(record + [""] * (width - len(record)))  # short rows: trailing cells empty
-    frame = pd.DataFrame(rows, columns=header, dtype=object)
-    geom_col = find_optional(header, GEOMETRY_ALIASES, name)
-    crs_col = find_optional(header, CRS_ALIASES, name)
-    found, offset = None, None
-    if crs_col is not None:
-        values = sorted({v.strip() for v in frame[crs_col] if v.strip()})
-        if len(values) > 1:
-            raise BookError(
-                f"book {name}: column {crs_col!r} holds several CRSs ({', '.join(values[:5])}); "
-                f"reproject to one CRS or split the file"
-            )
-        if values:
-            offset = offset_system(values[0])
-            found = (
-                CRS.from_epsg(4326)
-                if offset
-                else _parse_crs(values[0], f"book {name}, column {crs_col!r}")
-            )
-    book_crs = resolve_crs(found, crs, name, default="EPSG:4326")
-    if geom_col is None:
-        n = len(frame)
-        empty = np.full(n, None, dtype=object)
-        return RawBook(name, frame, empty, book_crs, empty.copy(), empty.copy(), None, offset)
-    geoms, reasons = _parse_geometry_cells(list(frame[geom_col]))
-    reasons[malformed] = "malformed CSV row"
-    for i, why in swallowed.items():
-        reasons[i] = why
-    geoms[malformed] = None
-    texts = frame.pop(geom_col).to_numpy(dtype=object)
-    return RawBook(name, frame, geoms, book_crs, texts, reasons, geom_col, offset)
