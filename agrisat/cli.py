@@ -375,10 +375,11 @@ def main() -> None:
         console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        # typer >= 0.20 carries its own copy of click, whose exceptions are not click's: a
+        # missing --book then escaped as a traceback with exit status 0. Both have ``show``.
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
+            show()
             sys.exit(2)
         raise
     sys.exit(code if isinstance(code, int) else 0)

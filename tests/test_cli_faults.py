@@ -363,3 +363,23 @@ def test_a_run_that_finds_no_scene_warns(
     assert done.exit_code == 0 and done.items_found == 0
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("no scene" in m and "landsat-c2-l2" in m for m in warned), warned
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("run",), "Missing option '--book'"),
+        (("run", "--book", "b.csv", "--catalog", "c.json", "-w", "{w}", "--bogus"), "--bogus"),
+        (("alerts", "--workdir", "{w}", "--format", "pdf"), "pdf"),
+    ],
+)
+def test_usage_mistakes_exit_2_as_a_process(
+    tmp_path: Path, args: tuple[str, ...], said: str
+) -> None:
+    # typer >= 0.20 carries its own click, whose usage errors escaped main() as a traceback
+    # with exit status 0: a cron job with a typo in its command line reported success.
+    code, out, err = _finish(_agrisat(*(a.format(w=tmp_path / "w") for a in args)))
+    assert code == 2, (out, err)
+    assert said in err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert not (tmp_path / "w").exists()
