@@ -127,7 +127,9 @@ def _run_pipeline(
         result = run(farms, catalog, workdir, settings=settings, progress=tick, redetect=redetect)
     out.print(
         f"run {result.run_id} for {result.end}: farms {result.farms} (rejected "
-        f"{result.rejected}, unseen {result.farms_unseen}); scenes found {result.items_found}, "
+        f"{result.rejected}, unseen {result.farms_unseen}"
+        + (f", history read for {result.farms_history}" if result.farms_history else "")
+        + f"); scenes found {result.items_found}, "
         f"new {result.items_new}, ingested {result.items_ingested}, failed "
         f"{len(result.items_failed)}; observations added {result.observations_added}; alerts "
         + ", ".join(f"{k} {v}" for k, v in result.alerts.items())

@@ -25,7 +25,14 @@ from .book import Farms
 from .config import Settings
 from .cube import grid_anchor, grid_for, item_epsg
 from .errors import CatalogError
-from .ledger import ledger_rows, merge_with_store, scene_day, superseded_rows
+from .ledger import (
+    CATCHUP_TABLE,
+    catchup_rows,
+    ledger_rows,
+    merge_with_store,
+    scene_day,
+    superseded_rows,
+)
 from .net import clear_gdal_http_cache, gdal_http_options, redact_text
 from .observations import observation_columns
 from .pixels import direct_source
@@ -76,6 +83,7 @@ def ingest(
     ledger: pd.DataFrame | None = None,
     batch_items: int = 24,
     progress: ProgressFn | None = None,
+    history: str | None = None,
 ) -> IngestResult:
     """Observe the ``new`` items over ``farms`` and commit them batch by batch.
 
@@ -104,12 +112,17 @@ def ingest(
         ``settings.run.batch_rows`` observations would be exceeded.
     progress
         Optional callback after each committed batch.
+    history
+        Read scenes the ledger holds already, for ``farms`` that lack them (farms that
+        joined the book or were redrawn; :mod:`agrisat.catchup`): each batch is recorded in
+        the ``catchup`` table under this pending set's id instead of the ledger, and its rows
+        are not resolved against stored rows (they supersede the old polygon's).
     """
     replaced = replaced or {}
     result = IngestResult()
     if ledger is None:
         ledger = store.read("ledger")
-    stored_days = set(ledger["day"]) if len(ledger) else set()
+    stored_days = set(ledger["day"]) if len(ledger) and history is None else set()
     t0 = time.perf_counter()
     by_zone: dict[int, list[pystac.Item]] = {}
     for it in items:
@@ -172,10 +185,15 @@ def ingest(
                 gone = sorted({replaced[i.id] for i in ok_items if i.id in replaced})
                 with store.transaction() as txn:
                     txn.append("observations", obs[observation_columns(indices)])
-                    txn.append("ledger", ledger_rows(ok_items, code, run_id))
+                    if history is not None:  # the ledger has these scenes: record the catch-up
+                        txn.append(CATCHUP_TABLE, catchup_rows(ok_items, history, run_id))
+                    else:
+                        txn.append("ledger", ledger_rows(ok_items, code, run_id))
                     if gone:
                         txn.append("ledger", superseded_rows(ledger, gone, run_id))
-                    if failed:  # remembered so the next run searches back far enough to retry
+                    # failed scenes: the next run searches back to retry them (a catch-up's
+                    # are retried because the catchup table does not hold them)
+                    if failed and history is None:
                         bad = [i for i in batch if i.id in failed]
                         txn.append("ledger", ledger_rows(bad, code, run_id, status="failed"))
                 t_obs += time.perf_counter() - t0

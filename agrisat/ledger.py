@@ -16,7 +16,19 @@ from .errors import CatalogError
 from .store import Store
 from .zonal import resolve_same_day
 
-__all__ = ["ledger_rows", "merge_with_store", "new_items", "scene_day", "superseded_rows"]
+__all__ = [
+    "CATCHUP_TABLE",
+    "catchup_rows",
+    "ledger_rows",
+    "merge_with_store",
+    "new_items",
+    "scene_day",
+    "superseded_rows",
+]
+
+#: scenes read again for farms that joined the book or were redrawn (:mod:`agrisat.catchup`):
+#: ``set`` (the pending set's id), ``item_id``, ``day``, ``run_id``
+CATCHUP_TABLE = "catchup"
 
 
 def scene_day(item: pystac.Item) -> str:
@@ -105,6 +117,18 @@ def ledger_rows(
             "epsg": [epsg] * len(items),
             "updated": [str(i.properties.get("updated", "")) for i in items],
             "status": [status] * len(items),
+            "run_id": [run_id] * len(items),
+        }
+    )
+
+
+def catchup_rows(items: Sequence[pystac.Item], set_id: str, run_id: str) -> pd.DataFrame:
+    """Rows of the ``catchup`` table: ``items`` read for the pending farms of ``set_id``."""
+    return pd.DataFrame(
+        {
+            "set": [set_id] * len(items),
+            "item_id": [i.id for i in items],
+            "day": [scene_day(i) for i in items],
             "run_id": [run_id] * len(items),
         }
     )

@@ -21,6 +21,7 @@ from .allocator import detection_allocator
 from .book import Farms, write_rejects
 from .book.cache import load_book_cached
 from .catalog import find_scenes, redact_url
+from .catchup import META_KEY, catch_up, pending_after_change, pending_set
 from .config import Settings
 from .errors import AgrisatError, ConfigError
 from .indices import resolve_indices
@@ -51,6 +52,9 @@ class RunResult:
     items_failed: list[str] = field(default_factory=list)
     observations_added: int = 0
     farms_unseen: int = 0
+    #: farms whose history (the stored scenes) was read this run: they joined the book or
+    #: were redrawn since the last run
+    farms_history: int = 0
     farms_by_status: dict[str, int] = field(default_factory=dict)
     alerts: dict[str, int] = field(default_factory=dict)
     #: "full" (every look recomputed), "incremental", "none" (nothing new) or "" (no detection)
@@ -130,11 +134,18 @@ def run(
         if stored.get("meta", {}).get("farms_fingerprint") != fingerprint or not store.parts(
             "farms", stored
         ):
+            pending: dict[str, Any] | None = None
             if store.parts("farms", stored):
-                _say_redrawn(store.read("farms", manifest=stored), farms)
+                old = store.read("farms", manifest=stored)
+                _say_redrawn(old, farms)
+                # farms that joined the book or were redrawn get the stored scenes read again
+                # (below); recorded with the new book, so a run killed first still does it
+                pending = pending_after_change(old, farms.gdf, stored.get("meta", {}))
             with store.transaction() as txn:
                 txn.replace("farms", farms.gdf)
                 txn.meta["farms_fingerprint"] = fingerprint
+                if store.parts("farms", stored):
+                    txn.meta[META_KEY] = pending
         result.seconds["book"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -181,6 +192,26 @@ def run(
         result.observations_added = done.observations_added
         result.farms_unseen = done.farms_unseen
         result.seconds.update(done.seconds)
+
+        pending = pending_set(store.manifest().get("meta", {}))
+        if pending is not None:
+            t0 = time.perf_counter()
+            back = catch_up(
+                farms,
+                catalog,
+                store,
+                pending,
+                ledger=ledger,
+                end=end,
+                indices=indices,
+                settings=settings,
+                run_id=result.run_id,
+                progress=progress,
+            )
+            result.farms_history = int(farms.gdf["farm_id"].isin(pending["farms"]).sum())
+            result.items_failed += back.items_failed
+            result.observations_added += back.observations_added
+            result.seconds["history"] = time.perf_counter() - t0
 
         if detect:
             t0 = time.perf_counter()
@@ -260,8 +291,7 @@ def _say_redrawn(old: Any, farms: Farms) -> None:
     if moved:
         log.warning(
             "book %s: %d farm(s) redrawn since the last run (more than %d %% of the polygon "
-            "changed), e.g. %s: their earlier observations were measured over the old polygons "
-            "and are not read again; to rebuild their history, run this book in a new workdir",
+            "changed), e.g. %s: the stored scenes are read again over the new polygons",
             farms.source,
             len(moved),
             round(100 * REDRAWN_SHARE),

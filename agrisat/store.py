@@ -56,6 +56,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "runs": ("run_id",),
     "alerts": ("alert_id", "run_date"),
     "farms": ("farm_id",),
+    "catchup": ("set", "item_id"),
 }
 
 #: Compact a table into one part when it has more parts than this.

@@ -1,0 +1,194 @@
+"""History for farms the store has not measured: farms that joined the book, or were redrawn.
+
+The ledger records scenes, not farms: a scene ingested on an earlier night is never read
+again. A loan granted after the first night (a farm that joins the book) would then have no
+history at all -- no own-history baseline, no past season to compare with -- and a farm whose
+polygon the bank redrew would keep the old field's observations. When the book changes, the
+run records those farms as *pending* (in the same transaction that stores the new book); it
+then reads the scenes already in the ledger again, over the pending farms only (their blocks
+only), and stores their rows. Observations are keyed by farm and date, so a redrawn farm's new
+rows supersede the old polygon's. Progress is kept per scene in the ``catchup`` table under
+the pending set's id, so a run killed half-way continues where it stopped, and the set is
+cleared in the transaction that stores its last scene.
+
+The detection that follows recomputes every look (the book's fingerprint changed), so the
+joined farms' looks equal those of a workdir that had them from the start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from .book import Farms
+from .book.changes import redrawn_farms
+from .catalog import find_scenes
+from .config import Settings
+from .ingest import IngestResult, ProgressFn, ingest
+from .ledger import CATCHUP_TABLE
+from .store import Store
+
+__all__ = ["META_KEY", "catch_up", "pending_after_change", "pending_set"]
+
+log = logging.getLogger(__name__)
+
+#: manifest meta key of the pending set: ``{"set": id, "farms": [farm ids]}``
+META_KEY = "history_pending"
+
+
+def pending_after_change(
+    old: gpd.GeoDataFrame, new: gpd.GeoDataFrame, meta: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The farms of ``new`` whose history the store lacks after the book changed from ``old``.
+
+    Parameters
+    ----------
+    old, new
+        The stored and the new checked book (``farm_id``, geometry).
+    meta
+        The store's manifest meta: a set still pending from an interrupted run is kept (its
+        farms that are still in the book).
+
+    Returns
+    -------
+    dict or None
+        ``{"set": id, "farms": ids in book order}``, or None when every farm has its history.
+    """
+    ids = set(new["farm_id"]) - set(old["farm_id"])
+    ids |= set(redrawn_farms(old, new))
+    before = pending_set(meta)
+    if before is not None:
+        ids |= set(before["farms"]) & set(new["farm_id"])
+    if not ids:
+        return None
+    rows = new[new["farm_id"].isin(ids)]
+    h = hashlib.blake2b(digest_size=10)
+    h.update("\0".join(rows["farm_id"]).encode("utf-8"))
+    h.update(b"".join(rows.geometry.to_wkb()))
+    return {"set": h.hexdigest(), "farms": rows["farm_id"].tolist()}
+
+
+def pending_set(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The pending set recorded in a manifest's meta (None when there is none)."""
+    value = meta.get(META_KEY)
+    return value if isinstance(value, dict) and value.get("farms") else None
+
+
+def catch_up(
+    farms: Farms,
+    catalog: str,
+    store: Store,
+    pending: Mapping[str, Any],
+    *,
+    ledger: pd.DataFrame,
+    end: str,
+    indices: Sequence[str],
+    settings: Settings,
+    run_id: str,
+    progress: ProgressFn | None = None,
+) -> IngestResult:
+    """Read the ledger's scenes again over the pending farms and store their observations.
+
+    Parameters
+    ----------
+    farms
+        The whole checked book (the pending farms are taken from it).
+    catalog
+        The run's catalog (searched again over the pending farms' bounds).
+    store
+        The workdir's store, locked by the caller.
+    pending
+        The pending set (:func:`pending_set`).
+    ledger
+        The ledger as read before this run's ingestion: the scenes stored for the other
+        farms (scenes ingested tonight were read with the pending farms already).
+    end, indices, settings, run_id, progress
+        As for :func:`agrisat.ingest.ingest`.
+
+    Returns
+    -------
+    IngestResult
+        What was read; the set is cleared from the meta once every scene is stored.
+    """
+    ids = set(pending["farms"])
+    gdf = farms.gdf[farms.gdf["farm_id"].isin(ids)].reset_index(drop=True)
+    result = IngestResult()
+    if gdf.empty:  # every pending farm has left the book
+        _clear(store)
+        return result
+    sub = Farms(gdf=gdf, rejects=farms.rejects.iloc[:0], source=farms.source)
+    stored = _stored_scenes(ledger, end)
+    done = _done(store, str(pending["set"]))
+    todo_ids = {i for i in stored if i not in done}
+    if not todo_ids:
+        _clear(store)
+        return result
+    days = sorted(stored[i][0] for i in todo_ids)
+    items = find_scenes(
+        catalog,
+        bbox=sub.bounds,
+        start=days[0],
+        end=end,
+        collection=settings.run.collection,
+        policy=settings.net,
+    )
+    # the scenes as the ledger has them (same id and publication stamp); a scene the catalog
+    # no longer lists, or re-published since, is left to the regular ingestion
+    todo = [
+        i
+        for i in items
+        if i.id in todo_ids and str(i.properties.get("updated", "")) == stored[i.id][1]
+    ]
+    log.info(
+        "history of %d farm(s) that joined the book or were redrawn: %d stored scene(s) to "
+        "read again over them (%d read before)",
+        len(sub),
+        len(todo),
+        len(done),
+    )
+    result = ingest(
+        sub,
+        items,
+        todo,
+        store,
+        indices=indices,
+        settings=settings,
+        run_id=run_id,
+        ledger=ledger,
+        batch_items=settings.run.batch_items,
+        progress=progress,
+        history=str(pending["set"]),
+    )
+    if not result.items_failed:
+        _clear(store)
+    return result
+
+
+def _stored_scenes(ledger: pd.DataFrame, end: str) -> dict[str, tuple[str, str]]:
+    """Item id → (day, updated) of the scenes the ledger holds as ingested up to ``end``."""
+    if ledger.empty:
+        return {}
+    last = ledger.drop_duplicates("item_id", keep="last")
+    last = last[(last["status"] == "ingested") & (last["day"].astype(str) <= end)]
+    updated = last["updated"].astype(str) if "updated" in last else pd.Series("", index=last.index)
+    return {
+        str(i): (str(d), str(u))
+        for i, d, u in zip(last["item_id"], last["day"], updated, strict=True)
+    }
+
+
+def _done(store: Store, set_id: str) -> set[str]:
+    table = store.read(CATCHUP_TABLE)
+    if table.empty:
+        return set()
+    return set(table.loc[table["set"] == set_id, "item_id"].astype(str))
+
+
+def _clear(store: Store) -> None:
+    with store.transaction() as txn:
+        txn.meta[META_KEY] = None
