@@ -236,7 +236,10 @@ def chip_labels(
     tags = list(tags) if tags is not None else [""] * len(chips.dates)
     clear = t("chart.clear", lang)
     return [
-        f"{tag} {d}".strip() + f"\n{t('obs.' + st, lang)} · {clear} {cf:.0%}"
+        # a scene without a cloud mask has an unknown clear share (NaN): "?" not "nan%"
+        f"{tag} {d}".strip()
+        + f"\n{t('obs.' + st, lang)} · {clear} "
+        + ("?" if cf != cf else f"{cf:.0%}")
         for tag, d, st, cf in zip(
             tags, chips.dates, chips.statuses, chips.clear_fractions, strict=False
         )

@@ -17,13 +17,14 @@ from typing import Any
 
 import dask
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pystac
 import shapely
 
 from .book import Farms
 from .config import Settings
-from .cube import grid_anchor, grid_for, item_epsg
+from .cube import SCL, grid_anchor, grid_for, item_epsg
 from .errors import CatalogError
 from .ledger import (
     CATCHUP_TABLE,
@@ -135,6 +136,16 @@ def ingest(
     if result.farms_unseen:
         log.warning("%d farm(s) lie outside every scene footprint", result.farms_unseen)
     new_by_zone = {code: [i for i in new if item_epsg(i) == code] for code in zones}
+    no_scl = [i.id for i in new if SCL not in i.assets]
+    if no_scl:
+        log.warning(
+            "%d of %d scene(s) to read carry no SCL (e.g. %s): they are read without a cloud "
+            "mask, their looks' clear fraction is unknown and single-look alerts wait for a "
+            "second look",
+            len(no_scl),
+            len(new),
+            no_scl[0],
+        )
     total = sum(len(v) for v in new_by_zone.values())
     done_count = 0
     result.seconds["zones"] = time.perf_counter() - t0
@@ -336,7 +347,13 @@ def _observe(
         close_handles()  # a file replaced before the next run is opened anew
     if not frames:
         return pd.DataFrame(columns=observation_columns(indices))
-    return pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True)
+    if not all(SCL in i.assets for i in items):
+        # no cloud mask: the clear share is unknown on every path (the fused kernel says so
+        # itself; the layer paths count every valid pixel clear), and detection makes a
+        # single-look hazard wait for a second look (DetectSettings.unknown_sky_looks)
+        df[["clear_fraction", "clear_pixels"]] = np.nan
+    return df
 
 
 def _observe_batch(

@@ -309,6 +309,12 @@ def fused_sums(
             cells += [m, x, x * x]
         for j, cell in enumerate(cells):
             out[i, :, j] = _product(mat, cell)
+    if not has_scl:
+        # Without a cloud mask every valid pixel stands in for the index (clear = valid, as
+        # in _prepare_block), but nobody knows the sky: Σ w clear is NaN, so the look's
+        # clear_fraction (and clear_pixels) say "unknown" instead of a confident 1.0, and
+        # detection makes a single-look hazard wait for a second look.
+        out[:, :, 1] = np.nan
     return out
 
 

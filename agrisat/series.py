@@ -32,7 +32,8 @@ __all__ = [
 def clear_looks(
     observations: pd.DataFrame, *, index: str = "ndvi", min_clear_fraction: float = 0.0
 ) -> pd.DataFrame:
-    """Rows that are clear looks: status ``ok``, a finite ``<index>_mean``, enough clear area.
+    """Rows that are clear looks: status ``ok``, a finite ``<index>_mean``, enough clear area
+    (or an unknown clear share: ``clear_fraction`` NaN).
 
     Returns a copy sorted by farm and date with ``date`` as day-precision timestamps.
     """
@@ -42,7 +43,10 @@ def clear_looks(
     obs = observations
     keep = (obs["status"].astype(str) == "ok") & np.isfinite(obs[col].astype(float))
     if "clear_fraction" in obs.columns and min_clear_fraction > 0:
-        keep &= obs["clear_fraction"].astype(float) >= min_clear_fraction
+        cf = obs["clear_fraction"].astype(float)
+        # an unknown clear share (NaN: no cloud mask) is not a low one: the look stays, and
+        # detection makes it wait for a second look (DetectSettings.unknown_sky_looks)
+        keep &= (cf >= min_clear_fraction) | cf.isna()
     # one copy of the rows, in their final order (a copy, a column set and a sort by string
     # ids were three: ~0.1 s at 100,000 farms x 8 dates)
     out = obs.loc[keep]

@@ -316,9 +316,10 @@ def _single_series(farm_id: str, dates: pd.Series, values: pd.Series, prefix: st
             "farm_id": farm_id,
             "date": d.to_numpy(),
             "item_id": [f"{prefix}_{x}" for x in d],
-            # A 16-day maximum-value composite is a clear look by construction.
+            # A 16-day maximum-value composite is a look, but of unknown quality: no
+            # per-look quality band comes with it (clear share NaN, as a scene without SCL).
             "status": np.where(ok, "ok", "no_data"),
-            "clear_fraction": np.where(ok, 1.0, 0.0),
+            "clear_fraction": np.where(ok, np.nan, 0.0),
             "clear_pixels": np.where(ok, 1.0, 0.0),
             "water_fraction": np.nan,
             "ndvi_mean": values.astype(float).to_numpy(),

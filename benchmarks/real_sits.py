@@ -99,8 +99,12 @@ def _observations(
     clear: np.ndarray | None = None,
     extra: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """Export-shaped observations of ``(samples, t)`` arrays (a composite is a clear look of
-    one pixel unless ``clear`` says otherwise; nothing clear leaves the index empty)."""
+    """Export-shaped observations of ``(samples, t)`` arrays (a composite is a look of one
+    pixel unless ``clear`` says otherwise; nothing clear leaves the index empty).
+
+    A composite carries no per-look quality band: its clear share is unknown (NaN), as for
+    a scene without SCL, so a hazard it alone shows waits for a second look. Looks ``clear``
+    rules out (sits' gap-fills) stay ``cloudy`` with clear share 0."""
     ok = np.isfinite(ndvi) if clear is None else clear & np.isfinite(ndvi)
     t = ndvi.shape[1]
     d = pd.to_datetime(pd.Series(dates.ravel())).dt.strftime("%Y-%m-%d").to_numpy()
@@ -111,7 +115,7 @@ def _observations(
             "date": d,
             "item_id": [f"{prefix}_{x}" for x in d],
             "status": status.ravel(),
-            "clear_fraction": ok.ravel().astype(float),
+            "clear_fraction": np.where(ok, np.nan, 0.0).ravel(),
             "clear_pixels": ok.ravel().astype(float),
             "water_fraction": np.nan,
             "ndvi_mean": np.where(ok, ndvi, np.nan).ravel(),

@@ -61,9 +61,10 @@ def worldcereal_extractions(root: Path | None = None) -> RealSet:
                     "farm_id": ids,
                     "date": day.to_numpy(),
                     "item_id": [f"WC_{d}" for d in day],
-                    # a monthly composite of valid observations is a clear look by construction
+                    # a monthly composite of valid observations is a look, but no per-look
+                    # quality band says how clear its month was: clear share unknown (NaN)
                     "status": np.where(ok[:, k], "ok", "no_data"),
-                    "clear_fraction": np.where(ok[:, k], 1.0, 0.0),
+                    "clear_fraction": np.where(ok[:, k], np.nan, 0.0),
                     "clear_pixels": np.where(ok[:, k], 1.0, 0.0),
                     "water_fraction": np.nan,
                     "ndvi_mean": ndvi[:, k],

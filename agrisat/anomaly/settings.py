@@ -166,6 +166,11 @@ class DetectSettings:
     confirm_flood: int = 1
     #: a hazard confirmed by a single look needs a look this clear; else it waits for a second
     single_look_min_clear: float = 0.9
+    #: a look whose clear share is unknown (``clear_fraction`` NaN: a scene without a cloud
+    #: mask such as L1C or a collection without SCL, a composite without a per-look quality
+    #: band) confirms a hazard only as the run's look number this or later: nobody knows its
+    #: sky, so it does not decide alone. 1 treats such a look as clear
+    unknown_sky_looks: int = 2
     #: a date on which the peers' median fell this share since the farm's previous look is
     #: suspect: a group's median canopy does not lose that much in one revisit outside a
     #: harvest, haze, smoke, thin unmasked cloud or snow does (and a region-wide event
