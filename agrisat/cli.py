@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ._exit import exit_now
 from .config import Settings, load_settings
 from .errors import AgrisatError, ConfigError
 from .indices import resolve_indices
@@ -364,7 +365,7 @@ def main() -> None:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        exit_now(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         console.print("[red]aborted[/red]")
         sys.exit(130)
@@ -384,7 +385,7 @@ def main() -> None:
             show()
             sys.exit(2)
         raise
-    sys.exit(code if isinstance(code, int) else 0)
+    exit_now(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

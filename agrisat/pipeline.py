@@ -29,6 +29,7 @@ from .ingest import ProgressFn, gdal_options, ingest
 from .ledger import new_items
 from .monitor import detect_and_update
 from .net import install_log_redaction
+from .scheduler import threads_unless_client
 from .store import Store, frame_fingerprint
 
 __all__ = ["RunResult", "check_run_settings", "gdal_options", "run"]
@@ -215,7 +216,10 @@ def run(
 
         if detect:
             t0 = time.perf_counter()
-            with detection_allocator(settings_run.detect_mmap_threshold_kb):
+            with (
+                detection_allocator(settings_run.detect_mmap_threshold_kb),
+                threads_unless_client(),
+            ):
                 summary = detect_and_update(
                     store, farms.gdf, run_date=end, settings=settings, full=redetect
                 )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dask
+import dask.threaded
 
 from .allocator import tune_worker_malloc
 from .errors import ConfigError
@@ -27,6 +28,7 @@ __all__ = [
     "available_cpus",
     "choose_scheduler",
     "scheduler",
+    "threads_unless_client",
     "tune_worker_malloc",
 ]
 
@@ -105,6 +107,26 @@ def _check_address(text: str) -> str:
 
 
 @contextlib.contextmanager
+def threads_unless_client() -> Iterator[None]:
+    """Run the block's dask work (``dask.delayed`` tasks) on local threads, as dask would, but
+    without dask importing ``distributed`` to look for a client that cannot exist.
+
+    When no scheduler is configured dask imports ``distributed`` (0.2-0.3 s) to ask for a
+    current client before it falls back to a delayed collection's default, the threaded
+    scheduler. A client exists only once ``distributed`` is imported: until then the threaded
+    scheduler is named directly. With ``distributed`` imported or a scheduler configured
+    (an analyst's client in a notebook), dask decides as before.
+    """
+    import sys
+
+    if "distributed" in sys.modules or dask.config.get("scheduler", None) is not None:
+        yield
+        return
+    with dask.config.set(scheduler=dask.threaded.get):
+        yield
+
+
+@contextlib.contextmanager
 def scheduler(
     spec: str | None,
     gdal: dict[str, Any],
@@ -125,7 +147,9 @@ def scheduler(
     if choice.kind == "threads":
         clear_gdal_http_cache()  # GDAL remembers failed URLs for the life of the process
         odc.stac.configure_rio(**gdal)
-        with dask.config.set(scheduler="threads"):
+        # the threaded scheduler itself, not its name: dask resolves a name by first
+        # importing distributed to look for a client (0.2-0.3 s of a run that starts none)
+        with dask.config.set(scheduler=dask.threaded.get):
             yield None
         return
     from distributed import Client

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
+import pyproj
 
 from ..calendar import default_calendars
 from ..config import BookSettings
@@ -140,7 +141,14 @@ def _read(folder: Path, key: str) -> Farms | None:
         loose = (entry / "object_columns").read_text(encoding="utf-8").splitlines()
         rejects = rejects.astype({c: object for c in loose if c in rejects.columns})
         source = (entry / "source").read_text(encoding="utf-8")
-    except (OSError, ValueError) as exc:  # damaged or from another library version
+        crs = (entry / "crs").read_text(encoding="utf-8")
+        # GeoParquet gives the CRS back as PROJJSON: equal, but not the same text, and the
+        # store's farms fingerprint hashes the text (a mismatch rewrote the farms table on
+        # the night after every fresh check, and compared every polygon for redrawn farms)
+        if crs and gdf.crs is not None and gdf.crs == pyproj.CRS.from_user_input(crs):
+            gdf.set_crs(crs, allow_override=True, inplace=True)
+    # damaged or from another library version
+    except (OSError, ValueError, pyproj.exceptions.CRSError) as exc:
         log.warning("stored book checks unreadable (%s); checking the book again", exc)
         return None
     return Farms(gdf=gdf, rejects=rejects, source=source)
@@ -159,6 +167,8 @@ def _write(folder: Path, key: str, farms: Farms) -> None:
         farms.gdf.to_parquet(tmp / "farms.parquet")
         farms.rejects.to_parquet(tmp / "rejects.parquet")
         (tmp / "source").write_text(farms.source, encoding="utf-8")
+        crs = farms.gdf.crs
+        (tmp / "crs").write_text("" if crs is None else str(crs), encoding="utf-8")
         loose = [str(c) for c, t in farms.rejects.dtypes.items() if pd.api.types.is_object_dtype(t)]
         (tmp / "object_columns").write_text("\n".join(loose), encoding="utf-8")
         (tmp / "done").write_text("", encoding="utf-8")
@@ -189,5 +199,6 @@ def _same(a: Farms, b: Farms) -> bool:
     return (
         a.source == b.source
         and a.gdf.crs == b.gdf.crs
+        and str(a.gdf.crs) == str(b.gdf.crs)  # the text too: the farms fingerprint hashes it
         and bool(a.gdf.geometry.geom_equals_exact(b.gdf.geometry, tolerance=0).all())
     )

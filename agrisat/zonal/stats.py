@@ -52,28 +52,39 @@ def _frame(
         clear_fraction = np.where(total > 0, wclear / total, 0.0)
     status = np.where(
         wvalid <= 1e-9,
-        "no_data",
+        0,
         np.where(
             total < settings.min_pixels,
-            "too_small",
-            np.where(clear_fraction < settings.min_clear_fraction, "cloudy", "ok"),
+            1,
+            np.where(clear_fraction < settings.min_clear_fraction, 2, 3),
         ),
     )
-    df = pd.DataFrame(
-        {
-            "farm_id": np.tile(farm_ids, t),
-            "date": np.repeat(np.asarray(days, dtype=object), n),
-            "item_id": np.repeat(np.asarray(item_ids, dtype=object), n),
-            "status": status,
-            "clear_fraction": np.round(clear_fraction, 6),
-            "clear_pixels": np.round(wclear, 2),
-            "water_fraction": np.round(waterf, 6),
-        }
-    )
+    # The text columns are made from their few distinct values and taken row by row: pandas
+    # turning t x n Python strings into its string arrays cost two thirds of this function
+    # (100,000 farms x 8 dates: ~0.3 s of the observe phase, holding the GIL)
+    by_time = np.repeat(np.arange(t), n)
+    columns: dict[str, Any] = {
+        "farm_id": _texts(farm_ids).take(np.tile(np.arange(n), t)),
+        "date": _texts(days).take(by_time),
+        "item_id": _texts(item_ids).take(by_time),
+        "status": _texts(_STATUSES).take(status),
+        "clear_fraction": np.round(clear_fraction, 6),
+        "clear_pixels": np.round(wclear, 2),
+        "water_fraction": np.round(waterf, 6),
+    }
     for j, name in enumerate(indices):
-        df[f"{name}_mean"] = flat[:, 4 + 2 * j]
-        df[f"{name}_std"] = flat[:, 5 + 2 * j]
-    return df
+        columns[f"{name}_mean"] = flat[:, 4 + 2 * j]
+        columns[f"{name}_std"] = flat[:, 5 + 2 * j]
+    return pd.DataFrame(columns)
+
+
+#: the statuses by their codes in :func:`_frame`
+_STATUSES = ("no_data", "too_small", "cloudy", "ok")
+
+
+def _texts(values: Sequence[Any] | np.ndarray) -> Any:
+    """``values`` as the pandas array a DataFrame column of them gets (the same inference)."""
+    return pd.Series(np.asarray(values, dtype=object), copy=False).array
 
 
 def zonal_stats(
