@@ -5,11 +5,15 @@ again. A loan granted after the first night (a farm that joins the book) would t
 history at all -- no own-history baseline, no past season to compare with -- and a farm whose
 polygon the bank redrew would keep the old field's observations. When the book changes, the
 run records those farms as *pending* (in the same transaction that stores the new book); it
-then reads the scenes already in the ledger again, over the pending farms only (their blocks
-only), and stores their rows. Observations are keyed by farm and date, so a redrawn farm's new
-rows supersede the old polygon's. Progress is kept per scene in the ``catchup`` table under
-the pending set's id, so a run killed half-way continues where it stopped, and the set is
-cleared in the transaction that stores its last scene.
+then reads every scene over the pending farms from the start of the workdir's history
+(the ledger's first day) to ``--end`` -- the scenes already in the ledger, a re-published
+version of one, and scenes over an area the old book did not reach -- over the pending farms
+only (their blocks only), and stores their rows. Rows a pending farm already has (a redrawn
+polygon, an id reused for another field) are first superseded by ``no_data`` rows in the
+transaction that records the set (:func:`tombstones`): the old polygon's values never mix
+with the new one's. Progress is kept per scene in the ``catchup`` table under the pending
+set's id (unique per recording), so a run killed half-way continues where it stopped, and
+the set is cleared in the transaction that stores its last scene.
 
 The detection that follows recomputes every look (the book's fingerprint changed), so the
 joined farms' looks equal those of a workdir that had them from the start.
@@ -23,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from .book import Farms
@@ -31,9 +36,10 @@ from .catalog import find_scenes
 from .config import Settings
 from .ingest import IngestResult, ProgressFn, ingest
 from .ledger import CATCHUP_TABLE
+from .observations import observation_columns
 from .store import Store
 
-__all__ = ["META_KEY", "catch_up", "pending_after_change", "pending_set"]
+__all__ = ["META_KEY", "catch_up", "pending_after_change", "pending_set", "tombstones"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +48,7 @@ META_KEY = "history_pending"
 
 
 def pending_after_change(
-    old: gpd.GeoDataFrame, new: gpd.GeoDataFrame, meta: Mapping[str, Any]
+    old: gpd.GeoDataFrame, new: gpd.GeoDataFrame, meta: Mapping[str, Any], *, nonce: str
 ) -> dict[str, Any] | None:
     """The farms of ``new`` whose history the store lacks after the book changed from ``old``.
 
@@ -53,6 +59,9 @@ def pending_after_change(
     meta
         The store's manifest meta: a set still pending from an interrupted run is kept (its
         farms that are still in the book).
+    nonce
+        Makes the set's id unique (the run id): a book that comes back to an earlier
+        version is a new set, not one whose scenes were read already.
 
     Returns
     -------
@@ -68,6 +77,7 @@ def pending_after_change(
         return None
     rows = new[new["farm_id"].isin(ids)]
     h = hashlib.blake2b(digest_size=10)
+    h.update(nonce.encode("utf-8"))
     h.update("\0".join(rows["farm_id"]).encode("utf-8"))
     h.update(b"".join(rows.geometry.to_wkb()))
     return {"set": h.hexdigest(), "farms": rows["farm_id"].tolist()}
@@ -77,6 +87,34 @@ def pending_set(meta: Mapping[str, Any]) -> dict[str, Any] | None:
     """The pending set recorded in a manifest's meta (None when there is none)."""
     value = meta.get(META_KEY)
     return value if isinstance(value, dict) and value.get("farms") else None
+
+
+def tombstones(
+    store: Store, manifest: Mapping[str, Any], farm_ids: Sequence[str], indices: Sequence[str]
+) -> pd.DataFrame:
+    """``no_data`` rows for every stored (farm, date) of ``farm_ids``: appended, they supersede
+    the rows measured over a polygon the farm no longer has (observations are keyed by farm
+    and date), so no old value survives where the new polygon is not read again, and a
+    same-day merge never prefers the old polygon's row.
+    """
+    import pyarrow.parquet as pq
+
+    cols = observation_columns(indices)
+    ids = list(farm_ids)
+    frames = [
+        pq.read_table(
+            path, columns=["farm_id", "date", "item_id"], filters=[("farm_id", "in", ids)]
+        ).to_pandas()
+        for path in store.parts("observations", dict(manifest))
+    ]
+    keys = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if keys.empty:
+        return pd.DataFrame(columns=cols)
+    keys = keys.drop_duplicates(["farm_id", "date"], keep="last").reset_index(drop=True)
+    out = pd.DataFrame({c: np.nan for c in cols}, index=keys.index)
+    out[["farm_id", "date", "item_id"]] = keys[["farm_id", "date", "item_id"]]
+    out["status"] = "no_data"
+    return out[cols]
 
 
 def catch_up(
@@ -122,31 +160,26 @@ def catch_up(
         _clear(store)
         return result
     sub = Farms(gdf=gdf, rejects=farms.rejects.iloc[:0], source=farms.source)
-    stored = _stored_scenes(ledger, end)
-    done = _done(store, str(pending["set"]))
-    todo_ids = {i for i in stored if i not in done}
-    if not todo_ids:
+    first = _first_day(ledger)
+    if first is None or first > end:  # nothing stored yet: the regular ingestion reads it all
         _clear(store)
         return result
-    days = sorted(stored[i][0] for i in todo_ids)
+    done = _done(store, str(pending["set"]))
     items = find_scenes(
         catalog,
         bbox=sub.bounds,
-        start=days[0],
+        start=first,
         end=end,
         collection=settings.run.collection,
         policy=settings.net,
     )
-    # the scenes as the ledger has them (same id and publication stamp); a scene the catalog
-    # no longer lists, or re-published since, is left to the regular ingestion
-    todo = [
-        i
-        for i in items
-        if i.id in todo_ids and str(i.properties.get("updated", "")) == stored[i.id][1]
-    ]
+    # every scene over them since the history began: those in the ledger, a newer version of
+    # one (re-published since it was stored), and scenes of an area the old book did not
+    # reach (outside the regular search's look-back)
+    todo = [i for i in items if i.id not in done]
     log.info(
-        "history of %d farm(s) that joined the book or were redrawn: %d stored scene(s) to "
-        "read again over them (%d read before)",
+        "history of %d farm(s) that joined the book or were redrawn: %d scene(s) to read over "
+        "them (%d read before)",
         len(sub),
         len(todo),
         len(done),
@@ -169,17 +202,11 @@ def catch_up(
     return result
 
 
-def _stored_scenes(ledger: pd.DataFrame, end: str) -> dict[str, tuple[str, str]]:
-    """Item id → (day, updated) of the scenes the ledger holds as ingested up to ``end``."""
+def _first_day(ledger: pd.DataFrame) -> str | None:
+    """The first day of the workdir's history: the ledger's earliest scene (None if empty)."""
     if ledger.empty:
-        return {}
-    last = ledger.drop_duplicates("item_id", keep="last")
-    last = last[(last["status"] == "ingested") & (last["day"].astype(str) <= end)]
-    updated = last["updated"].astype(str) if "updated" in last else pd.Series("", index=last.index)
-    return {
-        str(i): (str(d), str(u))
-        for i, d, u in zip(last["item_id"], last["day"], updated, strict=True)
-    }
+        return None
+    return str(ledger["day"].astype(str).min())
 
 
 def _done(store: Store, set_id: str) -> set[str]:

@@ -21,7 +21,7 @@ from .allocator import detection_allocator
 from .book import Farms, write_rejects
 from .book.cache import load_book_cached
 from .catalog import find_scenes, redact_url
-from .catchup import META_KEY, catch_up, pending_after_change, pending_set
+from .catchup import META_KEY, catch_up, pending_after_change, pending_set, tombstones
 from .config import Settings
 from .errors import AgrisatError, ConfigError
 from .indices import resolve_indices
@@ -141,12 +141,16 @@ def run(
                 _say_redrawn(old, farms)
                 # farms that joined the book or were redrawn get the stored scenes read again
                 # (below); recorded with the new book, so a run killed first still does it
-                pending = pending_after_change(old, farms.gdf, stored.get("meta", {}))
+                pending = pending_after_change(
+                    old, farms.gdf, stored.get("meta", {}), nonce=result.run_id
+                )
             with store.transaction() as txn:
                 txn.replace("farms", farms.gdf)
                 txn.meta["farms_fingerprint"] = fingerprint
                 if store.parts("farms", stored):
                     txn.meta[META_KEY] = pending
+                if pending is not None:  # no row of an old polygon (redrawn, reused id) stays
+                    txn.append("observations", tombstones(store, stored, pending["farms"], indices))
         result.seconds["book"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -319,8 +319,14 @@ class Store:
             if frames:
                 df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
                 names.append(self._write_part(table, df))
-            current = tables.setdefault(table, [])
-            current.extend(n for n in names if n not in current)
+            # parts are named by content: rows equal to an earlier part's come back as that
+            # part, which moves to the end -- later parts win per key, and the rows appended
+            # now must win over what was appended since (a value, a no_data row, the value
+            # again), not keep the place they had
+            again = set(names)
+            current = [n for n in tables.get(table, []) if n not in again]
+            current.extend(dict.fromkeys(names))
+            tables[table] = current
             if len(current) > MAX_PARTS:
                 tables[table] = [self._compact(table, current)]
         new = {

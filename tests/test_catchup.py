@@ -13,6 +13,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
+import pystac
 import pytest
 from shapely.geometry import box
 
@@ -22,7 +23,7 @@ from agrisat.config import Settings
 from agrisat.ledger import CATCHUP_TABLE
 from agrisat.pipeline import run
 from agrisat.store import Store
-from agrisat.testing import SyntheticArchive, SyntheticFarm, make_archive
+from agrisat.testing import SyntheticArchive, SyntheticFarm, make_archive, write_static_catalog
 
 DATES = [(dt.date(2026, 4, 1) + dt.timedelta(days=5 * k)).isoformat() for k in range(8)]
 CROP = {"red": 0.05, "nir": 0.45}
@@ -169,3 +170,66 @@ def test_a_pending_farm_that_leaves_the_book_is_forgotten(
     assert result.farms_history == 0
     assert Store(work).manifest()["meta"].get(META_KEY) is None
     assert not (_observations(work)["farm_id"] == "J").any()
+
+
+def test_a_polygon_redrawn_back_and_forth_ends_as_a_fresh_workdir(
+    archive: SyntheticArchive, fresh: Path, tmp_path: Path
+) -> None:
+    # v1 draws J over P4's field, v2 is right; the bank goes v1, v2, v1, v2 on four nights.
+    # The second v2 night must read J's history again (a new pending set, not the first v2
+    # night's), and rows equal to the first v2 night's must win over v1's again.
+    gdf = gpd.read_file(archive.book)
+    wrong = gdf.copy()
+    wrong.loc[wrong["farm_id"] == "J", "geometry"] = gdf.loc[
+        gdf["farm_id"] == "P4", "geometry"
+    ].to_numpy()
+    v1, v2 = tmp_path / "v1.gpkg", archive.book
+    wrong.to_file(v1)
+    work = tmp_path / "w"
+    for k, book in ((3, v1), (4, v2), (5, v1), (7, v2)):
+        s = Settings().replace("run", indices=("ndvi",), end=DATES[k], batch_items=2)
+        assert run(book, str(archive.catalog), work, settings=s).exit_code == 0
+    pd.testing.assert_frame_equal(_observations(work), _observations(fresh), check_exact=True)
+
+
+def test_farms_that_join_on_a_tile_the_book_never_reached_get_every_date(
+    tmp_path: Path,
+) -> None:
+    # The old book lies on tile A only; the joined farms on tile B, 50 km east. Tile B's
+    # scenes are in no ledger and older than the nightly look-back.
+    far = X0 + 50_000.0
+
+    def at(i: int, x0: float) -> box:
+        return box(x0 + 40 + 120 * i, Y0 - 140, x0 + 120 + 120 * i, Y0 - 60)
+
+    a = make_archive(
+        tmp_path / "A",
+        [SyntheticFarm(f"P{i}", at(i, X0), CROP, crop="other") for i in range(3)],
+        dates=DATES,
+        tile="50SQF",
+    )
+    b = make_archive(
+        tmp_path / "B",
+        [SyntheticFarm("Q", at(0, far), _lost, crop="other"), SyntheticFarm("R", at(1, far), CROP, crop="other")],
+        dates=DATES,
+        tile="50SQG",
+        origin=(far, Y0),
+    )  # fmt: skip
+    items = [
+        i.clone()
+        for c in (a.catalog, b.catalog)
+        for i in pystac.Catalog.from_file(str(c)).get_items(recursive=True)
+    ]
+    catalog = str(write_static_catalog(tmp_path / "cat", items))
+    both = pd.concat([gpd.read_file(a.book), gpd.read_file(b.book)], ignore_index=True)
+    both.to_file(tmp_path / "both.gpkg")
+    fresh = tmp_path / "fresh"
+    run(tmp_path / "both.gpkg", catalog, fresh, settings=SETTINGS)
+    work = tmp_path / "w"
+    run(a.book, catalog, work, settings=SETTINGS)
+    result = run(tmp_path / "both.gpkg", catalog, work, settings=SETTINGS)
+    assert result.farms_history == 2
+    grown, ref = _observations(work), _observations(fresh)
+    assert (ref["farm_id"] == "Q").sum() == len(DATES)
+    pd.testing.assert_frame_equal(grown, ref, check_exact=True)
+    pd.testing.assert_frame_equal(_alerts(work), _alerts(fresh), check_exact=True)

@@ -29,6 +29,18 @@ def test_append_latest_row_per_key_wins(tmp_path: Path) -> None:
     assert len(df) == 2
 
 
+def test_rows_equal_to_an_earlier_part_still_win_when_appended_again(tmp_path: Path) -> None:
+    # Parts are named by content: appending rows equal to an earlier part gives that part's
+    # name. It must move to the end, or the rows appended in between (here 2.0) keep winning:
+    # a farm redrawn and redrawn back kept its in-between polygon's values.
+    s = Store(tmp_path)
+    for v in (1.0, 2.0, 1.0):
+        with s.transaction() as t:
+            t.append("observations", _obs("a", "2024-01-01", v))
+    assert s.read("observations")["v"].tolist() == [1.0]
+    assert len(s.parts("observations")) == 2  # the same part, not a copy of it
+
+
 def test_a_missing_part_names_the_file_and_what_to_do(tmp_path: Path) -> None:
     s = Store(tmp_path)
     with s.transaction() as t:
