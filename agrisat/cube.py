@@ -31,6 +31,7 @@ __all__ = [
     "item_epsg",
     "load_cube",
     "load_raw",
+    "masked_read",
     "zone_of_lon",
 ]
 
@@ -51,6 +52,28 @@ def item_epsg(item: pystac.Item) -> int:
         raise CatalogError(
             f"item {item.id} has no 'agrisat:epsg'; pass items through agrisat.catalog first"
         ) from None
+
+
+def masked_read(items: Sequence[pystac.Item]) -> bool:
+    """Whether a read of ``items`` loads SCL: True when every item carries it, False when none.
+
+    A read decides once for all its items, so a single item without SCL among items with it
+    would switch the cloud mask off for all of them; such a mix is refused (callers read the
+    two kinds apart, as :func:`agrisat.ingest.ingest` does).
+
+    Raises
+    ------
+    CatalogError
+        When some items carry SCL and others do not.
+    """
+    has = [SCL in it.assets for it in items]
+    if any(has) and not all(has):
+        bare = [it.id for it, h in zip(items, has, strict=True) if not h]
+        raise CatalogError(
+            f"{len(bare)} of {len(has)} items to read together carry no SCL (e.g. {bare[0]}): "
+            "read scenes with and without SCL separately, or one would unmask the others"
+        )
+    return all(has)
 
 
 def grid_for(
@@ -212,9 +235,9 @@ def load_raw(
     native: bool = False,
     time_chunk: int = 1,
 ) -> RawCube:
-    """Lazy DN arrays of ``bands`` (and SCL when every item has it) on ``geobox``; no reads.
+    """Lazy DN arrays of ``bands`` (and SCL when the items carry it) on ``geobox``; no reads.
 
-    With ``native``, bands whose own grid is exactly twice as coarse as ``geobox`` and aligned
+    The items must all carry SCL or all lack it (:func:`masked_read`). With ``native``, bands whose own grid is exactly twice as coarse as ``geobox`` and aligned
     with it (20 m bands and SCL on a 10 m grid) are loaded on that coarse grid, with chunks half
     the size so both chunk grids coincide, into ``RawCube.coarse``; the caller upsamples them.
     ``time_chunk`` dates are read by one task (per band and chunk).
@@ -229,7 +252,7 @@ def load_raw(
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
         raise CatalogError("duplicate item ids passed to load_cube; dedupe the items first")
-    has_scl = all(SCL in it.assets for it in items)
+    has_scl = masked_read(items)
     to_load = list(dict.fromkeys([*bands, *([SCL] if has_scl else [])]))
     for it in items:
         missing = [b for b in to_load if b not in it.assets]

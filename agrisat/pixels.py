@@ -35,7 +35,7 @@ from dask.delayed import Delayed
 from odc.geo.geobox import GeoBox
 
 from .config import CubeSettings
-from .cube import SCL, _declared_shape, _factor, _native_grid, item_epsg
+from .cube import SCL, _declared_shape, _factor, _native_grid, item_epsg, masked_read
 from .errors import ConfigError
 from .reader import Grid, RasterioReader, Reader, Window, _Block, _read_block, _read_dn
 from .stack import pixel_layers, scl_lut
@@ -122,7 +122,7 @@ def direct_source(
     geobox
         The zone grid.
     indices
-        Index names; their bands (and SCL when every item has it) are read.
+        Index names; their bands (and SCL when the items carry it) are read.
     settings
         Chunk size and SCL classes.
     time_chunk
@@ -141,6 +141,11 @@ def direct_source(
         the fused path); ``None`` when some needed asset is not on the zone grid (other CRS,
         fractional pixel offset, other resolution, no ``proj:transform``), so the caller uses
         odc-stac.
+
+    Raises
+    ------
+    CatalogError
+        When some items carry SCL and others do not (:func:`agrisat.cube.masked_read`).
     """
     import dask.array as da
 
@@ -155,7 +160,7 @@ def direct_source(
         return None
     if not np.isclose(a.e, -a.a) or len({it.id for it in items}) != len(items):
         return None
-    has_scl = all(SCL in it.assets for it in items)
+    has_scl = masked_read(items)  # a mix of items with and without SCL is refused
     names_in = (*bands, *((SCL,) if has_scl else ()))
     # per layer: the factor (same for every item) and per item (row, column) offsets
     factors: list[int] = []

@@ -270,16 +270,28 @@ def _group_from_sums(
 
 
 def resolve_same_day(df: pd.DataFrame) -> pd.DataFrame:
-    """Keep one row per farm and date: the best status, then the clearest look, then item id."""
+    """Keep one row per farm and date: a known sky first, the best status, the clearest look.
+
+    Two tiles of one day see the farm in the same overpass, under the same sky. A look whose
+    sky is unknown (a scene without SCL: ``clear_fraction`` NaN) only wins when no look of a
+    known sky judged the farm, so an ``ok`` look of unknown sky never replaces a look the
+    cloud mask found ``cloudy``. A ``no_data`` or ``too_small`` row says nothing about the
+    sky over the farm (no pixel, or too few to count), so it ranks as before, after ``ok``
+    and ``cloudy`` rows of either kind. Otherwise: status, clear pixels, then item id.
+    """
     if df.empty:
         return df
     rank = df["status"].map({s: i for i, s in enumerate(STATUS_ORDER)})
-    ordered = df.assign(_rank=rank, _neg_clear=-df["clear_pixels"].fillna(0)).sort_values(
-        ["farm_id", "date", "_rank", "_neg_clear", "item_id"], kind="mergesort"
-    )
+    sky = df["clear_fraction"] if "clear_fraction" in df else df["clear_pixels"]
+    judged = df["status"].isin(("ok", "cloudy")).to_numpy()
+    # 0: a judged look under a known sky; 1: any other row (their old order is kept)
+    tier = np.where(judged & sky.notna().to_numpy(), 0, 1)
+    ordered = df.assign(
+        _tier=tier, _rank=rank, _neg_clear=-df["clear_pixels"].fillna(0)
+    ).sort_values(["farm_id", "date", "_tier", "_rank", "_neg_clear", "item_id"], kind="mergesort")
     kept = ordered.drop_duplicates(["farm_id", "date"], keep="first")
     return (
-        kept.drop(columns=["_rank", "_neg_clear"])
+        kept.drop(columns=["_tier", "_rank", "_neg_clear"])
         .sort_values(["farm_id", "date"])
         .reset_index(drop=True)
     )
