@@ -102,6 +102,7 @@ def _episodes(rows: pd.DataFrame | list[dict[str, Any]], s: AlertSettings) -> li
                 eps.append(cur)
             if cur is not None:
                 cur["n_looks"] += 1
+                cur["last"] = r  # the latest anomalous look, whatever its hazard
                 if r["hazard"] == cur["hazard"]:
                     # the evidence quotes the latest look of the episode's own hazard: a flood
                     # followed by crop damage must not print the damage's numbers as water

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .arrowops import isin
-from .i18n import STALE_REASON
+from .i18n import STALE_REASON, peer_sentence
 from .severity import SEVERITIES, SeverityRule
 
 __all__ = [
@@ -36,6 +36,8 @@ USUAL_GAP_SHOWN = 0.02
 #: hazards whose evidence names the same-date peers (``peer_median``, ``peer_n``); a
 #: drought also names the farm's usual standing among them (``usual_gap``)
 PEER_EVIDENCE: tuple[str, ...] = ("drought", "abrupt_loss")
+#: a drought's peer verdicts the English evidence names by their code
+_PEER_CODES: tuple[str, ...] = ("idiosyncratic", "systemic")
 
 
 def _d(ts: Any) -> str:
@@ -61,17 +63,26 @@ def evidence(ep: dict[str, Any]) -> str:
         if pd.notna(pf["usual_gap"]):
             side = "above" if pf["usual_gap"] > 0 else "below"
             peers += f", the farm usually {abs(pf['usual_gap']):.2f} {side} them"
+        # the peers' verdict; without one, words as the re-rendered sentence has them (a
+        # bare "; unknown." read as if the drought itself were unknown)
+        state = r.get("peer_state")
+        verdict = state if state in _PEER_CODES else peer_sentence("unknown", "en")
         text = (
             f"{idx} {r['value']:.2f} on {_d(r['date'])} vs {r['expected']:.2f} expected "
             f"({-r['score']:+.0%}{z}); below normal since {onset} over {looks}{peers}; "
-            f"{r.get('peer_state', 'unknown')}"
+            f"{verdict}"
         )
     elif hz == "abrupt_loss":
+        # ``row`` is the latest look *of this hazard*: after the drop the looks turn to
+        # other hazards (drought), so it is the onset's look and its date is not the latest
+        # look's. Only an episode that carries its latest look (``last``) may quote one.
         text = (
             f"{idx} fell {r['score']:.0%} from {r['expected']:.2f} to {r['value']:.2f} "
-            f"on {_d(ep['onset'])} outside the harvest window{peers}; {looks} since, "
-            f"latest {r['value']:.2f} on {_d(r['date'])}"
+            f"on {_d(ep['onset'])} outside the harvest window{peers}; {looks} since"
         )
+        last = ep.get("last")
+        if isinstance(last, dict) and pd.notna(last.get("value")):
+            text += f", latest {last['value']:.2f} on {_d(last.get('date'))}"
     elif hz == "flood":
         text = (
             f"standing water on {r['score']:.0%} of the clear area on {_d(r['date'])} "

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ._exit import exit_now
+from .cliopts import PATH_ERRNOS, check_out, path_option
 from .config import Settings, load_settings
 from .errors import AgrisatError, ConfigError
 from .indices import resolve_indices
@@ -29,8 +30,9 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = Console()
 
+
 WorkdirOpt = Annotated[
-    Path, typer.Option("--workdir", "-w", help="Working folder holding the store.")
+    Path, path_option("--workdir", "-w", help="Working folder holding the store.")
 ]
 LogFormatOpt = Annotated[
     str, typer.Option("--log-format", help="text (default) or json (one object per line).")
@@ -199,6 +201,9 @@ def run(
 ) -> None:
     """Ingest new scenes over the book's farms into WORKDIR."""
     _setup_logging(verbose, log_format)
+    for option, value in (("--book", book), ("--catalog", catalog)):
+        if not value.strip():  # an unset shell variable: not a file in the current folder
+            raise ConfigError(f"{option} is empty: give a path")
     settings = load_settings(config)
     settings = settings.replace(
         "run",
@@ -229,7 +234,7 @@ def _check_date(value: str | None, name: str) -> str | None:
 @app.command()
 def demo(
     workdir: Annotated[
-        Path, typer.Option("--workdir", "-w", help="Where the demo archive and results go.")
+        Path, path_option("--workdir", "-w", help="Where the demo archive and results go.")
     ] = Path("demo-out"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -286,11 +291,12 @@ def demo(
 @app.command()
 def observations(
     workdir: WorkdirOpt,
-    out_path: Annotated[Path, typer.Option("--out", help="FILE.csv or FILE.parquet")],
+    out_path: Annotated[Path, path_option("--out", help="FILE.csv or FILE.parquet")],
 ) -> None:
     """Export the farm × date observations table."""
     from .observations import export_observations
 
+    check_out(out_path)
     n = export_observations(workdir, out_path)
     out.print(f"{n} observations written to {out_path}")
 
@@ -304,7 +310,7 @@ def alerts(
             "--format", help="csv, parquet, geojson or xlsx (default: from --out, else csv)."
         ),
     ] = None,
-    out_path: Annotated[Path | None, typer.Option("--out", help="Output file.")] = None,
+    out_path: Annotated[Path | None, path_option("--out", help="Output file.")] = None,
     status: Annotated[str, typer.Option(help="open (new and ongoing) or all.")] = "open",
     lang: Annotated[str, typer.Option(help="en or zh: headers, values and evidence.")] = "en",
 ) -> None:
@@ -320,6 +326,7 @@ def alerts(
     store = Store(workdir)
     if not store.exists():
         raise ConfigError(f"{workdir} holds no agrisat store; run `agrisat run` first")
+    check_out(out_path)
     table = latest_alerts(store, status=status)
     target = out_path or workdir / "exports" / f"alerts.{fmt or 'csv'}"
     path = export_alerts(table, store.read("farms"), target, fmt=fmt, lang=lang)
@@ -330,7 +337,7 @@ def alerts(
 def report(
     workdir: WorkdirOpt,
     out_path: Annotated[
-        Path | None, typer.Option("--out", help="FILE.html (default WORKDIR/exports/report.html).")
+        Path | None, path_option("--out", help="FILE.html (default WORKDIR/exports/report.html).")
     ] = None,
     lang: Annotated[str, typer.Option(help="en or zh.")] = "en",
     catalog: Annotated[
@@ -348,6 +355,7 @@ def report(
         raise ConfigError(f"--lang {lang!r}: use en or zh")
     if not Store(workdir).exists():
         raise ConfigError(f"{workdir} holds no agrisat store; run `agrisat run` first")
+    check_out(out_path)
     target = out_path or workdir / "exports" / "report.html"
     with console.status("writing the report…"):
         path = build_report(workdir, target, lang=lang, catalog=catalog, top_n=top)
@@ -371,7 +379,9 @@ def main() -> None:
         sys.exit(130)
     except OSError as exc:
         # a full or read-only disk outside the store's own writes (exports, caches): one line
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        # and a path that cannot be written (a folder, missing or forbidden) that names itself
+        disk = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+        if not disk and not (exc.errno in PATH_ERRNOS and exc.filename):
             raise
         where = f": {exc.filename}" if exc.filename else ""
         message = escape(f"{exc.strerror}{where}")

@@ -209,7 +209,8 @@ def export_alerts(
         props = localise_alerts(merged.drop(columns="geometry"), lang)
         gdf = gpd.GeoDataFrame(props, geometry=merged["geometry"].to_numpy(), crs=farms.crs)
         gdf = gdf.to_crs("EPSG:4326") if gdf.crs is not None else gdf
-        _atomic(p, lambda tmp: gdf.to_file(tmp, driver="GeoJSON"))
+        # the layer ("name" member) as a direct write would call it, not the temporary file
+        _atomic(p, lambda tmp: gdf.to_file(tmp, driver="GeoJSON", layer=p.stem))
     else:
         _fits_excel(p, "alerts", len(alerts))
         roll = localise_rollup(rollup(alerts, farms), lang)

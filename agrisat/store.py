@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .atomic import _publish, _temporary, atomic_path, atomic_write_bytes, atomic_write_text
 from .errors import StoreError, WorkdirLockedError, unreadable_part
 
 __all__ = [
@@ -61,58 +60,6 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
 
 #: Compact a table into one part when it has more parts than this.
 MAX_PARTS = 64
-
-
-@functools.cache
-def _umask() -> int:
-    # read once: os.umask can only be read by setting it
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def _temporary(folder: Path, prefix: str, suffix: str) -> Iterator[Path]:
-    """A temporary file in ``folder``, deleted when the block ends unless published."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _publish(tmp: Path, target: Path) -> None:
-    """Give ``tmp`` the permissions a plain ``open`` would (mkstemp's are 0600: an export is
-    readable by whoever the workdir is shared with) and move it to ``target`` atomically."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, target)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
-    target = Path(path)
-    # the temporary name keeps the target's suffix: writers pick their format from it
-    with _temporary(target.parent, f".{target.name}.", f".tmp{target.suffix}") as tmp:
-        yield tmp
-        _publish(tmp, target)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return Path(path)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Text version of :func:`atomic_write_bytes` (UTF-8)."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 #: Row-group size of the store's Parquet parts: a large frame is converted to Arrow and

@@ -273,3 +273,66 @@ def test_an_exposure_header_with_two_units_is_refused(tmp_path: Path) -> None:
     path.write_text(text, encoding="utf-8")
     with pytest.raises(BookError, match=r"names several units \(万元, 千元\)"):
         load_book(path)
+
+
+def _book_headed(tmp_path: Path, head: str, extra: str | None = None) -> Path:
+    """A two-row book whose exposure column is headed ``head`` (csv-quoted as needed), with
+    an optional second column ``extra`` holding other amounts."""
+    path = _book(tmp_path / "b.csv", [{"exposure": "12.5"}, {"exposure": "3"}])
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    rows[0][HEADER.index("exposure")] = head
+    if extra is not None:
+        rows = [[*r, extra if i == 0 else "7"] for i, r in enumerate(rows)]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    return path
+
+
+# A number written with the scale multiplies it; finance shorthand mm/bn; a year is no unit.
+NUMBERED_UNIT_HEADERS = {
+    "exposure (10,000 yuan)": 1e4,  # was read as 10 and 000: 1,000 (10 times too small)
+    "exposure (10k CNY)": 1e4,
+    "exposure (CNY 10k)": 1e4,
+    "exposure (ten thousand yuan)": 1e4,
+    "exposure (10 thousand yuan)": 1e4,
+    "exposure (x1000)": 1e3,  # was 1
+    "exposure (1e4 yuan)": 1e4,  # was 1
+    "exposure (×10⁴)": 1e4,  # superscript 4 must not become 104
+    "exposure_10k": 1e4,
+    "exposure (mm)": 1e6,  # was 1
+    "exposure_mm": 1e6,
+    "exposure (bn)": 1e9,  # was 1
+    "exposure (in thousands)": 1e3,
+    "Exposure (CNY, thousands)": 1e3,
+    "exposure (2024)": 1.0,  # a year, not a power of ten: plain amounts
+    "exposure (USD)": 1.0,
+}
+
+
+@pytest.mark.parametrize(("head", "scale"), NUMBERED_UNIT_HEADERS.items())
+def test_a_number_in_the_exposure_unit_multiplies_it(
+    tmp_path: Path, head: str, scale: float
+) -> None:
+    farms = load_book(_book_headed(tmp_path, head))
+    assert farms.gdf["exposure"].tolist() == [12.5 * scale, 3 * scale]
+
+
+@pytest.mark.parametrize(
+    "head", ["exposure (10k per hectare)", "exposure (2.5k)", "贷款余额（万元，2024年末）"]
+)
+def test_a_unit_beside_unreadable_words_is_refused(tmp_path: Path, head: str) -> None:
+    with pytest.raises(BookError, match=r"cannot read; rename it to name one unit") as err:
+        load_book(_book_headed(tmp_path, head))
+    assert repr(head) in str(err.value)
+
+
+def test_a_second_exposure_like_column_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _book_headed(tmp_path, "exposure", extra="风险敞口（万元）")
+    with caplog.at_level(logging.WARNING, logger="agrisat.book"):
+        farms = load_book(path)
+    assert farms.gdf["exposure"].tolist() == [12.5, 3.0]  # the exact name is read
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("'exposure'" in m and "'风险敞口（万元）'" in m and "ignored" in m for m in said)
+    assert not any("7" in m for m in said)  # headers only, never cell values

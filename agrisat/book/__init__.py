@@ -108,7 +108,7 @@ from ..config import BookSettings
 from ..errors import BookError
 from ..gcj02 import offset_system
 from ._amounts import parse_exposure, parse_exposures
-from ._columns import match_columns, normalise_crops, normalise_ids
+from ._columns import match_columns, normalise_crops, normalise_ids, warn_rivals
 from ._crops import warn_crops_without_calendar
 from ._geometry import check_geometries, is_none
 from ._offset import apply_offsets, row_offsets
@@ -265,6 +265,7 @@ def _check(raw: RawBook, settings: BookSettings, offsets: np.ndarray) -> Farms:
     frame, name = raw.frame, raw.name
     no_geometry = raw.geom_text is not None and raw.geometry_column is None
     cols = match_columns(frame.columns, name, extra_required=("geometry",) if no_geometry else ())
+    warn_rivals(frame.columns, "exposure", cols["exposure"], name)
     n = len(frame)
     if n == 0:
         raise BookError(f"book {name} has no rows")

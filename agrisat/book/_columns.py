@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import re
@@ -28,6 +29,7 @@ __all__ = [
     "normalise_id",
     "normalise_ids",
     "normalise_name",
+    "rivals",
 ]
 
 REQUIRED: tuple[str, ...] = ("farm_id", "loan_id", "borrower_id", "crop", "exposure")
@@ -145,6 +147,29 @@ def match_columns(
             f"(accepted spellings, any case: {spelled})"
         )
     return found
+
+
+def rivals(columns: Iterable[Hashable], canonical: str, chosen: Hashable) -> list[Hashable]:
+    """The columns besides ``chosen`` that also spell ``canonical`` and were therefore not read
+    (``exposure`` wins over ``风险敞口（万元）`` as the exact name): worth a warning."""
+    keys = {normalise_name(s) for s in (canonical, *ALIASES.get(canonical, ()))}
+    return [c for c in columns if c != chosen and keys.intersection(_name_keys(c))]
+
+
+def warn_rivals(columns: Iterable[Hashable], canonical: str, chosen: Hashable, book: str) -> None:
+    """Say which column was read when others also spell ``canonical`` (two exposure columns
+    may hold different amounts or units: the exact name wins silently otherwise). Headers
+    only, never cell values."""
+    ignored = rivals(columns, canonical, chosen)
+    if ignored:
+        logging.getLogger("agrisat.book").warning(
+            "book %s: %s read from column %r; also %s-like, ignored: %s",
+            book,
+            canonical,
+            str(chosen),
+            canonical,
+            ", ".join(repr(str(c)) for c in ignored),
+        )
 
 
 def find_optional(columns: Iterable[str], spellings: tuple[str, ...], book: str) -> str | None:

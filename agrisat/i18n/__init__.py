@@ -56,6 +56,7 @@ __all__ = [
     "left_book_evidence",
     "localise_alerts",
     "localise_rollup",
+    "peer_sentence",
     "render_evidence",
     "t",
 ]
@@ -214,6 +215,13 @@ _PEER_SENTENCE = {
 }
 
 
+def peer_sentence(state: Any, lang: str = "en") -> str:
+    """What a drought's ``peer_state`` says in words (``unknown`` → "no peer comparison");
+    "" for a state without a sentence (a missing one). The stored English evidence
+    (:func:`agrisat.alerts_fast.evidence`) and :func:`render_evidence` both use it."""
+    return _PEER_SENTENCE[lang].get(str(state), "")
+
+
 #: why a farm is unseen, appended to a stale-data evidence sentence (English)
 STALE_REASON: dict[str, str] = {
     "idiosyncratic": "; most farms of its region were seen clearly meanwhile",
@@ -269,7 +277,7 @@ def render_evidence(row: Mapping[str, Any], lang: str = "en") -> str:
     onset = _day(row.get("onset_date"))
     raw_n = row.get("n_looks")
     n = 0 if raw_n is None or _missing(raw_n) else int(raw_n)
-    peer = _PEER_SENTENCE[lang].get(str(row.get("peer_state")), "") if hz == "drought" else ""
+    peer = peer_sentence(row.get("peer_state"), lang) if hz == "drought" else ""
     text = (_en if lang == "en" else _zh)(hz, row, idx, onset, n, peer)
     if left_book(row):
         day = _day(row.get("resolved_date"))
