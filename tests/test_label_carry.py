@@ -13,10 +13,10 @@ import shapely
 from agrisat.anomaly import DetectSettings, partition
 from agrisat.anomaly.carry import CARRY_INPUTS, Earlier, label_carry
 from agrisat.anomaly.core import LABEL_INPUTS, label_looks
-from agrisat.anomaly.detectors import _abrupt_mask, keeping_pace
+from agrisat.anomaly.detectors import _abrupt_mask, _flood_mask, keeping_pace
 from agrisat.anomaly.incremental import context_from_looks, extend_looks, full_looks
 from agrisat.anomaly.lagged import peer_lagged
-from agrisat.anomaly.losses import _same_season_as_previous
+from agrisat.anomaly.losses import _same_season_as_previous, held_losses, loss_reference
 from agrisat.anomaly.partition import _batches
 from agrisat.anomaly.radius import farm_coordinates
 from agrisat.anomaly.robust import own_abrupt
@@ -96,6 +96,12 @@ def _frame(seed: int, farms: int = 60, looks: int = 26) -> pd.DataFrame:
     return f[list(LABEL_INPUTS)]
 
 
+def _labelled(head: pd.DataFrame, whole: pd.DataFrame, later: np.ndarray) -> pd.DataFrame:
+    """``head`` with the labels of the whole frame that the carry reads."""
+    lab = whole.loc[~later, ["hazard", "expected_h"]]
+    return head.assign(**{c: lab[c].to_numpy() for c in lab.columns})
+
+
 def _split(f: pd.DataFrame, at: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     later = (f["date"] >= at).to_numpy()
     return f[~later], f[later].reset_index(drop=True), later
@@ -108,7 +114,7 @@ def test_labels_with_the_carry_equal_labels_behind_the_earlier_looks(seed: int) 
     assert {"flood", "abrupt_loss", "drought"} <= set(whole["hazard"])
     for at in pd.to_datetime(["2025-03-01", "2025-06-15", "2025-09-01", "2026-01-10"]):
         head, tail, later = _split(f, at)
-        carry = label_carry(head.assign(hazard=whole.loc[~later, "hazard"].to_numpy()))
+        carry = label_carry(_labelled(head, whole, later))
         got = label_looks(tail, S, carry=carry)
         want = whole[later].reset_index(drop=True)
         pd.testing.assert_frame_equal(got[LABELS], want[LABELS], check_exact=True)
@@ -119,10 +125,13 @@ def test_every_rule_reading_earlier_looks_continues_into_the_carry() -> None:
     with the carry, on farms' first and second later looks alike."""
     f = _frame(7, farms=120)
     whole = label_looks(f, S)
-    differs = dict.fromkeys(["own_abrupt", "same_season", "pace", "labels"], 0)
+    differs = dict.fromkeys(["own_abrupt", "same_season", "pace", "held", "labels"], 0)
+    own = own_abrupt(f, S)
+    loss = _abrupt_mask(f, S, own=own[0]) & ~_flood_mask(f, S)
+    before = loss_reference(f, *own)
     for at in pd.to_datetime(["2025-04-01", "2025-07-01", "2025-10-01"]):
         head, tail, later = _split(f, at)
-        carry = label_carry(head.assign(hazard=whole.loc[~later, "hazard"].to_numpy()))
+        carry = label_carry(_labelled(head, whole, later))
         e = Earlier.build(tail, carry)
         assert (e.pos == 1).any()
         for k, (ref, got, alone) in {
@@ -137,6 +146,13 @@ def test_every_rule_reading_earlier_looks_continues_into_the_carry() -> None:
             ),
             "pace": (keeping_pace(f, S)[later], keeping_pace(tail, S, earlier=e),
                      keeping_pace(tail, S)),
+            "held": (
+                held_losses(f, S, loss=loss, before=before)[1][later],
+                held_losses(tail, S, loss=loss[later].reset_index(drop=True),
+                            before=before[later].reset_index(drop=True), earlier=e)[1],
+                held_losses(tail, S, loss=loss[later].reset_index(drop=True),
+                            before=before[later].reset_index(drop=True))[1],
+            ),
             "labels": (whole.loc[later, "hazard"], label_looks(tail, S, carry=carry)["hazard"],
                        label_looks(tail, S)["hazard"]),
         }.items():  # fmt: skip
@@ -160,11 +176,15 @@ def test_label_carry_by_hand() -> None:
             "season_id": ["s1", "s1", "s2", "s2", None],
             "peer_median": [0.45, 0.5, np.nan, 0.6, 0.3],
             "hazard": ["none", "flood", "drought", "abrupt_loss", "flood"],
+            "expected_h": [np.nan, 0.1, 0.8, 0.75, 0.2],
         }
     )[list(CARRY_INPUTS)]
     c = label_carry(looks).set_index("farm_id")
     a, b = c.loc["a"], c.loc["b"]
     assert (a["value_1"], a["value_2"], a["expected_1"]) == (0.2, 0.7, 0.7)
+    # the latest look is a loss from 0.75, the one before it is not
+    assert (a["loss_1"], a["loss_2"], a["loss_ref_1"]) == (1.0, 0.0, 0.75)
+    assert b["loss_1"] == 0.0 and np.isnan(b["loss_2"])
     assert np.isnan(a["expected_2"]) and a["season_1"] == "s2"
     assert (a["date_1"], a["date_2"]) == (d[3], d[2])
     # the last sound look is the third (a drought look is sound); its peers' median is

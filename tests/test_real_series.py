@@ -122,31 +122,18 @@ def test_clearfell_raises_an_alert_in_the_event_window() -> None:
     assert _looks_until(rs, hit["first_run"].min()) <= 8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: raised on the 5th composite (2004-10-31, 80 days after the last intact "
-    "look). A 16-day composite carries no per-look quality band, so its clear share is "
-    "unknown and the one-look loss of 2004-09-13 (0.62) waits for a second look; the next "
-    "composite (0.66, 2004-09-29) is not labelled anomalous, and the run that confirms starts "
-    "on 2004-10-15 (32 days, 2 composites, with the composite taken as clear: "
-    "unknown_sky_looks=1)",
-)
 def test_clearfell_raised_within_four_looks() -> None:
     """The loss is unambiguous on the 2nd composite (2004-09-13: 0.62 against 0.77 expected,
     -20 %, >3 robust sigma); a second agreeing look confirms it and one more is slack: raised
-    by the 4th composite after the last intact one."""
+    by the 4th composite after the last intact one. (A composite's sky is unknown, so the
+    one-look loss waits for a second look: the next composite, 0.66, is no new drop but
+    still 0.18 below the stand before the loss, which confirms it.)"""
     _need("bfast", "harvest_ndvi_modis16day.csv")
     rs, alerts = _harvest()
     hit = _fell_alerts(alerts)
     assert len(hit) and _looks_until(rs, hit["first_run"].min()) <= 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: named drought. The one-look abrupt loss of 2004-09-13 waits for a "
-    "second look (composite quality unknown) that is not anomalous (0.66 on 2004-09-29); "
-    "the felled stand then confirms as a deficit against its own history from 2004-10-15",
-)
 def test_clearfell_is_named_a_loss() -> None:
     """Felling a plantation is a loss of the stand, not a drought."""
     _need("bfast", "harvest_ndvi_modis16day.csv")

@@ -253,7 +253,8 @@ def test_most_documented_clearings_raise_an_alert() -> None:
     "RO038); a 0.83 -> 0.31 drop across a 48-day cloud gap is outside abrupt_max_gap_days 30 "
     "(RO032); a composite's quality is unknown, so RO017's one-look loss (0.83 -> 0.46 on "
     "2018-09-14) waits for a second look, and its next look (0.50, 96 days of fills later) "
-    "is not labelled anomalous",
+    "is not labelled anomalous: it would hold the loss (abrupt_hold_share) but is over "
+    "abrupt_max_gap_days (30) after it (measured again with the hold rule: still 23 of 30)",
 )
 def test_visible_clearings_recall_at_target() -> None:
     _need(RONDONIA)
@@ -265,8 +266,10 @@ def test_visible_clearings_recall_at_target() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="measured 3 of 25 raised clearings named abrupt_loss: a clearing spread over "
-    "several 16-day looks loses under abrupt_drop_rel (30 %) per look, or its looks are over "
+    reason="measured 3 of 25 raised clearings named abrupt_loss (also with the hold rule, "
+    "abrupt_hold_share: it keeps a loss the drop rules found, it finds no new one): a "
+    "clearing spread over several 16-day looks loses under abrupt_drop_rel (30 %) per look, "
+    "or its looks are over "
     "abrupt_max_gap_days (30) apart (a missed Landsat pass makes 32- and 48-day gaps); the "
     "two-look window (abrupt_own_window_days) runs only for farms without peers",
 )

@@ -9,7 +9,10 @@ looks (features are sorted by farm and date):
   ``season_id``;
 - :func:`agrisat.anomaly.detectors.keeping_pace`: the last *sound* look (neither flood nor
   abrupt loss) before the look: its ``value``, ``peer_median`` and ``date``, each the last
-  known one of the sound looks (a per-column forward fill).
+  known one of the sound looks (a per-column forward fill);
+- :func:`agrisat.anomaly.losses.held_losses`: whether the previous two looks were labelled
+  abrupt loss (their ``hazard``) and the previous look's level before its loss (its
+  ``expected_h``).
 
 An incremental night labels only its new looks; instead of relabelling the farms' recent
 window to give those rules their earlier rows, it hands :func:`agrisat.anomaly.core.label_looks`
@@ -29,17 +32,19 @@ import pandas as pd
 __all__ = ["CARRY_COLUMNS", "CARRY_INPUTS", "Earlier", "label_carry"]
 
 #: Columns of :func:`label_carry` (besides ``farm_id``): the previous two looks (``_1`` the
-#: latest), the latest look's season and the last sound look.
+#: latest; ``loss``: 1.0 when labelled abrupt loss, else 0.0), the latest look's season and
+#: level before its loss (``loss_ref_1``), and the last sound look.
 CARRY_COLUMNS: tuple[str, ...] = (
     "value_1", "date_1", "expected_1", "value_2", "date_2", "expected_2", "season_1",
-    "sound_value", "sound_peer_median", "sound_date",
+    "sound_value", "sound_peer_median", "sound_date", "loss_1", "loss_2", "loss_ref_1",
 )  # fmt: skip
 #: Stored look columns :func:`label_carry` reads.
 CARRY_INPUTS: tuple[str, ...] = (
-    "farm_id", "date", "value", "expected", "season_id", "peer_median", "hazard",
+    "farm_id", "date", "value", "expected", "season_id", "peer_median", "hazard", "expected_h",
 )  # fmt: skip
 
 _UNSOUND = ("flood", "abrupt_loss")
+_LOSS = "abrupt_loss"
 _DATES = ("date_1", "date_2", "sound_date")
 
 
@@ -90,7 +95,11 @@ def label_carry(earlier: pd.DataFrame) -> pd.DataFrame:
         "date_2": at(date, np.maximum(prev, 0), has2),
         "expected_2": at(e["expected"].astype(float), np.maximum(prev, 0), has2),
         "season_1": at(e["season_id"], last),
+        "loss_ref_1": at(e["expected_h"].astype(float), last),
     }
+    loss = pd.Series((e["hazard"] == _LOSS).to_numpy(dtype=float))
+    cols["loss_1"] = at(loss, last)
+    cols["loss_2"] = at(loss, np.maximum(prev, 0), has2)
     sound = ~e["hazard"].isin(_UNSOUND).to_numpy()
     # per column the last known value of the sound looks (``keeping_pace`` forward-fills
     # each column on its own)
@@ -135,7 +144,7 @@ class Earlier:
     def shifted(self, f: pd.DataFrame, cols: list[str], k: int, farm: pd.Series) -> pd.DataFrame:
         """``f[cols]`` ``k`` looks back within each farm, continued into the carry (whose
         previous looks are ``value_1``.. for ``value``; ``cols`` among value, date,
-        expected and ``k`` <= 2)."""
+        expected and loss with ``k`` <= 2, loss_ref with ``k`` = 1)."""
         ref = f[cols].groupby(farm, sort=False).shift(k)
         for j in range(k):
             m = self.pos == j

@@ -12,8 +12,6 @@ from ..arrowops import code_labels, isin, label_codes, pick_labels
 from ..calendar import Calendar
 from .carry import Earlier
 from .detectors import (
-    _abrupt_mask,
-    _flood_mask,
     detect_abrupt_loss,
     detect_drought,
     detect_flood,
@@ -24,7 +22,7 @@ from .detectors import (
     season_peer,
 )
 from .features import look_features
-from .robust import own_abrupt
+from .losses import loss_looks
 from .settings import DEFAULT_SETTINGS, HAZARD_PRIORITY, DetectSettings
 
 __all__ = [
@@ -107,25 +105,26 @@ def label_looks(
     """The per-look part of :func:`classify_looks`: ``hazard``, ``score``, ``expected_h``,
     ``state`` and ``peer_state``.
 
-    Detectors may read the farm's earlier rows in ``features`` (its previous two looks, the
-    previous look's season, its last sound look: see :mod:`.carry`). ``carry`` stands for
+    Detectors may read the farm's earlier rows in ``features`` (its previous two looks and
+    whether they were losses, the previous look's season, its last sound look: see
+    :mod:`.carry`). ``carry`` stands for
     the farm's looks before ``features`` (:func:`agrisat.anomaly.carry.label_carry` of
     them, one row per farm): the labels are then those ``features`` would get with those
     looks in front of it, so an incremental night labels only its new looks.
     """
     s = settings
     earlier = None if carry is None else Earlier.build(features, carry)
-    # the flood and abrupt-loss looks once: the drought detector's pace reads them too
-    own = own_abrupt(features, s, earlier=earlier)
-    flood = _flood_mask(features, s)
-    abrupt = _abrupt_mask(features, s, earlier=earlier, own=own[0])
+    # the flood and abrupt-loss looks once (with the looks keeping the loss of the look
+    # before them): the drought detector's pace reads them too
+    own, flood, abrupt, held = loss_looks(features, s, earlier=earlier)
+    unsound = flood | abrupt | held[0]
     detectors = {
         "flood": lambda: detect_flood(features, s, mask=flood),
         "abrupt_loss": lambda: detect_abrupt_loss(
-            features, s, earlier=earlier, mask=abrupt, own=own
+            features, s, earlier=earlier, mask=abrupt, own=own, held=held
         ),
         "no_planting": lambda: detect_no_planting(features, s),
-        "drought": lambda: detect_drought(features, s, earlier=earlier, unsound=flood | abrupt),
+        "drought": lambda: detect_drought(features, s, earlier=earlier, unsound=unsound),
     }
     # Copy-on-write (pandas 3): a shallow copy, so the new columns do not duplicate the table.
     f = features.copy(deep=False)

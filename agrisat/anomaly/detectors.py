@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 
 from ..arrowops import pick_labels
+from .losses import _abrupt_mask as _abrupt_mask  # re-exported (tests import it here)
+from .losses import _flood_mask as _flood_mask
 from .losses import (
-    _abrupt_mask,
-    _flood_mask,
     _nan_or,
     _rows,
     detect_abrupt_loss,
     detect_flood,
+    unsound_looks,
 )
 from .robust import dormant_peers, record_low
 from .settings import DEFAULT_SETTINGS, DetectSettings
@@ -182,7 +183,7 @@ def keeping_pace(
         return pd.Series(False, index=f.index)
     base = _pace(f, s, f["prev_value"], f["prev_peer_median"], f["prev_date"])
     if unsound is None:
-        unsound = _flood_mask(f, s) | _abrupt_mask(f, s, earlier=earlier)
+        unsound = unsound_looks(f, s, earlier=earlier)
     # With a carry always the sound-look reference: on a frame without an unsound look it is
     # the previous look (the base), except on a farm's first row, whose previous look may be
     # an unsound one of the carry.

@@ -108,7 +108,9 @@ def context_windows(
             hist.append((lo, hi))
     lags = [g for g in (s.change_lag_guard_days, s.late_max_lag_days) if g > 0]
     lag_back = max([g + max(g, 10) for g in lags], default=0) + 1
-    recent = max(s.change_ref_max_days + 1, lag_back)
+    # (a look keeping a loss reads the two looks before it, each within abrupt_max_gap_days:
+    # held_losses)
+    recent = max(s.change_ref_max_days + 1, lag_back, 2 * s.abrupt_max_gap_days + 1)
     return {
         "history": hist,
         "recent": [(d0 - pd.Timedelta(days=recent), d0)],

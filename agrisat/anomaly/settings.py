@@ -132,6 +132,13 @@ class DetectSettings:
     #: ... and by this many robust spreads of the farm's own look-to-look changes at this
     #: time of year in earlier seasons (how fast it usually moves then)
     abrupt_own_z: float = 4.0
+    #: the look after a loss that is still ``abrupt_drop`` below the level before the loss
+    #: and kept at least this share of it is the loss still (the crop did not come back):
+    #: labelled abrupt loss, so a loss that waits for a second look (unknown sky, a hazy
+    #: date) is confirmed by the next look when it persists, not when it was a dip that
+    #: recovered (a composite series' clear-fell: 0.84, 0.62, 0.66). Half: a wobble of the
+    #: floor is not a recovery, a look back above the middle of the drop is. 0 disables
+    abrupt_hold_share: float = 0.5
 
     # --- flood: standing water where the crop should be ---------------------------------
     flood_water: float = 0.20
