@@ -24,6 +24,10 @@ BIN="${AGRISAT_BIN:-agrisat}"
 END="${AGRISAT_END:-$(date -u +%F)}"
 LOG="$AGRISAT_WORKDIR/logs/nightly-$END.jsonl"
 mkdir -p "$AGRISAT_WORKDIR/logs" "$OUTBOX"
+# Arrow's default pool (mimalloc) keeps the pages it frees; the C heap gives them back.
+# Measured at 100,000 farms: a 3-year backfill peaks at 710 MB instead of 955 MB, a night at
+# 613 MiB instead of 679 MiB, in the same time. Read once when Arrow loads, so set here.
+export ARROW_DEFAULT_MEMORY_POOL="${ARROW_DEFAULT_MEMORY_POOL:-system}"
 
 say() { printf '%s agrisat-nightly: %s\n' "$(date -u +%FT%TZ)" "$*" >&2; }
 
