@@ -22,6 +22,7 @@ __all__ = [
     "PEER_EVENTS",
     "STEP_EVENTS",
     "Event",
+    "alert_look",
     "feed_store",
     "make_farms",
     "make_observations",
@@ -334,3 +335,49 @@ def feed_store(store: Any, rows: pd.DataFrame, tag: str) -> None:
     with store.transaction() as txn:
         txn.append("observations", rows.reset_index(drop=True))
         txn.append("ledger", ledger)
+
+
+def alert_look(
+    farm: str,
+    date: str,
+    state: str,
+    *,
+    hazard: str = "drought",
+    onset: str | None = None,
+    run_looks: int = 0,
+    confirmed: bool = False,
+    score: float = 0.3,
+    **over: Any,
+) -> dict[str, Any]:
+    """One classified look as :func:`agrisat.alerts.update_alerts` reads it (an anomaly
+    table row): a ``drought`` look of a wheat-maize farm by default, ``over`` replacing any
+    column."""
+    anomalous = state == "anomalous"
+    row = {
+        "farm_id": farm,
+        "date": pd.Timestamp(date),
+        "hazard": hazard if anomalous else "none",
+        "state": state,
+        "score": score if anomalous else float("nan"),
+        "value": 0.5 if anomalous else 0.8,
+        "expected": 0.8,
+        "index": "ndvi",
+        "own_z": -4.0,
+        "own_deficit": 0.3,
+        "vci": 0.1,
+        "peer_median": 0.8,
+        "peer_z": -4.0,
+        "peer_n": 20,
+        "peer_level": "region",
+        "peer_state": "idiosyncratic",
+        "water_fraction": 0.0,
+        "clear_fraction": 1.0,
+        "crop": "wheat_maize",
+        "region": "county-a",
+        "stage": "peak",
+        "onset": pd.Timestamp(onset) if onset else pd.NaT,
+        "run_looks": run_looks,
+        "run_hazard": hazard if anomalous else "none",
+        "confirmed": confirmed,
+    }
+    return {**row, **over}

@@ -8,50 +8,12 @@ import pytest
 
 from agrisat.alerts import ALERT_COLUMNS, AlertSettings, severity_of, update_alerts
 from agrisat.rollup import rollup
-from agrisat.testing_series import make_farms
+from agrisat.testing_series import alert_look, make_farms
 
 FARMS = make_farms(4)
 
 
-def _look(
-    farm: str,
-    date: str,
-    state: str,
-    *,
-    hazard: str = "drought",
-    onset: str | None = None,
-    run_looks: int = 0,
-    confirmed: bool = False,
-    score: float = 0.3,
-) -> dict:
-    anomalous = state == "anomalous"
-    return {
-        "farm_id": farm,
-        "date": pd.Timestamp(date),
-        "hazard": hazard if anomalous else "none",
-        "state": state,
-        "score": score if anomalous else float("nan"),
-        "value": 0.5 if anomalous else 0.8,
-        "expected": 0.8,
-        "index": "ndvi",
-        "own_z": -4.0,
-        "own_deficit": 0.3,
-        "vci": 0.1,
-        "peer_median": 0.8,
-        "peer_z": -4.0,
-        "peer_n": 20,
-        "peer_level": "region",
-        "peer_state": "idiosyncratic",
-        "water_fraction": 0.0,
-        "clear_fraction": 1.0,
-        "crop": "wheat_maize",
-        "region": "county-a",
-        "stage": "peak",
-        "onset": pd.Timestamp(onset) if onset else pd.NaT,
-        "run_looks": run_looks,
-        "run_hazard": hazard if anomalous else "none",
-        "confirmed": confirmed,
-    }
+_look = alert_look
 
 
 RUN1 = [

@@ -9,36 +9,24 @@ import pandas as pd
 from agrisat.alerts import update_alerts
 from agrisat.alerts_fast import evidence
 from agrisat.i18n import render_evidence
-from agrisat.testing_series import make_farms
+from agrisat.testing_series import alert_look, make_farms
 
 FARMS = make_farms(2)
 
 
 def _look(date: str, hazard: str, run_looks: int, **over: object) -> dict[str, object]:
-    row: dict[str, object] = {
-        "farm_id": "F0000",
-        "date": pd.Timestamp(date),
-        "hazard": hazard,
-        "state": "anomalous",
-        "score": 0.6,
-        "value": 0.09,
-        "expected": 0.8,
-        "index": "ndvi",
-        "own_z": -4.0,
-        "peer_median": 0.8,
-        "peer_n": 7,
-        "peer_state": "idiosyncratic",
-        "water_fraction": 0.0,
-        "clear_fraction": 1.0,
-        "crop": "wheat_maize",
-        "region": "county-a",
-        "stage": "peak",
-        "onset": pd.Timestamp("2026-04-06"),
-        "run_looks": run_looks,
-        "run_hazard": "abrupt_loss",
-        "confirmed": True,
-    }
-    return {**row, **over}
+    """A confirmed look of an abrupt-loss run from 2026-04-06 (NDVI 0.09 against 0.80)."""
+    return alert_look(
+        "F0000",
+        date,
+        "anomalous",
+        hazard=hazard,
+        onset="2026-04-06",
+        run_looks=run_looks,
+        confirmed=True,
+        score=0.6,
+        **{"value": 0.09, "peer_n": 7, "run_hazard": "abrupt_loss", **over},
+    )
 
 
 def test_an_abrupt_loss_does_not_quote_its_onset_look_as_the_latest() -> None:

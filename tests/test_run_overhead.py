@@ -21,7 +21,7 @@ from agrisat.book.cache import load_book_cached
 from agrisat.pipeline import run
 from agrisat.scheduler import threads_unless_client
 from agrisat.store import Store, Transaction, frame_fingerprint
-from agrisat.testing import SyntheticFarm, make_archive
+from agrisat.testing import strip_archive
 
 X0, Y0 = 600000.0, 4040000.0
 
@@ -37,16 +37,7 @@ def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _archive(root: Path) -> tuple[Path, Path]:
-    farms = [
-        SyntheticFarm(
-            f"F{i}",
-            box(X0 + 20 + 70 * i, Y0 - 300, X0 + 80 + 70 * i, Y0 - 40),
-            {"red": 0.04 + 0.01 * i, "nir": 0.4 - 0.02 * i},
-        )
-        for i in range(4)
-    ]
-    dates = [f"2026-05-{d:02d}" for d in (1, 6, 11)]
-    arc = make_archive(root, farms, dates=dates)
+    arc = strip_archive(root, dates=[f"2026-05-{d:02d}" for d in (1, 6, 11)])
     return Path(arc.book), Path(arc.catalog)
 
 

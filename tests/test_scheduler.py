@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from shapely.geometry import box
 
 from agrisat.config import Settings
 from agrisat.errors import ConfigError
 from agrisat.observations import read_observations
 from agrisat.pipeline import run
 from agrisat.scheduler import SchedulerChoice, available_cpus, choose_scheduler
-from agrisat.testing import SyntheticFarm, make_archive
+from agrisat.testing import strip_archive
 
 X0, Y0 = 600000.0, 4040000.0
 
@@ -41,17 +40,9 @@ def test_explicit_choices() -> None:
 
 
 def test_local_cluster_run_equals_threaded_run(tmp_path: Path) -> None:
-    farms = [
-        SyntheticFarm(
-            f"F{i}",
-            box(X0 + 20 + 70 * i, Y0 - 300, X0 + 80 + 70 * i, Y0 - 40),
-            {"red": 0.04 + 0.01 * i, "nir": 0.4 - 0.02 * i},
-        )
-        for i in range(4)
-    ]
     dates = [f"2026-05-{d:02d}" for d in (1, 6, 11, 16)]
     cloud = {dates[1]: np.full((20, 20), 9, "uint8")}
-    arc = make_archive(tmp_path / "a", farms, dates=dates, scl=cloud)
+    arc = strip_archive(tmp_path / "a", dates=dates, scl=cloud)
     local = run(arc.book, str(arc.catalog), tmp_path / "threads", detect=False)
     procs = run(
         arc.book,

@@ -13,6 +13,7 @@ from .archive import (
     SyntheticArchive,
     SyntheticFarm,
     make_archive,
+    strip_archive,
     two_farm_archive,
 )
 from .cog import as_affine, write_cog
@@ -46,6 +47,7 @@ __all__ = [
     "make_s2_item",
     "reflectance_to_dn",
     "shown_fill",
+    "strip_archive",
     "two_farm_archive",
     "write_cog",
     "write_static_catalog",

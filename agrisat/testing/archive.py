@@ -38,6 +38,7 @@ __all__ = [
     "SyntheticArchive",
     "SyntheticFarm",
     "make_archive",
+    "strip_archive",
     "two_farm_archive",
 ]
 
@@ -281,3 +282,27 @@ def two_farm_archive(root: str | Path, *, dates: Sequence[dt.date | str]) -> Syn
         SyntheticFarm("F2", box(x0 + 200, y0 - 300, x0 + 280, y0 - 240), {"red": 0.1, "nir": 0.3}),
     ]
     return make_archive(root, farms, dates=dates)
+
+
+def strip_archive(
+    root: str | Path,
+    *,
+    dates: Sequence[dt.date | str],
+    farms: int = 4,
+    scl: int | Mapping[str, int | np.ndarray] = 4,
+) -> SyntheticArchive:
+    """:func:`make_archive` of ``farms`` narrow strips (0.6 × 2.6 ha-ish, 70 m apart) on the
+    default grid, each a little sparser than the one before: the small run the scheduler and
+    cluster tests compare between schedulers."""
+    from shapely.geometry import box
+
+    x0, y0 = 600000.0, 4040000.0
+    strips = [
+        SyntheticFarm(
+            f"F{i}",
+            box(x0 + 20 + 70 * i, y0 - 300, x0 + 80 + 70 * i, y0 - 40),
+            {"red": 0.04 + 0.01 * i, "nir": 0.4 - 0.02 * i},
+        )
+        for i in range(farms)
+    ]
+    return make_archive(root, strips, dates=dates, scl=scl)
