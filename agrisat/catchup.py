@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import geopandas as gpd
@@ -128,6 +128,7 @@ def catch_up(
     indices: Sequence[str],
     settings: Settings,
     run_id: str,
+    read_tonight: Collection[str] = (),
     progress: ProgressFn | None = None,
 ) -> IngestResult:
     """Read the ledger's scenes again over the pending farms and store their observations.
@@ -147,6 +148,9 @@ def catch_up(
         farms (scenes ingested tonight were read with the pending farms already).
     end, indices, settings, run_id, progress
         As for :func:`agrisat.ingest.ingest`.
+    read_tonight
+        Ids of the scenes this run's ingestion read with the pending farms in the book
+        (not read again).
 
     Returns
     -------
@@ -176,7 +180,7 @@ def catch_up(
     # every scene over them since the history began: those in the ledger, a newer version of
     # one (re-published since it was stored), and scenes of an area the old book did not
     # reach (outside the regular search's look-back)
-    todo = [i for i in items if i.id not in done]
+    todo = [i for i in items if i.id not in done and i.id not in read_tonight]
     log.info(
         "history of %d farm(s) that joined the book or were redrawn: %d scene(s) to read over "
         "them (%d read before)",

@@ -211,6 +211,8 @@ def run(
                 indices=indices,
                 settings=settings,
                 run_id=result.run_id,
+                # read with the pending farms already: the book held them during ingestion
+                read_tonight={i.id for i in new} - set(done.items_failed),
                 progress=progress,
             )
             result.farms_history = int(farms.gdf["farm_id"].isin(pending["farms"]).sum())

@@ -233,3 +233,22 @@ def test_farms_that_join_on_a_tile_the_book_never_reached_get_every_date(
     assert (ref["farm_id"] == "Q").sum() == len(DATES)
     pd.testing.assert_frame_equal(grown, ref, check_exact=True)
     pd.testing.assert_frame_equal(_alerts(work), _alerts(fresh), check_exact=True)
+
+
+def test_a_farm_that_joins_with_new_scenes_reads_only_the_older_ones_again(
+    archive: SyntheticArchive, fresh: Path, tmp_path: Path
+) -> None:
+    # J joins on a night that also brings two new scenes: the night's ingestion reads those
+    # with J in the book already, so the catch-up reads only the six stored before
+    work = tmp_path / "w"
+    early = Settings().replace("run", indices=("ndvi",), end=DATES[5], batch_items=2)
+    run(_without(archive.book, "J", tmp_path / "first.gpkg"), str(archive.catalog), work,
+        settings=early)  # fmt: skip
+    result = run(archive.book, str(archive.catalog), work, settings=SETTINGS)
+    assert result.exit_code == 0 and result.farms_history == 1
+    read = Store(work).read(CATCHUP_TABLE)
+    assert sorted(read["day"]) == DATES[:6]
+    pd.testing.assert_frame_equal(_observations(work), _observations(fresh), check_exact=True)
+    pd.testing.assert_frame_equal(_alerts(work)[_alerts(work)["run_date"] == DATES[-1]]
+        .reset_index(drop=True), _alerts(fresh)[_alerts(fresh)["run_date"] == DATES[-1]]
+        .reset_index(drop=True), check_exact=True)  # fmt: skip
